@@ -98,7 +98,7 @@ class ExecutionError(Event):
     exception_type: str
     traceback: list[str]
     current_inputs: Mapping[str, Any]
-    current_outputs: Mapping[str, Any]
+    current_outputs: list[str]
     timestamp: int = field(default_factory=_now_ms)
 
 

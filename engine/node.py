@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextvars
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from .schema import NodeSchema
@@ -144,13 +144,29 @@ class NodeDefinition(ABC):
     def source_module(self) -> str:
         return "nodes"
 
+    def normalize(self, raw: Any, output_count: int) -> "CallResult":
+        """Turn what :meth:`call` returned into values (+ ui, expansion).
+
+        Loom's style: a single value for one output, a tuple for several, or a
+        :class:`NodeOutput`.
+        """
+        if isinstance(raw, NodeOutput):
+            return CallResult(tuple(raw.values), raw.ui, raw.expand, raw.block_execution)
+        if raw is None:
+            return CallResult(())
+        if output_count == 1:
+            return CallResult((raw,))
+        if not isinstance(raw, tuple):
+            raise TypeError(f"{self.class_type} must return a tuple of {output_count} values, got {type(raw).__name__}")
+        return CallResult(raw)
+
 
 @dataclass
-class NodeResult:
-    """A node call normalised: one list of values per output, plus extras."""
+class CallResult:
+    """One call of a node, normalised from either declaration style."""
 
-    outputs: list[list[Any]]
-    ui: dict[str, Any] | None = None
+    values: tuple[Any, ...]
+    ui: Mapping[str, Any] | None = None
     expand: Mapping[str, Any] | None = None
-    #: For expanded nodes: per output, a ``[node_id, slot]`` link or a value.
-    expand_outputs: tuple[Any, ...] = field(default_factory=tuple)
+    block_execution: str | None = None
+

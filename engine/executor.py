@@ -1,0 +1,547 @@
+"""Runs a validated prompt node by node, reusing cached results.
+
+A worklist, not recursion: nodes become ready when their (non-lazy, or
+requested-lazy) sources are resolved and run in a deterministic order.  A node
+may ask for lazy inputs (``check_lazy_status``), expand into new nodes, block its
+consumers (:class:`ExecutionBlocker`), or be a coroutine — coroutine nodes run
+as tasks, so independent async nodes overlap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import inspect
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from . import events as ev
+from .cache import CachedResult, ResultCache, make_cache
+from .interrupt import InterruptFlag
+from .node import CallResult, ExecutionBlocker, Interrupted, NodeContext, NodeDefinition, Preview, current_context
+from .planning import dependency_graph, topological_order
+from .prompt import Link, ListLiteral, NodeCall, is_link, parse_input
+from .registry import Registry
+from .schema import NodeSchema
+from .signature import node_signature
+from .validation import ValidationResult, validate_prompt
+
+
+class PromptValidationError(ValueError):
+    """The prompt did not validate; ``.result`` holds ComfyUI's error body."""
+
+    def __init__(self, result: ValidationResult):
+        super().__init__(result.error.message if result.error else "invalid prompt")
+        self.result = result
+
+
+class NodeFailure(Exception):
+    """An error attributed to a node (bad return value, bad expansion...)."""
+
+
+@dataclass
+class ExecutionOutcome:
+    prompt_id: str
+    status: str  # "success" | "error" | "interrupted"
+    #: Node id → the ``ui`` dict it produced (cached ones included).
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: ``[type, data]`` pairs for the history's ``status.messages``.
+    messages: list[list[Any]] = field(default_factory=list)
+    error: ev.ExecutionError | None = None
+    executed: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+
+    @property
+    def completed(self) -> bool:
+        return self.status == "success"
+
+
+_HIDDEN = {"PROMPT", "EXTRA_PNGINFO", "UNIQUE_ID", "DYNPROMPT"}
+
+
+class Executor:
+    """Holds the result cache and the V1 node instances between prompts.
+
+    Not thread-safe: one executor per worker thread.
+    """
+
+    def __init__(self, registry: Registry, cache: str | ResultCache = "classic"):
+        self.registry = registry
+        self.cache = make_cache(cache)
+        self._instances: dict[tuple[str, str], Any] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def execute(
+        self,
+        prompt: Mapping[str, Any] | ValidationResult,
+        *,
+        prompt_id: str,
+        sink: ev.EventSink = ev.discard,
+        interrupt: InterruptFlag | None = None,
+        extra_data: Mapping[str, Any] | None = None,
+        outputs: Iterable[str] | None = None,
+    ) -> ExecutionOutcome:
+        validation = prompt if isinstance(prompt, ValidationResult) else validate_prompt(self.registry, prompt, outputs)
+        if not validation.ok:
+            raise PromptValidationError(validation)
+        flag = interrupt or InterruptFlag()
+        flag.clear()
+        run = _PromptRun(self, validation, prompt_id, sink, flag, dict(extra_data or {}))
+        if self._loop is None or self._loop.is_closed():
+            self._loop = asyncio.new_event_loop()
+        return self._loop.run_until_complete(run.run())
+
+    def instance(self, node_id: str, definition: NodeDefinition) -> Any:
+        key = (node_id, definition.class_type)
+        if key not in self._instances:
+            self._instances[key] = definition.new_instance()
+        return self._instances[key]
+
+    def close(self) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.close()
+
+
+def _format_value(value: Any) -> Any:
+    if value is None or isinstance(value, (int, float, bool, str)):
+        return value
+    return str(value)[:200]
+
+
+class _PromptRun:
+    """The state of one prompt's execution."""
+
+    def __init__(self, executor: Executor, validation: ValidationResult, prompt_id: str,
+                 sink: ev.EventSink, interrupt: InterruptFlag, extra_data: dict[str, Any]):
+        self.executor = executor
+        self.registry = executor.registry
+        self.cache = executor.cache
+        self.prompt_id = prompt_id
+        self.sink = sink
+        self.interrupt = interrupt
+        self.extra_data = extra_data
+        self.calls: dict[str, NodeCall] = dict(validation.calls)
+        self.wire_prompt = validation.prompt
+        self.outputs_wanted = list(validation.outputs)
+        self.order: dict[str, int] = {n: i for i, n in enumerate(validation.order)}
+        self.schemas: dict[str, NodeSchema] = {}
+        self.signatures: dict[str, str] = {}
+        self.results: dict[str, list[list[Any]]] = {}
+        self.staged: set[str] = set()
+        self.waiting: dict[str, set[str]] = {}
+        self.dependents: dict[str, set[str]] = {}
+        self.ready: list[tuple[int, str]] = []
+        self.queued: set[str] = set()
+        self.lazy_requested: dict[str, set[str]] = {}
+        self.expanding: dict[str, tuple[list[CallResult], dict[str, Any] | None]] = {}
+        self.tasks: dict[asyncio.Task, str] = {}
+        self.outcome = ExecutionOutcome(prompt_id, "success")
+        self.current: str | None = None
+        self._ui: dict[str, dict[str, Any]] = {}
+
+    # -- events ---------------------------------------------------------------
+
+    def emit(self, event: ev.Event, record: bool = False) -> None:
+        if record:
+            self.outcome.messages.append([event.type, event.data()])
+        self.sink(event)
+
+    def display_id(self, node_id: str) -> str:
+        call = self.calls[node_id]
+        while call.parent is not None and call.parent in self.calls:
+            call = self.calls[call.parent]
+        return call.id
+
+    # -- signatures -----------------------------------------------------------
+
+    def schema(self, node_id: str) -> NodeSchema:
+        class_type = self.calls[node_id].class_type
+        if class_type not in self.schemas:
+            schema = self.registry.schema(class_type)
+            if schema is None:
+                raise NodeFailure(f"Node '{class_type}' not found. The custom node may not be installed.")
+            self.schemas[class_type] = schema
+        return self.schemas[class_type]
+
+    def definition(self, node_id: str) -> NodeDefinition:
+        definition = self.registry.get(self.calls[node_id].class_type)
+        assert definition is not None  # schema() checked it
+        return definition
+
+    def sign(self, node_ids: Iterable[str]) -> None:
+        for node_id in node_ids:
+            self.signatures[node_id] = node_signature(
+                self.calls[node_id], self.schema(node_id), self.definition(node_id), self.signatures)
+
+    # -- staging --------------------------------------------------------------
+
+    def dependencies(self, node_id: str) -> set[str]:
+        schema = self.schema(node_id)
+        requested = self.lazy_requested.get(node_id, set())
+        deps = set()
+        for name, value in self.calls[node_id].inputs.items():
+            if isinstance(value, Link):
+                spec = schema.input(name)
+                if spec is not None and spec.lazy and name not in requested:
+                    continue
+                deps.add(value.node)
+        return deps
+
+    def stage(self, roots: Iterable[str]) -> None:
+        stack = list(roots)
+        while stack:
+            node_id = stack.pop()
+            if node_id in self.staged or node_id in self.results:
+                continue
+            self.staged.add(node_id)
+            cached = self.cache.get(self.signatures[node_id])
+            if cached is not None:
+                self.resolve(node_id, cached.outputs, cached.ui, from_cache=True)
+                continue
+            self.wait_for(node_id, self.dependencies(node_id), stack)
+
+    def wait_for(self, node_id: str, deps: set[str], stack: list[str] | None = None) -> None:
+        unresolved = {d for d in deps if d not in self.results}
+        self.waiting[node_id] = unresolved
+        for dep in unresolved:
+            self.dependents.setdefault(dep, set()).add(node_id)
+            if stack is not None:
+                stack.append(dep)
+            elif dep not in self.staged:
+                self.stage([dep])
+        if not self.waiting[node_id]:
+            self.make_ready(node_id)
+
+    def make_ready(self, node_id: str) -> None:
+        if node_id in self.queued:
+            return
+        self.queued.add(node_id)
+        if node_id not in self.order:
+            self.order[node_id] = len(self.order)
+        heapq.heappush(self.ready, (self.order[node_id], node_id))
+
+    def resolve(self, node_id: str, outputs: list[list[Any]], ui: dict[str, Any] | None, from_cache: bool = False) -> None:
+        self.results[node_id] = outputs
+        self.waiting.pop(node_id, None)
+        if not from_cache:
+            self.cache.put(self.signatures[node_id], CachedResult(outputs, ui))
+            self.outcome.executed.append(node_id)
+        if ui:
+            self._ui[node_id] = ui
+            display = self.display_id(node_id)
+            self.emit(ev.Executed(node_id, display, ui, self.prompt_id))
+        for consumer in self.dependents.pop(node_id, ()):
+            pending = self.waiting.get(consumer)
+            if pending is not None:
+                pending.discard(node_id)
+                if not pending:
+                    self.make_ready(consumer)
+
+    # -- running --------------------------------------------------------------
+
+    async def run(self) -> ExecutionOutcome:
+        self.emit(ev.ExecutionStart(self.prompt_id), record=True)
+        try:
+            self.sign(self.order)
+            cached = [n for n in self.order if self.cache.get(self.signatures[n]) is not None]
+            self.outcome.cached = cached
+            self.emit(ev.ExecutionCached(cached, self.prompt_id), record=True)
+            self.stage(reversed(self.outputs_wanted))
+            await self.drain()
+        except Interrupted:
+            await self.cancel_tasks()
+            self.outcome.status = "interrupted"
+            node = self.current
+            self.emit(ev.ExecutionInterrupted(
+                self.prompt_id, node, self.calls[node].class_type if node else None,
+                list(self.outcome.executed)), record=True)
+        except Exception as exc:  # a node's failure ends this prompt, never the engine
+            await self.cancel_tasks()
+            self.fail(exc)
+        else:
+            self.emit(ev.ExecutionSuccess(self.prompt_id), record=True)
+        finally:
+            self.interrupt.clear()
+            self.cache.end_prompt(self.signatures.values())
+            self.outcome.outputs = dict(self._ui)
+        self.emit(ev.Executing(None, None, self.prompt_id))
+        return self.outcome
+
+    def fail(self, exc: BaseException) -> None:
+        node = self.current
+        class_type = self.calls[node].class_type if node else ""
+        inputs: dict[str, Any] = {}
+        if node is not None:
+            for name, value in self.calls[node].inputs.items():
+                if isinstance(value, Link):
+                    got = self.results.get(value.node)
+                    inputs[name] = [_format_value(v) for v in got[value.slot]] if got and value.slot < len(got) else None
+                else:
+                    inputs[name] = [_format_value(value)]
+        error = ev.ExecutionError(
+            prompt_id=self.prompt_id,
+            node_id=node or "",
+            node_type=class_type,
+            executed=list(self.outcome.executed),
+            exception_message=str(exc) or type(exc).__name__,
+            exception_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+            traceback=traceback.format_exception(exc),
+            current_inputs=inputs,
+            current_outputs=list(self.results),
+        )
+        self.outcome.status = "error"
+        self.outcome.error = error
+        self.emit(error, record=True)
+
+    async def cancel_tasks(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.tasks.clear()
+
+    async def drain(self) -> None:
+        while True:
+            if self.interrupt.is_set():
+                raise Interrupted()
+            if self.ready:
+                _, node_id = heapq.heappop(self.ready)
+                self.queued.discard(node_id)
+                if node_id in self.results:
+                    continue
+                self.current = node_id
+                self.visit(node_id)
+                continue
+            if self.tasks:
+                done, _ = await asyncio.wait(list(self.tasks), return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    node_id = self.tasks.pop(task)
+                    self.current = node_id
+                    self.complete(node_id, task.result())
+                continue
+            break
+        missing = [n for n in self.outputs_wanted if n not in self.results]
+        if missing:  # a lazy request or expansion that never resolved
+            self.current = missing[0]
+            raise NodeFailure(f"node(s) {', '.join(missing)} could not be resolved (unsatisfied dependencies)")
+
+    def gather_inputs(self, node_id: str) -> dict[str, list[Any]]:
+        values: dict[str, list[Any]] = {}
+        for name, value in self.calls[node_id].inputs.items():
+            if isinstance(value, Link):
+                got = self.results.get(value.node)
+                values[name] = got[value.slot] if got is not None else [None]
+            elif isinstance(value, ListLiteral):
+                values[name] = [value.value]
+            else:
+                values[name] = [value]
+        return values
+
+    def hidden_inputs(self, node_id: str, schema: NodeSchema) -> dict[str, Any]:
+        hidden = {}
+        for spec in schema.section("hidden"):
+            if spec.type == "PROMPT":
+                hidden[spec.name] = self.wire_prompt
+            elif spec.type == "EXTRA_PNGINFO":
+                hidden[spec.name] = self.extra_data.get("extra_pnginfo")
+            elif spec.type == "UNIQUE_ID":
+                hidden[spec.name] = node_id
+            elif spec.type == "DYNPROMPT":
+                hidden[spec.name] = self.calls
+            else:
+                hidden[spec.name] = None
+        return hidden
+
+    def context(self, node_id: str) -> NodeContext:
+        def report(node: str, value: float, total: float, preview: Preview | None) -> None:
+            self.emit(ev.Progress(value, total, self.prompt_id, node))
+            if preview is not None:
+                self.emit(ev.PreviewImage(preview.format, preview.data, self.prompt_id, node))
+
+        def send(event: str, data: Mapping[str, Any]) -> None:
+            self.emit(ev.CustomEvent(event, data, self.prompt_id))
+
+        return NodeContext(
+            node_id=node_id,
+            display_node_id=self.display_id(node_id),
+            prompt_id=self.prompt_id,
+            prompt=self.wire_prompt,
+            extra_data=self.extra_data,
+            env=self.registry.env,
+            report_progress=report,
+            is_interrupted=self.interrupt.is_set,
+            send_event=send,
+        )
+
+    def visit(self, node_id: str) -> None:
+        if node_id in self.expanding:
+            self.finish_expansion(node_id)
+            return
+        schema = self.schema(node_id)
+        inputs = self.gather_inputs(node_id)
+        blocker = next((v for values in inputs.values() for v in values if isinstance(v, ExecutionBlocker)), None)
+        if blocker is not None:
+            if schema.output_node and blocker.message:
+                raise NodeFailure(blocker.message)
+            self.resolve(node_id, [[blocker] for _ in schema.outputs], None)
+            return
+        self.emit(ev.Executing(node_id, self.display_id(node_id), self.prompt_id))
+        definition = self.definition(node_id)
+        instance = self.executor.instance(node_id, definition)
+        mapped = self.mapped_calls(schema, inputs)
+        if self.request_lazy(node_id, schema, definition, instance, mapped):
+            return
+        hidden = self.hidden_inputs(node_id, schema)
+        ctx = self.context(node_id)
+        token = current_context.set(ctx)
+        try:
+            raw = [definition.call(instance, {**kwargs, **hidden}, ctx) for kwargs in mapped]
+        finally:
+            current_context.reset(token)
+        if any(inspect.isawaitable(r) for r in raw):
+            self.tasks[asyncio.ensure_future(self.await_all(raw, ctx))] = node_id
+            return
+        self.complete(node_id, raw)
+
+    @staticmethod
+    async def await_all(raw: list[Any], ctx: NodeContext) -> list[Any]:
+        current_context.set(ctx)
+        return [await r if inspect.isawaitable(r) else r for r in raw]
+
+    @staticmethod
+    def mapped_calls(schema: NodeSchema, inputs: dict[str, list[Any]]) -> list[dict[str, Any]]:
+        """ComfyUI's list semantics: one call per index of the longest input list,
+        shorter lists repeating their last element; ``INPUT_IS_LIST`` nodes get
+        the lists whole in a single call."""
+        if schema.input_is_list:
+            return [inputs]
+        if not inputs:
+            return [{}]
+        count = max(len(v) for v in inputs.values())
+        if any(len(v) == 0 for v in inputs.values()):
+            count = 0
+        return [{name: v[min(i, len(v) - 1)] for name, v in inputs.items()} for i in range(count)]
+
+    def request_lazy(self, node_id: str, schema: NodeSchema, definition: NodeDefinition,
+                     instance: Any, mapped: list[dict[str, Any]]) -> bool:
+        """Ask the node which lazy inputs it needs; stage them and wait if new."""
+        call = self.calls[node_id]
+        requested = self.lazy_requested.setdefault(node_id, set())
+        pending_lazy = [
+            name for name, value in call.inputs.items()
+            if isinstance(value, Link) and (spec := schema.input(name)) is not None and spec.lazy
+            and name not in requested
+        ]
+        if not pending_lazy:
+            return False
+        wanted: set[str] = set()
+        for kwargs in mapped or [{}]:
+            wanted.update(definition.lazy_inputs_needed(instance, kwargs))
+        new = [name for name in wanted if name in pending_lazy]
+        if not new:
+            return False
+        requested.update(new)
+        self.wait_for(node_id, self.dependencies(node_id))
+        return True
+
+    def complete(self, node_id: str, raw: list[Any]) -> None:
+        schema = self.schema(node_id)
+        definition = self.definition(node_id)
+        results = [definition.normalize(r, len(schema.outputs)) for r in raw]
+        ui = self.merge_ui(results)
+        if any(r.expand for r in results):
+            self.expand(node_id, results, ui)
+            return
+        self.resolve(node_id, self.assemble(schema, results), ui)
+
+    @staticmethod
+    def merge_ui(results: list[CallResult]) -> dict[str, Any] | None:
+        uis = [r.ui for r in results if r.ui]
+        if not uis:
+            return None
+        if len(uis) == 1:
+            return dict(uis[0])
+        merged: dict[str, Any] = {}
+        for ui in uis:
+            for key, value in ui.items():
+                merged.setdefault(key, []).extend(value if isinstance(value, list) else [value])
+        return merged
+
+    def assemble(self, schema: NodeSchema, results: list[CallResult]) -> list[list[Any]]:
+        outputs: list[list[Any]] = [[] for _ in schema.outputs]
+        for result in results:
+            if result.block_execution is not None:
+                blocker = ExecutionBlocker(result.block_execution)
+                for slot in outputs:
+                    slot.append(blocker)
+                continue
+            if not schema.outputs:
+                continue
+            if len(result.values) != len(schema.outputs):
+                raise NodeFailure(
+                    f"{schema.class_type} returned {len(result.values)} value(s) but declares "
+                    f"{len(schema.outputs)} output(s)")
+            for i, spec in enumerate(schema.outputs):
+                value = result.values[i]
+                if spec.is_list:
+                    outputs[i].extend(value if isinstance(value, (list, tuple)) else [value])
+                else:
+                    outputs[i].append(value)
+        return outputs
+
+    # -- expansion ------------------------------------------------------------
+
+    def expand(self, node_id: str, results: list[CallResult], ui: dict[str, Any] | None) -> None:
+        """Add a node's expansion graph and wait for the nodes its results link to."""
+        new_ids: list[str] = []
+        link_sources: set[str] = set()
+        rewritten: list[CallResult] = []
+        for index, result in enumerate(results):
+            graph = result.expand or {}
+            prefix = f"{node_id}." if len(results) == 1 else f"{node_id}.{index}."
+            local = {str(k) for k in graph}
+
+            def remap(value: Any) -> Any:
+                if is_link(value) and str(value[0]) in local:
+                    return Link(prefix + str(value[0]), int(value[1]))
+                parsed = parse_input(value)
+                if isinstance(parsed, Link) and parsed.node not in self.calls:
+                    raise NodeFailure(f"expansion of node {node_id} links to unknown node '{parsed.node}'")
+                return parsed
+
+            for child_id, raw in graph.items():
+                if not isinstance(raw, Mapping) or "class_type" not in raw:
+                    raise NodeFailure(f"expansion of node {node_id}: node '{child_id}' has no class_type")
+                new_id = prefix + str(child_id)
+                self.calls[new_id] = NodeCall(
+                    new_id, str(raw["class_type"]),
+                    {str(k): remap(v) for k, v in (raw.get("inputs") or {}).items()},
+                    parent=node_id,
+                )
+                self.schema(new_id)  # unknown class → a clear error on the parent
+                new_ids.append(new_id)
+            values = tuple(remap(v) for v in result.values)
+            link_sources.update(v.node for v in values if isinstance(v, Link))
+            rewritten.append(CallResult(values, result.ui, None, result.block_execution))
+        graph = dependency_graph({n: self.calls[n] for n in new_ids})
+        self.sign(topological_order(graph, new_ids))
+        outputs_inside = [n for n in new_ids if self.schema(n).output_node]
+        self.expanding[node_id] = (rewritten, ui)
+        self.stage(outputs_inside)
+        self.wait_for(node_id, link_sources)
+
+    def finish_expansion(self, node_id: str) -> None:
+        results, ui = self.expanding.pop(node_id)
+        schema = self.schema(node_id)
+        outputs: list[list[Any]] = [[] for _ in schema.outputs]
+        for result in results:
+            for i in range(min(len(schema.outputs), len(result.values))):
+                value = result.values[i]
+                if isinstance(value, Link):
+                    outputs[i].extend(self.results[value.node][value.slot])
+                elif schema.outputs[i].is_list and isinstance(value, (list, tuple)):
+                    outputs[i].extend(value)
+                else:
+                    outputs[i].append(value)
+        self.resolve(node_id, outputs, ui)

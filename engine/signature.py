@@ -1,0 +1,64 @@
+"""Cache keys: a node's signature is a sha256 of its class, version, literal
+inputs, upstream signatures and fingerprint (``IS_CHANGED``).  Nothing else
+decides reuse.  Computed in topological order, each node once: linear."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import secrets
+from typing import Any, Mapping
+
+from .node import NodeDefinition
+from .prompt import Link, ListLiteral, NodeCall
+from .schema import NodeSchema
+
+
+def _encode(value: Any) -> str:
+    if isinstance(value, str):
+        return "s" + value
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, (int, float)):
+        return "n" + repr(value)
+    if isinstance(value, ListLiteral):
+        value = {"__value__": value.value}
+    return "j" + json.dumps(value, sort_keys=True, default=repr)
+
+
+def _always_changes(fingerprint: Any) -> bool:
+    return isinstance(fingerprint, float) and math.isnan(fingerprint)
+
+
+def fingerprint_of(definition: NodeDefinition, call: NodeCall) -> Any:
+    """``IS_CHANGED`` on the node's literal inputs; a failing hook means 'always
+    re-run' (as in ComfyUI)."""
+    literals = {k: (v.value if isinstance(v, ListLiteral) else v)
+                for k, v in call.inputs.items() if not isinstance(v, Link)}
+    try:
+        return definition.fingerprint(None, literals)
+    except Exception:
+        return float("nan")
+
+
+def node_signature(
+    call: NodeCall,
+    schema: NodeSchema,
+    definition: NodeDefinition,
+    upstream: Mapping[str, str],
+) -> str:
+    """The signature of one node given its sources' signatures."""
+    parts = [call.class_type, schema.version]
+    for name in sorted(call.inputs):
+        value = call.inputs[name]
+        if isinstance(value, Link):
+            parts.append(f"{name}>{upstream.get(value.node, 'missing:' + value.node)}:{value.slot}")
+        else:
+            parts.append(f"{name}={_encode(value)}")
+    fingerprint = fingerprint_of(definition, call)
+    if schema.not_idempotent or _always_changes(fingerprint):
+        parts.append("nonce=" + secrets.token_hex(16))
+    elif fingerprint is not None:
+        parts.append("fp=" + _encode(fingerprint))
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()

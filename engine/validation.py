@@ -1,0 +1,298 @@
+"""Prompt validation with ComfyUI's error shapes.
+
+Every error of a prompt is reported at once.  Each node's own inputs are checked
+once; validity then flows down the graph in topological order, so the whole
+check is linear in the prompt's size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from .node import NodeDefinition
+from .planning import ancestors_of, cycles, dependency_graph, natural_key, topological_order
+from .prompt import Link, ListLiteral, NodeCall, parse_node, unparse
+from .registry import Registry
+from .schema import InputSpec, NodeSchema, types_compatible
+
+
+@dataclass(frozen=True)
+class ValidationIssue:
+    """One problem, in ComfyUI's ``{type, message, details, extra_info}`` shape."""
+
+    type: str
+    message: str
+    details: str = ""
+    extra_info: Mapping[str, Any] = field(default_factory=dict)
+
+    def wire(self) -> dict[str, Any]:
+        return {"type": self.type, "message": self.message, "details": self.details,
+                "extra_info": dict(self.extra_info)}
+
+
+@dataclass
+class ValidationResult:
+    error: ValidationIssue | None
+    node_errors: dict[str, dict[str, Any]]
+    #: The output nodes that passed validation and will run.
+    outputs: list[str]
+    #: The prompt with literals converted to their declared types.
+    calls: dict[str, NodeCall]
+    #: The nodes to run (ancestors of the valid outputs), in topological order.
+    order: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and bool(self.outputs)
+
+    @property
+    def prompt(self) -> dict[str, Any]:
+        return unparse(self.calls)
+
+    def response(self) -> dict[str, Any]:
+        """The body ComfyUI answers ``POST /prompt`` with on failure."""
+        return {"error": self.error.wire() if self.error else None, "node_errors": self.node_errors}
+
+
+def _fail(kind: str, message: str, details: str = "", **extra: Any) -> ValidationResult:
+    return ValidationResult(ValidationIssue(kind, message, details, extra), {}, [], {})
+
+
+_CONVERTERS = {
+    "INT": int,
+    "FLOAT": float,
+    "STRING": str,
+}
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("true", "1", "yes", "on"):
+            return True
+        if lowered in ("false", "0", "no", "off", ""):
+            return False
+        raise ValueError(f"'{value}' is not a boolean")
+    return bool(value)
+
+
+def _convert(spec: InputSpec, value: Any) -> Any:
+    if spec.type == "BOOLEAN":
+        return _to_bool(value)
+    convert = _CONVERTERS.get(spec.type)
+    if convert is None:
+        return value
+    if spec.type == "INT" and isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            raise ValueError(f"{value} is not a whole number")
+        return int(value)
+    if spec.type in ("INT", "FLOAT") and isinstance(value, (list, dict)):
+        raise ValueError(f"a {type(value).__name__} is not a number")
+    return convert(value)
+
+
+class _NodeChecker:
+    """Checks one node's inputs against its schema."""
+
+    def __init__(self, call: NodeCall, schema: NodeSchema, definition: NodeDefinition,
+                 calls: Mapping[str, NodeCall], schemas: Mapping[str, NodeSchema | None]):
+        self.call, self.schema, self.definition = call, schema, definition
+        self.calls, self.schemas = calls, schemas
+        self.issues: list[ValidationIssue] = []
+        self.converted: dict[str, Any] = dict(call.inputs)
+
+    def issue(self, kind: str, message: str, spec: InputSpec, details: str = "", **extra: Any) -> None:
+        info = {"input_name": spec.name, "input_config": spec.wire_format(), **extra}
+        self.issues.append(ValidationIssue(kind, message, details or spec.name, info))
+
+    def run(self) -> list[ValidationIssue]:
+        hook = self.definition.validation
+        hooked = (lambda name: name in hook.takes or hook.takes_all) if hook else (lambda name: False)
+        received_types: dict[str, str] = {}
+        for spec in self.schema.inputs:
+            if spec.section == "hidden":
+                continue
+            if spec.name not in self.call.inputs:
+                if spec.section == "required":
+                    self.issue("required_input_missing", "Required input is missing", spec)
+                continue
+            value = self.call.inputs[spec.name]
+            if isinstance(value, Link):
+                received = self.check_link(spec, value, hook is not None and hook.wants_input_types)
+                if received is not None:
+                    received_types[spec.name] = received
+            elif not isinstance(value, ListLiteral):
+                self.check_literal(spec, value, skip_range=hooked(spec.name))
+        if hook is not None:
+            self.run_hook(hook, received_types)
+        return self.issues
+
+    def check_link(self, spec: InputSpec, link: Link, hook_checks_types: bool) -> str | None:
+        source = self.calls.get(link.node)
+        if source is None:
+            self.issue("bad_linked_input", "Bad linked input, the linked node does not exist", spec,
+                       f"{spec.name} links to node '{link.node}', which is not in the prompt",
+                       received_value=link.wire())
+            return None
+        source_schema = self.schemas.get(source.class_type)
+        if source_schema is None:
+            return None  # the unknown class is reported on the source node itself
+        if not 0 <= link.slot < len(source_schema.outputs):
+            self.issue("bad_linked_input", "Bad linked input, the output slot does not exist", spec,
+                       f"{spec.name} links to output {link.slot} of node '{link.node}' "
+                       f"({source.class_type}), which has {len(source_schema.outputs)} output(s)",
+                       received_value=link.wire())
+            return None
+        received = source_schema.outputs[link.slot].type
+        if not hook_checks_types and not types_compatible(received, spec.type):
+            self.issue("return_type_mismatch", "Return type mismatch between linked nodes", spec,
+                       f"{spec.name}, received_type({received}) mismatch input_type({spec.type})",
+                       received_type=received, linked_node=link.wire())
+        return received
+
+    def check_literal(self, spec: InputSpec, value: Any, skip_range: bool) -> None:
+        try:
+            value = _convert(spec, value)
+        except (TypeError, ValueError, OverflowError) as exc:
+            self.issue("invalid_input_type", f"Failed to convert an input value to a {spec.type} value",
+                       spec, f"{spec.name}, {value!r}, {exc}", received_value=value)
+            return
+        self.converted[spec.name] = value
+        if skip_range:
+            return
+        if spec.type in ("INT", "FLOAT"):
+            if spec.min is not None and value < spec.min:
+                self.issue("value_smaller_than_min", f"Value {value} smaller than min of {spec.min}",
+                           spec, received_value=value)
+            if spec.max is not None and value > spec.max:
+                self.issue("value_bigger_than_max", f"Value {value} bigger than max of {spec.max}",
+                           spec, received_value=value)
+        if spec.type == "COMBO" and spec.choices is not None and value not in spec.choices:
+            shown = list(spec.choices)
+            listing = shown if len(shown) <= 20 else shown[:20] + ["..."]
+            self.issue("value_not_in_list", "Value not in list", spec,
+                       f"{spec.name}: '{value}' not in {listing}", received_value=value)
+
+    def run_hook(self, hook, received_types: dict[str, str]) -> None:
+        literals = {name: v for name, v in self.converted.items() if not isinstance(v, Link)}
+        args = literals if hook.takes_all else {n: v for n, v in literals.items() if n in hook.takes}
+        for name in hook.takes:  # linked or absent: no value exists before execution
+            args.setdefault(name, None)
+        if hook.wants_input_types:
+            args["input_types"] = received_types
+        try:
+            outcome = hook.call(**args)
+        except Exception as exc:  # a plug-in's hook must not take validation down
+            self.issues.append(ValidationIssue(
+                "exception_during_validation", "Exception when validating node", str(exc),
+                {"exception_type": type(exc).__name__}))
+            return
+        if outcome is not True:
+            self.issues.append(ValidationIssue(
+                "custom_validation_failed", "Custom validation failed for node",
+                f"{self.call.id} - {outcome}", {}))
+
+
+def validate_prompt(
+    registry: Registry,
+    prompt: Any,
+    partial_execution_targets: Iterable[str] | None = None,
+) -> ValidationResult:
+    if not isinstance(prompt, Mapping):
+        return _fail("invalid_prompt", "Invalid prompt: expected an object of nodes by id",
+                     f"got {type(prompt).__name__}")
+    calls: dict[str, NodeCall] = {}
+    bad_nodes = []
+    for node_id, raw in prompt.items():
+        if not isinstance(raw, Mapping) or not isinstance(raw.get("class_type"), str):
+            bad_nodes.append(str(node_id))
+            continue
+        if raw.get("inputs") is not None and not isinstance(raw.get("inputs"), Mapping):
+            bad_nodes.append(str(node_id))
+            continue
+        calls[str(node_id)] = parse_node(str(node_id), raw)
+    if bad_nodes:
+        return _fail("invalid_prompt",
+                     "Cannot execute because a node is missing the class_type property or has malformed inputs.",
+                     ", ".join(f"Node ID '#{n}'" for n in bad_nodes), node_ids=bad_nodes)
+
+    schemas: dict[str, NodeSchema | None] = {}
+    for call in calls.values():
+        if call.class_type not in schemas:
+            schemas[call.class_type] = registry.schema(call.class_type)
+    node_errors: dict[str, dict[str, Any]] = {}
+    unknown = [c for c in calls.values() if schemas[c.class_type] is None]
+    for call in unknown:
+        node_errors[call.id] = {
+            "errors": [ValidationIssue(
+                "missing_node_type",
+                f"Node '{call.class_type}' not found. The custom node may not be installed.",
+                f"Node ID '#{call.id}'", {"node_id": call.id, "class_type": call.class_type}).wire()],
+            "dependent_outputs": [], "class_type": call.class_type,
+        }
+    if unknown:
+        first = unknown[0]
+        error = ValidationIssue(
+            "missing_node_type",
+            f"Node '{first.class_type}' not found. The custom node may not be installed.",
+            f"Node ID '#{first.id}'", {"node_id": first.id, "class_type": first.class_type})
+        return ValidationResult(error, node_errors, [], calls)
+
+    targets = [n for n, c in calls.items() if schemas[c.class_type].output_node]  # type: ignore[union-attr]
+    if partial_execution_targets is not None:
+        wanted = {str(t) for t in partial_execution_targets}
+        targets = [n for n in targets if n in wanted]
+    if not targets:
+        return ValidationResult(
+            ValidationIssue("prompt_no_outputs", "Prompt has no outputs",
+                            "a prompt needs at least one output node (SaveImage, PreviewImage...)", {}),
+            {}, [], calls)
+    targets.sort(key=natural_key)
+
+    graph = dependency_graph(calls)
+    needed = ancestors_of(graph, targets)
+    own_issues: dict[str, list[ValidationIssue]] = {}
+    cyclic: set[str] = set()
+    for cycle in cycles(graph, needed):
+        cyclic.update(cycle)
+        for node_id in cycle:
+            own_issues.setdefault(node_id, []).append(ValidationIssue(
+                "dependency_cycle", "Dependency cycle detected",
+                "nodes " + " → ".join(cycle) + " depend on each other", {"cycle": cycle}))
+
+    converted_calls = dict(calls)
+    for node_id in needed:
+        call = calls[node_id]
+        checker = _NodeChecker(call, schemas[call.class_type], registry.get(call.class_type),  # type: ignore[arg-type]
+                               calls, schemas)
+        issues = checker.run()
+        if issues:
+            own_issues.setdefault(node_id, []).extend(issues)
+        converted_calls[node_id] = NodeCall(call.id, call.class_type, checker.converted, call.title)
+
+    valid: dict[str, bool] = {n: False for n in cyclic}
+    for node_id in topological_order(graph, needed - cyclic):
+        call = calls[node_id]
+        upstream_ok = all(valid.get(link.node, False) for link in call.links().values() if link.node in calls)
+        valid[node_id] = upstream_ok and node_id not in own_issues
+
+    good = [t for t in targets if valid.get(t)]
+    for target in targets:
+        if valid.get(target):
+            continue
+        for node_id in ancestors_of(graph, [target]):
+            if node_id in own_issues:
+                entry = node_errors.setdefault(node_id, {
+                    "errors": [i.wire() for i in own_issues[node_id]],
+                    "dependent_outputs": [], "class_type": calls[node_id].class_type,
+                })
+                entry["dependent_outputs"].append(target)
+
+    if not good:
+        error = ValidationIssue("prompt_outputs_failed_validation", "Prompt outputs failed validation", "", {})
+        return ValidationResult(error, node_errors, [], converted_calls)
+    run_set = ancestors_of(graph, good)
+    order = topological_order(graph, run_set)
+    return ValidationResult(None, node_errors, good, converted_calls, order)
