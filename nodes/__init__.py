@@ -1,0 +1,49 @@
+"""Loom's built-in nodes, grouped by domain, one module each.
+
+``builtin_nodes()`` collects them.  Importing this package imports no torch:
+node modules import torch, numpy and PIL inside the node functions.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from engine.node import NodeDefinition
+
+#: The node modules, in the order their nodes are registered.  Each exports a
+#: ``NODES`` list.  The model nodes (loaders ... latent) are written alongside;
+#: a module not written yet is skipped, but an error inside one that exists is not.
+NODE_MODULES = (
+    "nodes.primitives",
+    "nodes.strings",
+    "nodes.math",
+    "nodes.image",
+    "nodes.io",
+    "nodes.loaders",
+    "nodes.conditioning",
+    "nodes.sampling",
+    "nodes.latent",
+)
+
+
+def _import_if_present(name: str):
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name == name:  # the module itself is absent, not something it imports
+            return None
+        raise
+
+
+def builtin_nodes() -> list[NodeDefinition]:
+    """Every built-in node definition."""
+    definitions: list[NodeDefinition] = []
+    for name in NODE_MODULES:
+        module = _import_if_present(name)
+        if module is None:
+            continue
+        found = getattr(module, "NODES", None)
+        if found is None:
+            raise AttributeError(f"{name} has no NODES list of its node definitions")
+        definitions.extend(found)
+    return definitions

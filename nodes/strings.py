@@ -1,0 +1,73 @@
+"""Text nodes: joining and replacing strings, and showing any value as text.
+
+Names, inputs and categories follow ComfyUI (``comfy_extras/nodes_string.py``,
+``nodes_preview_any.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from engine.declare import String, node
+from engine.node import NodeOutput
+
+CATEGORY = "utils/string"
+
+
+@node(category=CATEGORY, display_name="Concatenate")
+def StringConcatenate(
+    string_a: str = String("", multiline=True),
+    string_b: str = String("", multiline=True),
+    delimiter: str = String(""),
+) -> str:
+    """Joins two strings with a delimiter between them."""
+    return delimiter.join((string_a, string_b))
+
+
+@node(category=CATEGORY, display_name="Replace")
+def StringReplace(
+    string: str = String("", multiline=True),
+    find: str = String("", multiline=True),
+    replace: str = String("", multiline=True),
+) -> str:
+    """Replaces every occurrence of `find` in the string with `replace`."""
+    return string.replace(find, replace)
+
+
+def as_text(value: Any) -> str:
+    """How PreviewAny shows a value: strings as they are, numbers and booleans
+    with str(), JSON-able data as indented JSON, anything else with str()."""
+    if value is None:
+        return "None"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bool, int, float)):
+        return str(value)
+    try:
+        return json.dumps(value, indent=4, default=_jsonable)
+    except (TypeError, ValueError):
+        pass
+    try:
+        return str(value)
+    except Exception:  # a foreign object whose __str__ fails still gets a line
+        return f"<{type(value).__name__} that could not be shown as text>"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=repr)
+    raise TypeError(type(value).__name__)
+
+
+@node(category="utilities", display_name="Preview as Text", output_node=True)
+def PreviewAny(source: Any) -> str:
+    """Shows any value as text on the node (and outputs that text)."""
+    text = as_text(source)
+    return NodeOutput(text, ui={"text": [text]})
+
+
+NODES = [StringConcatenate, StringReplace, PreviewAny]
