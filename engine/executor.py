@@ -20,7 +20,7 @@ from . import events as ev
 from .cache import CachedResult, ResultCache, make_cache
 from .interrupt import InterruptFlag
 from .node import CallResult, ExecutionBlocker, Interrupted, NodeContext, NodeDefinition, Preview, current_context
-from .planning import dependency_graph, topological_order
+from .planning import DependencyGraph
 from .prompt import Link, ListLiteral, NodeCall, is_link, parse_input
 from .registry import Registry
 from .schema import NodeSchema
@@ -524,8 +524,10 @@ class _PromptRun:
             values = tuple(remap(v) for v in result.values)
             link_sources.update(v.node for v in values if isinstance(v, Link))
             rewritten.append(CallResult(values, result.ui, None, result.block_execution))
-        graph = dependency_graph({n: self.calls[n] for n in new_ids})
-        self.sign(topological_order(graph, new_ids))
+        order, on_cycles = DependencyGraph.of({n: self.calls[n] for n in new_ids}).order(new_ids)
+        if on_cycles:
+            raise NodeFailure(f"expansion of node {node_id} has a dependency cycle through {sorted(on_cycles)}")
+        self.sign(order)
         outputs_inside = [n for n in new_ids if self.schema(n).output_node]
         self.expanding[node_id] = (rewritten, ui)
         self.stage(outputs_inside)

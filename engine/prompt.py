@@ -36,7 +36,7 @@ class NodeCall:
 
 def is_link(value: Any) -> bool:
     return (
-        isinstance(value, (list, tuple))
+        type(value) in (list, tuple)
         and len(value) == 2
         and isinstance(value[0], (str, int))
         and not isinstance(value[0], bool)
@@ -48,9 +48,12 @@ def is_link(value: Any) -> bool:
 def parse_input(value: Any) -> Any:
     """A raw input value: a :class:`Link`, or the literal (``__value__`` unwrapped
     into a :class:`ListLiteral`)."""
+    kind = type(value)
+    if kind is str or kind is int or kind is float or kind is bool:
+        return value  # the common case, decided without the ABC machinery
     if is_link(value):
         return Link(str(value[0]), int(value[1]))
-    if isinstance(value, Mapping) and "__value__" in value:
+    if isinstance(value, dict) and "__value__" in value:
         return ListLiteral(value["__value__"])
     return value
 
@@ -64,7 +67,7 @@ class ListLiteral:
 
 def parse_node(node_id: str, raw: Mapping[str, Any]) -> NodeCall:
     meta = raw.get("_meta")
-    title = meta.get("title") if isinstance(meta, Mapping) else None
+    title = meta.get("title") if isinstance(meta, dict) else None
     inputs = raw.get("inputs") or {}
     return NodeCall(
         id=str(node_id),

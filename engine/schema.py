@@ -130,7 +130,7 @@ def types_compatible(output_type: str, input_type: str) -> bool:
     matches when the two unions share a member.  COMBO inputs accept any
     STRING-ish or COMBO socket, as in ComfyUI, because primitives feed them.
     """
-    if output_type == ANY or input_type == ANY:
+    if output_type == input_type or output_type == ANY or input_type == ANY:
         return True
     outs = {part.strip() for part in str(output_type).split(",")}
     ins = {part.strip() for part in str(input_type).split(",")}

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from .node import NodeDefinition
-from .planning import ancestors_of, cycles, dependency_graph, natural_key, topological_order
+from .planning import DependencyGraph, natural_key
 from .prompt import Link, ListLiteral, NodeCall, parse_node, unparse
 from .registry import Registry
 from .schema import InputSpec, NodeSchema, types_compatible
@@ -206,10 +206,10 @@ def validate_prompt(
     calls: dict[str, NodeCall] = {}
     bad_nodes = []
     for node_id, raw in prompt.items():
-        if not isinstance(raw, Mapping) or not isinstance(raw.get("class_type"), str):
+        if not isinstance(raw, dict) or not isinstance(raw.get("class_type"), str):
             bad_nodes.append(str(node_id))
             continue
-        if raw.get("inputs") is not None and not isinstance(raw.get("inputs"), Mapping):
+        if raw.get("inputs") is not None and not isinstance(raw.get("inputs"), dict):
             bad_nodes.append(str(node_id))
             continue
         calls[str(node_id)] = parse_node(str(node_id), raw)
@@ -251,16 +251,16 @@ def validate_prompt(
             {}, [], calls)
     targets.sort(key=natural_key)
 
-    graph = dependency_graph(calls)
-    needed = ancestors_of(graph, targets)
+    graph = DependencyGraph.of(calls)
+    needed = graph.ancestors(targets)
+    order, on_cycles = graph.order(needed)
     own_issues: dict[str, list[ValidationIssue]] = {}
-    cyclic: set[str] = set()
-    for cycle in cycles(graph, needed):
-        cyclic.update(cycle)
-        for node_id in cycle:
-            own_issues.setdefault(node_id, []).append(ValidationIssue(
-                "dependency_cycle", "Dependency cycle detected",
-                "nodes " + " → ".join(cycle) + " depend on each other", {"cycle": cycle}))
+    if on_cycles:
+        for cycle in graph.cycles(on_cycles):
+            for node_id in cycle:
+                own_issues.setdefault(node_id, []).append(ValidationIssue(
+                    "dependency_cycle", "Dependency cycle detected",
+                    "nodes " + " → ".join(cycle) + " depend on each other", {"cycle": cycle}))
 
     converted_calls = dict(calls)
     for node_id in needed:
@@ -270,19 +270,18 @@ def validate_prompt(
         issues = checker.run()
         if issues:
             own_issues.setdefault(node_id, []).extend(issues)
-        converted_calls[node_id] = NodeCall(call.id, call.class_type, checker.converted, call.title)
+        if checker.converted != call.inputs:
+            converted_calls[node_id] = NodeCall(call.id, call.class_type, checker.converted, call.title)
 
-    valid: dict[str, bool] = {n: False for n in cyclic}
-    for node_id in topological_order(graph, needed - cyclic):
-        call = calls[node_id]
-        upstream_ok = all(valid.get(link.node, False) for link in call.links().values() if link.node in calls)
-        valid[node_id] = upstream_ok and node_id not in own_issues
+    valid: dict[str, bool] = {}
+    for node_id in order:
+        valid[node_id] = node_id not in own_issues and all(valid.get(s, False) for s in graph.sources[node_id])
 
     good = [t for t in targets if valid.get(t)]
     for target in targets:
         if valid.get(target):
             continue
-        for node_id in ancestors_of(graph, [target]):
+        for node_id in graph.ancestors([target]):
             if node_id in own_issues:
                 entry = node_errors.setdefault(node_id, {
                     "errors": [i.wire() for i in own_issues[node_id]],
@@ -293,6 +292,7 @@ def validate_prompt(
     if not good:
         error = ValidationIssue("prompt_outputs_failed_validation", "Prompt outputs failed validation", "", {})
         return ValidationResult(error, node_errors, [], converted_calls)
-    run_set = ancestors_of(graph, good)
-    order = topological_order(graph, run_set)
+    if len(good) < len(targets):
+        run_set = graph.ancestors(good)
+        order = [n for n in order if n in run_set]
     return ValidationResult(None, node_errors, good, converted_calls, order)
