@@ -1,0 +1,173 @@
+"""Build diffusers/transformers modules from single-file checkpoints, without a hub.
+
+Each component is read from the file only when it is built (tensor by tensor, see
+:mod:`weights_file`), renamed by diffusers' single-file conversion functions, and
+*assigned* into a model created on the meta device — so weights are never copied
+once read and the peak is about one model's size.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+from .detect import (SD1_CLIP_PREFIX, SD2_CLIP_PREFIX, SDXL_CLIP_G_PREFIX, SDXL_CLIP_L_PREFIX, UNET_PREFIX,
+                     VAE_PREFIX, Architecture, detect_architecture)
+from .errors import ModelLoadError
+from .model_configs import clip_text_config, unet_config, vae_config
+from .weights_file import SafetensorsFile, load_state_dict
+
+
+class WeightSource:
+    """Tensors of one file: a safetensors file read lazily, or an in-memory dict."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelLoadError(f"model file not found: {self.path}")
+        if self.path.suffix.lower() == ".safetensors":
+            self._file: SafetensorsFile | None = SafetensorsFile(self.path)
+            self._dict: dict | None = None
+        else:
+            self._file, self._dict = None, load_state_dict(self.path)
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        if self._file is not None:
+            return self._file.shapes()
+        return {k: tuple(v.shape) for k, v in self._dict.items()}
+
+    def read(self, names: Iterable[str], dtype=None) -> dict[str, Any]:
+        names = list(names)
+        if self._file is not None:
+            return dict(self._file.read(names, dtype=dtype))
+        out = {}
+        for n in names:
+            t = self._dict[n]
+            out[n] = t.to(dtype) if dtype is not None and t.is_floating_point() else t
+        return out
+
+    def read_prefix(self, prefix: str, dtype=None) -> dict[str, Any]:
+        return self.read([k for k in self.shapes() if k.startswith(prefix)], dtype)
+
+
+def _assign(model, state_dict: Mapping[str, Any], what: str, ignore: Callable[[str], bool] = lambda k: False):
+    """Load converted weights into a meta-initialised model by reference."""
+    expected = set(model.state_dict())
+    given = {k: v for k, v in state_dict.items() if not ignore(k)}
+    missing = sorted(expected - set(given))
+    if missing:
+        raise ModelLoadError(f"{what} weights are incomplete: {len(missing)} tensors missing, e.g. {missing[:3]}")
+    model.load_state_dict({k: v for k, v in given.items() if k in expected}, strict=True, assign=True)
+    return model.eval().requires_grad_(False)
+
+
+def _empty(factory: Callable[[], Any]):
+    from accelerate import init_empty_weights
+
+    with init_empty_weights():  # parameters on meta; buffers stay real
+        return factory()
+
+
+def build_unet(source: WeightSource, arch: Architecture, dtype=None):
+    from diffusers import UNet2DConditionModel
+    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint
+
+    config = unet_config(arch, source.shapes())
+    state = source.read_prefix(UNET_PREFIX, dtype)
+    converted = convert_ldm_unet_checkpoint(state, config)
+    del state
+    model = _empty(lambda: UNet2DConditionModel.from_config(config))
+    return _assign(model, converted, f"{source.path.name}: UNet")
+
+
+def _is_diffusers_vae(shapes: Mapping[str, Any], prefix: str = "") -> bool:
+    return prefix + "encoder.down_blocks.0.resnets.0.norm1.weight" in shapes
+
+
+def build_vae(source: WeightSource, arch: Architecture | None, dtype=None):
+    """The VAE of a checkpoint (``first_stage_model.*``) or of a standalone VAE file."""
+    from diffusers import AutoencoderKL
+    from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
+
+    shapes = source.shapes()
+    prefix = VAE_PREFIX if any(k.startswith(VAE_PREFIX) for k in shapes) else ""
+    if _is_diffusers_vae(shapes, prefix):
+        raise ModelLoadError(f"{source.path.name}: diffusers-layout VAE files are loaded from a folder, not a single file")
+    if prefix + "decoder.conv_in.weight" not in shapes:
+        raise ModelLoadError(f"{source.path.name} is not a VAE: no decoder weights ({prefix}decoder.*)")
+    config = vae_config(arch, shapes, prefix)
+    state = source.read([k for k in shapes if k.startswith(prefix) and ("coder." in k or "quant_conv" in k)], dtype)
+    converted = convert_ldm_vae_checkpoint(state, config)
+    del state
+    model = _empty(lambda: AutoencoderKL.from_config(config))
+    return _assign(model, converted, f"{source.path.name}: VAE")
+
+
+@dataclass
+class TextEncoderWeights:
+    """One CLIP text tower as loaded: the module plus what its key layout told us."""
+
+    model: Any            # CLIPTextModel or CLIPTextModelWithProjection
+    kind: str             # "clip_l" | "openclip"
+    file_layers: int      # transformer layers in the file (clip-skip counts from these)
+
+
+def build_text_encoder(source: WeightSource, prefix: str, kind: str, with_projection: bool,
+                       dtype=None) -> TextEncoderWeights:
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+    from diffusers.loaders.single_file_utils import convert_ldm_clip_checkpoint, convert_open_clip_checkpoint
+
+    shapes = source.shapes()
+    config = CLIPTextConfig(**clip_text_config(shapes, prefix, kind, with_projection))
+    cls = CLIPTextModelWithProjection if with_projection else CLIPTextModel
+    model = _empty(lambda: cls(config))
+    state = source.read_prefix(prefix, dtype)
+    if kind == "clip_l":
+        converted = convert_ldm_clip_checkpoint(state, remove_prefix=prefix)
+    else:
+        # A neutral prefix: diffusers skips SD2's last layer under its usual prefix, but
+        # Loom keeps every layer so clip skip counts as in the original model.
+        neutral = "loom.openclip."
+        state = {neutral + k[len(prefix):]: v for k, v in state.items()}
+        converted = convert_open_clip_checkpoint(model, state, prefix=neutral)
+    del state
+    if not hasattr(model, "text_model"):  # transformers ≥ 5.6 flattened CLIPTextModel
+        converted = {k.removeprefix("text_model."): v for k, v in converted.items()}
+    model = _assign(model, converted, f"{source.path.name}: text encoder ({prefix})",
+                    ignore=lambda k: k.endswith("position_ids") or (not with_projection and k.startswith("text_projection")))
+    return TextEncoderWeights(model, kind, config.num_hidden_layers)
+
+
+@dataclass
+class CheckpointParts:
+    arch: Architecture
+    unet: Any
+    vae: Any
+    text_encoders: list[TextEncoderWeights]
+
+
+def read_architecture(source: WeightSource) -> Architecture:
+    def read_one(name: str):
+        return source.read([name])[name]
+
+    return detect_architecture(source.shapes(), read_one, filename=source.path.name)
+
+
+def load_checkpoint_parts(path: str | os.PathLike, dtype=None, *, want_unet=True, want_vae=True,
+                          want_clip=True) -> CheckpointParts:
+    source = WeightSource(path)
+    arch = read_architecture(source)
+    unet = build_unet(source, arch, dtype) if want_unet else None
+    vae = build_vae(source, arch, dtype) if want_vae else None
+    encoders: list[TextEncoderWeights] = []
+    if want_clip:
+        if arch.family == "sd1":
+            encoders.append(build_text_encoder(source, SD1_CLIP_PREFIX, "clip_l", False, dtype))
+        elif arch.family == "sd2":
+            encoders.append(build_text_encoder(source, SD2_CLIP_PREFIX, "openclip", False, dtype))
+        else:
+            encoders.append(build_text_encoder(source, SDXL_CLIP_L_PREFIX, "clip_l", False, dtype))
+            encoders.append(build_text_encoder(source, SDXL_CLIP_G_PREFIX, "openclip", True, dtype))
+    return CheckpointParts(arch, unet, vae, encoders)
