@@ -110,13 +110,17 @@ class Boolean(_Widget):
     type_name = "BOOLEAN"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Combo(_Widget):
     """A choice among options; ``options`` may be a callable of the host's
     ``env``, re-read on every schema request (file lists)."""
 
     options: Sequence[Any] | Callable[[Any], Sequence[Any]] = ()
     type_name = "COMBO"
+
+    def __init__(self, options: Sequence[Any] | Callable[[Any], Sequence[Any]] = (), default: Any = MISSING, **kw: Any):
+        super().__init__(default=default, **kw)
+        object.__setattr__(self, "options", options)
 
     def _more(self, env: Any) -> dict[str, Any]:
         options = self.options(env) if callable(self.options) else self.options

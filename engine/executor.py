@@ -134,6 +134,9 @@ class _PromptRun:
         self.ready: list[tuple[int, str]] = []
         self.queued: set[str] = set()
         self.lazy_requested: dict[str, set[str]] = {}
+        #: signature → the node staged to compute it; twins wait for it instead.
+        self.computing: dict[str, str] = {}
+        self.twin_of: dict[str, str] = {}
         self.expanding: dict[str, tuple[list[CallResult], dict[str, Any] | None]] = {}
         self.tasks: dict[asyncio.Task, str] = {}
         self.outcome = ExecutionOutcome(prompt_id, "success")
@@ -195,9 +198,15 @@ class _PromptRun:
             if node_id in self.staged or node_id in self.results:
                 continue
             self.staged.add(node_id)
-            cached = self.cache.get(self.signatures[node_id])
+            signature = self.signatures[node_id]
+            cached = self.cache.get(signature)
             if cached is not None:
                 self.resolve(node_id, cached.outputs, cached.ui, from_cache=True)
+                continue
+            twin = self.computing.setdefault(signature, node_id)
+            if twin != node_id:
+                self.twin_of[node_id] = twin
+                self.wait_for(node_id, {twin}, stack)
                 continue
             self.wait_for(node_id, self.dependencies(node_id), stack)
 
@@ -375,6 +384,11 @@ class _PromptRun:
         )
 
     def visit(self, node_id: str) -> None:
+        twin = self.twin_of.pop(node_id, None)
+        if twin is not None:
+            outputs = self.results[twin]
+            self.resolve(node_id, outputs, self._ui.get(twin), from_cache=True)
+            return
         if node_id in self.expanding:
             self.finish_expansion(node_id)
             return
