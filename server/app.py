@@ -1,0 +1,211 @@
+"""The server object: builds the aiohttp app and owns the queue, the store,
+the websocket hub and the worker thread.
+
+It exposes what ComfyUI's ``PromptServer`` offers plug-ins — ``routes``,
+``send_sync``, ``client_id``, ``last_node_id``, ``loop``, ``app`` — so a
+compatibility shim can hand it out as ``PromptServer.instance`` unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any, Iterable
+
+from aiohttp import web
+
+from engine.registry import Registry
+
+from .config import ServerOptions
+from .http_errors import ApiError
+from .hub import Hub
+from .prompt_queue import PromptQueue
+from .records import QueueItem
+from .routes_files import FileRoutes
+from .routes_info import InfoRoutes
+from .routes_queue import QueueRoutes
+from .security import Guard
+from .static import StaticFiles
+from .store import Store
+from .websocket import websocket_handler
+from .worker import Worker
+
+log = logging.getLogger("loom.server")
+
+DB_NAME = "loom-queue.sqlite3"
+
+
+class LoomServer:
+    def __init__(self, registry: Registry, options: ServerOptions | None = None, *,
+                 device: str = "auto", db_path: Path | None = None):
+        self.registry = registry
+        self.env = registry.env
+        self.folders = registry.env.folders
+        self.options = options or ServerOptions()
+        self.device_setting = device
+        self.db_path = db_path or self.folders.user / DB_NAME
+        #: Plug-ins add their own routes here before the server starts
+        #: (ComfyUI's ``PromptServer.instance.routes``).
+        self.routes = web.RouteTableDef()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.app: web.Application | None = None
+        self.hub: Hub
+        self.store: Store
+        self.queue: PromptQueue
+        self.worker: Worker
+        self.port: int | None = None
+        self._runner: web.AppRunner | None = None
+        self._number = 0
+        self._seq = 0
+
+    # ------------------------------------------------- PromptServer surface
+    @property
+    def client_id(self) -> str | None:
+        running = self.worker.running if hasattr(self, "worker") else None
+        return running.client_id if running else None
+
+    @property
+    def last_node_id(self) -> str | None:
+        running = self.worker.running if hasattr(self, "worker") else None
+        return running.node if running else None
+
+    def send_sync(self, event: Any, data: Any, sid: str | None = None) -> None:
+        self.hub.send_sync(event, data, sid)
+
+    # ------------------------------------------------------------- helpers
+    def next_number(self) -> int:
+        number, self._number = self._number, self._number + 1
+        return number
+
+    def next_seq(self) -> int:
+        seq, self._seq = self._seq, self._seq + 1
+        return seq
+
+    def queue_info(self) -> dict[str, Any]:
+        return {"exec_info": {"queue_remaining": self.queue.remaining()}}
+
+    def features(self) -> dict[str, Any]:
+        return {
+            "supports_preview_metadata": False,
+            "max_upload_size": self.options.max_upload_bytes,
+            "loom": {"queue_pause": True, "queue_move": True, "workflow_in_prompt": True},
+        }
+
+    def validate(self, prompt: dict[str, Any], targets: Iterable[str] | None = None) -> Any:
+        from engine.validation import validate_prompt
+
+        return validate_prompt(self.registry, prompt, targets)
+
+    def convert_workflow(self, workflow: Any) -> dict[str, Any]:
+        """A UI-format workflow (the editor's save format) as an API prompt."""
+        if not isinstance(workflow, dict):
+            raise ApiError(400, "invalid_workflow", "'workflow' must be a UI-format workflow object",
+                           node_errors={})
+        try:
+            from engine.workflow_format import WorkflowConversionError, ui_to_api
+        except ImportError:
+            raise ApiError(400, "unsupported", "this server cannot convert UI-format workflows yet",
+                           node_errors={}) from None
+        try:
+            return ui_to_api(workflow, self.registry.schema)
+        except WorkflowConversionError as exc:
+            raise ApiError(400, "invalid_workflow", f"could not convert the workflow: {exc}",
+                           node_errors={}) from None
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise ApiError(400, "invalid_workflow", f"could not convert the workflow: {exc!r}",
+                           node_errors={}) from None
+
+    def _revalidate(self, item: QueueItem) -> Any:
+        return self.validate(item.prompt, item.outputs or None)
+
+    def _make_executor(self) -> Any:
+        from engine.executor import Executor
+
+        return Executor(self.registry, cache=self.options.cache)
+
+    def _free(self, unload_models: bool, free_memory: bool) -> None:
+        env = self.env
+        if getattr(env, "models_loaded", False):
+            manager = env.models
+            for name in ("unload_all", "free_memory", "clear"):
+                method = getattr(manager, name, None)
+                if callable(method):
+                    method()
+                    break
+
+    async def set_paused(self, paused: bool) -> None:
+        self.queue.set_paused(paused)
+        await asyncio.wrap_future(self.store.set_setting("paused", paused))
+
+    # -------------------------------------------------------------- the app
+    def build_app(self) -> web.Application:
+        guard = Guard(self.options)
+        # The body limit aiohttp enforces; JSON and upload handlers apply
+        # their own tighter ones and answer 413 with a JSON error.
+        app = web.Application(middlewares=[guard.middleware],
+                              client_max_size=self.options.max_upload_bytes + 1024 * 1024)
+        app["loom"] = self
+
+        def add(method: str, path: str, handler) -> None:
+            app.router.add_route(method, path, handler)
+            app.router.add_route(method, "/api" + path, handler)
+
+        add("GET", "/ws", websocket_handler)
+        QueueRoutes(self).register(add)
+        FileRoutes(self).register(add)
+        InfoRoutes(self).register(add)
+        for route in self.routes:  # plug-ins' own routes, also under /api
+            if isinstance(route, web.RouteDef):
+                add(route.method, route.path, route.handler)
+            else:
+                route.register(app.router)
+        StaticFiles(self.options.web_root, dict(self.registry.web_directories)).register(app, add)
+        return app
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.hub = Hub(self.loop)
+        self.store = Store(self.db_path, self.options.max_history)
+        self._number, self._seq = self.store.counters()
+        self.queue = PromptQueue(on_change=self.hub.status_changed)
+        self.hub.status_source = self.queue_info
+        recovered = self.store.load_queue()
+        for item in recovered:
+            self.queue.add(item)
+        if recovered:
+            log.info("resuming %d queued prompt(s) from %s", len(recovered), self.db_path)
+        if self.store.get_setting("paused", False):
+            self.queue.set_paused(True)
+        self.worker = Worker(queue=self.queue, store=self.store, hub=self.hub,
+                             make_executor=self._make_executor, validate=self._revalidate,
+                             free=self._free, preview_interval=self.options.preview_interval)
+        self.app = self.build_app()
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.options.listen, self.options.port)
+        await site.start()
+        sockets = getattr(site._server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else self.options.port
+        self.worker.start()
+
+    async def stop(self) -> None:
+        """Stop taking work; a running prompt is interrupted and stays queued."""
+        if hasattr(self, "worker"):
+            await asyncio.get_running_loop().run_in_executor(None, self.worker.stop)
+        if hasattr(self, "hub"):
+            await self.hub.close_all()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if hasattr(self, "store"):
+            self.store.close()
+
+    @property
+    def url(self) -> str:
+        host = self.options.listen
+        if ":" in host:
+            host = f"[{host}]"
+        if host in ("0.0.0.0", "[::]"):
+            host = "127.0.0.1"
+        return f"http://{host}:{self.port}"

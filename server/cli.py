@@ -1,0 +1,126 @@
+"""``loom``: ``loom serve [options]`` starts the server, ``loom run WORKFLOW`` runs
+one workflow headless."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from .config import DEFAULT_WEB_ROOT, ServerOptions, is_loopback
+from .host import add_folder_options, build_host, plugin_summary
+
+WARNING = """
+********************************************************************************
+  WARNING: Loom is listening on {listen} without --auth-token.
+  Anyone who can reach this machine can run workflows and read your files.
+  Add --auth-token <secret> (or LOOM_AUTH_TOKEN) or listen on 127.0.0.1.
+********************************************************************************
+"""
+
+
+def _serve_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="start the server and editor")
+    p.add_argument("--listen", nargs="?", const="0.0.0.0", default="127.0.0.1", metavar="ADDRESS",
+                   help="address to listen on (default 127.0.0.1; --listen alone: 0.0.0.0)")
+    p.add_argument("--port", type=int, default=8188)
+    add_folder_options(p)
+    p.add_argument("--max-upload-size", type=float, default=100.0, metavar="MiB")
+    p.add_argument("--max-history", type=int, default=10000, metavar="N",
+                   help="finished prompts kept in history (default 10000)")
+    p.add_argument("--auth-token", default=os.environ.get("LOOM_AUTH_TOKEN"), metavar="TOKEN",
+                   help="require this token on every request (default: $LOOM_AUTH_TOKEN)")
+    p.add_argument("--enable-cors-header", nargs="?", const="*", default=None, metavar="ORIGIN",
+                   help="allow cross-origin requests from ORIGIN (alone: any origin)")
+    p.add_argument("--web-root", type=Path, default=DEFAULT_WEB_ROOT, help=argparse.SUPPRESS)
+
+
+def _run_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run one workflow without a server")
+    p.add_argument("workflow", type=Path, help="API-format prompt JSON, UI-format workflow JSON, or a PNG made by Loom/ComfyUI")
+    add_folder_options(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="loom", description="Loom: a node-graph app for Stable Diffusion")
+    sub = p.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    _run_parser(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    started = time.perf_counter()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "run":
+        from .run import run_workflow
+
+        return run_workflow(args)
+    return serve(args, started)
+
+
+def _options(args: argparse.Namespace) -> ServerOptions:
+    if args.max_history < 1:
+        raise SystemExit("loom: --max-history must be at least 1")
+    if args.max_upload_size <= 0:
+        raise SystemExit("loom: --max-upload-size must be positive")
+    return ServerOptions(
+        listen=args.listen, port=args.port, max_upload_size=args.max_upload_size,
+        auth_token=args.auth_token or None, cors_origin=args.enable_cors_header, cache=args.cache,
+        max_history=args.max_history, web_root=args.web_root, verbose=args.verbose,
+    )
+
+
+def serve(args: argparse.Namespace, started: float) -> int:
+    options = _options(args)
+    try:
+        host = build_host(args)
+    except (ValueError, OSError) as exc:
+        print(f"loom: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(_serve(host, options, started))
+
+
+async def _serve(host, options: ServerOptions, started: float) -> int:
+    from .app import LoomServer
+    from .device import detect_device
+
+    server = LoomServer(host.registry, options, device=host.env.device)
+    try:
+        await server.start()
+    except OSError as exc:
+        print(f"loom: cannot listen on {options.listen}:{options.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    elapsed = time.perf_counter() - started
+    device = detect_device(host.env.device)
+    lines = [
+        f"Loom is ready at {server.url}  (started in {elapsed:.2f} s)",
+        f"device: {device.describe()}",
+        plugin_summary(host),
+        f"queue: {server.db_path} ({server.queue.remaining()} queued"
+        f"{', paused' if server.queue.paused else ''})",
+    ]
+    print("\n".join(lines), flush=True)
+    if not is_loopback(options.listen) and not options.auth_token:
+        print(WARNING.format(listen=options.listen), file=sys.stderr, flush=True)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    await stop.wait()
+    print("stopping (a running prompt stays queued)...", flush=True)
+    await server.stop()
+    return 0

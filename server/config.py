@@ -1,0 +1,50 @@
+"""The server's options (what ``loom serve`` flags set)."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+#: The editor's files, shipped next to the server package.
+DEFAULT_WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
+
+MIB = 1024 * 1024
+
+
+@dataclass
+class ServerOptions:
+    listen: str = "127.0.0.1"
+    port: int = 8188
+    #: Upload size limit in MiB (ComfyUI's ``--max-upload-size``).
+    max_upload_size: float = 100.0
+    #: JSON bodies (prompts, queue operations) are capped separately: a prompt
+    #: with its embedded workflow is kilobytes, never hundreds of MiB.
+    max_json_size: int = 32 * MIB
+    auth_token: str | None = None
+    #: The one origin allowed to make cross-origin requests (``--enable-cors-header``).
+    cors_origin: str | None = None
+    cache: str = "classic"
+    max_history: int = 10000
+    web_root: Path = DEFAULT_WEB_ROOT
+    verbose: bool = False
+    #: Smallest interval between two previews sent for one prompt (seconds).
+    preview_interval: float = 0.05
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_size * MIB)
+
+    @property
+    def listens_on_loopback_only(self) -> bool:
+        return is_loopback(self.listen)
+
+
+def is_loopback(host: str) -> bool:
+    host = host.strip("[]")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,81 @@
+"""Building a host from command-line options: folders, env, registry, plug-ins.
+
+Shared by ``loom serve`` and ``loom run`` (same folders, same nodes).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.registry import Registry
+
+
+@dataclass
+class Host:
+    registry: Registry
+    plugin_report: Any  # engine.plugins.PluginReport | None
+    builtin_count: int
+
+    @property
+    def env(self) -> Any:
+        return self.registry.env
+
+    @property
+    def folders(self) -> Any:
+        return self.registry.env.folders
+
+
+def add_folder_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("folders")
+    group.add_argument("--base-directory", default=".", metavar="DIR",
+                       help="where models/, input/, output/, temp/, user/ and custom_nodes/ live (default: .)")
+    group.add_argument("--output-directory", metavar="DIR")
+    group.add_argument("--input-directory", metavar="DIR")
+    group.add_argument("--temp-directory", metavar="DIR")
+    group.add_argument("--user-directory", metavar="DIR")
+    group.add_argument("--models-dir", metavar="DIR")
+    group.add_argument("--extra-model-paths-config", action="append", metavar="YAML",
+                       help="ComfyUI's extra_model_paths.yaml (repeatable)")
+    parser.add_argument("--cpu", action="store_true", help="run on the CPU even if a GPU is present")
+    parser.add_argument("--preview-method", choices=("none", "latent2rgb"), default="latent2rgb")
+    parser.add_argument("--cache", default="classic", metavar="classic|lru:N|none",
+                        help="how node results are kept between prompts (default: classic)")
+    parser.add_argument("--disable-custom-nodes", action="store_true", help="load no plug-ins")
+    parser.add_argument("--verbose", action="store_true")
+
+
+def build_host(args: argparse.Namespace) -> Host:
+    import nodes
+    from nodes.folders import Folders
+    from nodes.runtime import LoomEnv
+
+    folders = Folders.from_options(
+        Path(args.base_directory),
+        output_directory=args.output_directory,
+        input_directory=args.input_directory,
+        temp_directory=args.temp_directory,
+        user_directory=args.user_directory,
+        models_dir=args.models_dir,
+        extra_model_paths_config=args.extra_model_paths_config,
+    )
+    env = LoomEnv(folders=folders, device="cpu" if args.cpu else "auto", preview_method=args.preview_method)
+    registry = Registry(env=env)
+    registry.add_all(nodes.builtin_nodes(), origin="builtin")
+    builtin = len(registry)
+    report = None
+    if not args.disable_custom_nodes:
+        from engine.plugins import load_plugins
+
+        report = load_plugins(registry, folders.custom_nodes)
+    return Host(registry=registry, plugin_report=report, builtin_count=builtin)
+
+
+def plugin_summary(host: Host) -> str:
+    plugins = len(host.registry) - host.builtin_count
+    line = f"nodes: {host.builtin_count} built-in, {plugins} from plug-ins"
+    if host.plugin_report is None:
+        return line + " (plug-ins disabled)"
+    return line + "\n" + host.plugin_report.summary()

@@ -1,0 +1,197 @@
+"""The websocket hub: fans messages out to connected clients without ever
+letting one client slow down the worker or the others.
+
+Any thread may :meth:`Hub.post` a message; it is serialised once, appended to
+an inbox and handed to the event loop in batches (one wake-up per batch, not
+per message).  Each client has its own bounded outbox and sender task:
+
+- JSON messages are never dropped; a client whose outbox overflows is too slow
+  or dead and is disconnected (it may reconnect and read ``/history``).
+- Previews are best effort: a newer preview replaces an undelivered older one,
+  and previews are skipped while the client is behind on JSON messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import struct
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable
+
+log = logging.getLogger("loom.server")
+
+#: ComfyUI's binary event type for an encoded preview image.
+PREVIEW_IMAGE_EVENT = 1
+IMAGE_TYPES = {"JPEG": 1, "PNG": 2}
+
+OUTBOX_LIMIT = 4096
+PREVIEW_BACKLOG = 8
+
+
+def preview_frame(image_format: str, image: bytes) -> bytes:
+    """ComfyUI's layout: event type and image type as big-endian u32, then bytes."""
+    return struct.pack(">II", PREVIEW_IMAGE_EVENT, IMAGE_TYPES.get(image_format.upper(), 1)) + image
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    sid: str | None  # None: every client
+    payload: str | bytes
+
+    @property
+    def is_preview(self) -> bool:
+        return isinstance(self.payload, bytes)
+
+
+class Client:
+    def __init__(self, sid: str, ws: Any):
+        self.sid = sid
+        self.ws = ws
+        self.outbox: collections.deque[str | bytes] = collections.deque()
+        self.wakeup = asyncio.Event()
+        self.closing = False
+        self.task: asyncio.Task | None = None
+
+    def offer(self, payload: str | bytes) -> bool:
+        """Queue a message; False if the client can't keep up (JSON overflow)."""
+        if self.closing:
+            return True
+        if isinstance(payload, bytes):
+            if len(self.outbox) >= PREVIEW_BACKLOG:
+                return True  # behind: drop the preview, keep the JSON flowing
+            for index in range(len(self.outbox) - 1, -1, -1):
+                if isinstance(self.outbox[index], bytes):
+                    del self.outbox[index]  # latest preview wins
+                    break
+        elif len(self.outbox) >= OUTBOX_LIMIT:
+            return False
+        self.outbox.append(payload)
+        self.wakeup.set()
+        return True
+
+    async def pump(self) -> None:
+        ws = self.ws
+        try:
+            while not self.closing:
+                await self.wakeup.wait()
+                self.wakeup.clear()
+                while self.outbox and not self.closing:
+                    payload = self.outbox.popleft()
+                    if isinstance(payload, bytes):
+                        await ws.send_bytes(payload)
+                    else:
+                        await ws.send_str(payload)
+        except (ConnectionError, RuntimeError, asyncio.CancelledError):
+            pass  # the socket went away; the handler cleans up
+        except Exception:  # never let one client's failure escape
+            log.debug("websocket %s send failed", self.sid, exc_info=True)
+
+
+class Hub:
+    """Connected websocket clients by ``clientId`` (ComfyUI's ``sid``)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.clients: dict[str, Client] = {}
+        self._inbox: collections.deque[Outgoing] = collections.deque()
+        self._lock = threading.Lock()
+        self._scheduled = False
+        self._status_pending = False
+        self.status_source: Callable[[], dict[str, Any]] = lambda: {"exec_info": {"queue_remaining": 0}}
+
+    # ------------------------------------------------------ any thread
+    def post(self, event: str, data: Any, sid: str | None = None) -> None:
+        """Send ``{"type": event, "data": data}`` to ``sid`` (None: everyone)."""
+        self.post_raw(Outgoing(sid, json.dumps({"type": event, "data": data}, default=repr)))
+
+    def post_preview(self, image_format: str, image: bytes, sid: str | None = None) -> None:
+        self.post_raw(Outgoing(sid, preview_frame(image_format, image)))
+
+    def post_raw(self, message: Outgoing) -> None:
+        with self._lock:
+            self._inbox.append(message)
+            if self._scheduled:
+                return
+            self._scheduled = True
+        try:
+            self.loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:  # loop closed during shutdown
+            pass
+
+    def send_sync(self, event: str, data: Any, sid: str | None = None) -> None:
+        """ComfyUI's ``PromptServer.send_sync``: thread-safe, never blocks."""
+        if isinstance(data, (bytes, bytearray)):
+            self.post_raw(Outgoing(sid, struct.pack(">I", int(event)) + bytes(data)))
+        else:
+            self.post(event, data, sid)
+
+    def status_changed(self) -> None:
+        """Broadcast the queue size soon; bursts of changes coalesce into one."""
+        with self._lock:
+            if self._status_pending:
+                return
+            self._status_pending = True
+        try:
+            self.loop.call_soon_threadsafe(self._send_status)
+        except RuntimeError:
+            pass
+
+    # --------------------------------------------------- event loop only
+    def _send_status(self) -> None:
+        with self._lock:
+            self._status_pending = False
+        self._deliver(Outgoing(None, json.dumps({"type": "status", "data": {"status": self.status_source()}})))
+
+    def _drain(self) -> None:
+        with self._lock:
+            self._scheduled = False
+            batch, self._inbox = self._inbox, collections.deque()
+        for message in batch:
+            self._deliver(message)
+
+    def _deliver(self, message: Outgoing) -> None:
+        if message.sid is None:
+            targets = list(self.clients.values())
+        else:
+            client = self.clients.get(message.sid)
+            targets = [client] if client is not None else []
+        for client in targets:
+            if not client.offer(message.payload):
+                log.warning("websocket client %s is not reading; disconnecting it", client.sid)
+                self.detach(client)
+                asyncio.ensure_future(self._close(client))
+
+    async def _close(self, client: Client) -> None:
+        try:
+            await asyncio.wait_for(client.ws.close(code=1013, message=b"too slow"), 5)
+        except Exception:
+            pass
+
+    def attach(self, sid: str, ws: Any) -> Client:
+        client = Client(sid, ws)
+        old = self.clients.get(sid)
+        if old is not None:
+            # Same clientId again (a reloaded tab): the newest socket gets the
+            # messages, as in ComfyUI.
+            self.detach(old)
+        self.clients[sid] = client
+        client.task = asyncio.ensure_future(client.pump())
+        return client
+
+    def send_now(self, client: Client, event: str, data: Any) -> None:
+        client.offer(json.dumps({"type": event, "data": data}, default=repr))
+
+    def detach(self, client: Client) -> None:
+        if self.clients.get(client.sid) is client:
+            del self.clients[client.sid]
+        client.closing = True
+        client.wakeup.set()
+
+    async def close_all(self) -> None:
+        for client in list(self.clients.values()):
+            self.detach(client)
+            await self._close(client)

@@ -1,0 +1,116 @@
+"""Read-only description routes: nodes, models, the machine, the API itself."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from .device import detect_device, package_version
+from .http_errors import ApiError
+from .openapi import openapi_spec
+
+if TYPE_CHECKING:
+    from .app import LoomServer
+
+log = logging.getLogger("loom.server")
+
+
+class InfoRoutes:
+    def __init__(self, server: "LoomServer"):
+        self.server = server
+
+    def register(self, add) -> None:
+        add("GET", "/object_info", self.object_info)
+        add("GET", "/object_info/{node_class}", self.object_info_one)
+        add("GET", "/embeddings", self.embeddings)
+        add("GET", "/models", self.model_kinds)
+        add("GET", "/models/{folder}", self.models)
+        add("GET", "/system_stats", self.system_stats)
+        add("GET", "/features", self.features)
+        add("GET", "/openapi.json", self.openapi)
+
+    async def object_info(self, request: web.Request) -> web.Response:
+        from engine.object_info import node_info
+
+        registry = self.server.registry
+        out: dict[str, Any] = {}
+        for definition in registry:
+            try:
+                out[definition.class_type] = node_info(definition.schema(registry.env))
+            except Exception:  # one broken plug-in node must not hide the others
+                log.exception("could not describe node %s", definition.class_type)
+        return web.json_response(out)
+
+    async def object_info_one(self, request: web.Request) -> web.Response:
+        from engine.object_info import node_info
+
+        registry = self.server.registry
+        name = request.match_info["node_class"]
+        definition = registry.get(name)
+        if definition is None:
+            return web.json_response({})
+        return web.json_response({name: node_info(definition.schema(registry.env))})
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        names = self.server.folders.list_models("embeddings")
+        return web.json_response([os.path.splitext(n)[0] for n in names])
+
+    async def model_kinds(self, request: web.Request) -> web.Response:
+        from nodes.folders import MODEL_KINDS
+
+        folders = self.server.folders
+        kinds = list(dict.fromkeys([*MODEL_KINDS, *folders.extra_model_dirs, *folders.preferred_model_dirs]))
+        return web.json_response(kinds)
+
+    async def models(self, request: web.Request) -> web.Response:
+        from nodes.folders import MODEL_KINDS, canonical_kind
+
+        folder = request.match_info["folder"]
+        folders = self.server.folders
+        try:
+            kind = canonical_kind(folder)
+        except ValueError:
+            kind = None
+        known = {*MODEL_KINDS, *folders.extra_model_dirs, *folders.preferred_model_dirs}
+        if kind not in known:
+            raise ApiError(404, "unknown_model_folder",
+                           f"no model folder '{folder[:60]}'; known: {', '.join(sorted(known))}")
+        return web.json_response(folders.list_models(kind))
+
+    async def system_stats(self, request: web.Request) -> web.Response:
+        import psutil
+
+        device = detect_device(self.server.device_setting)
+        memory = psutil.virtual_memory()
+        return web.json_response({
+            "system": {
+                "os": os.name,
+                "ram_total": memory.total,
+                "ram_free": memory.available,
+                "comfyui_version": f"loom-{package_version('loom')}",
+                "loom_version": package_version("loom"),
+                "python_version": sys.version,
+                "pytorch_version": package_version("torch"),
+                "embedded_python": False,
+                "argv": sys.argv,
+            },
+            "devices": [{
+                "name": device.describe(),
+                "type": device.type,
+                "index": device.index,
+                "vram_total": device.vram_total,
+                "vram_free": device.vram_free,
+                "torch_vram_total": device.vram_total,
+                "torch_vram_free": device.vram_free,
+            }],
+        })
+
+    async def features(self, request: web.Request) -> web.Response:
+        return web.json_response(self.server.features())
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(openapi_spec())

@@ -1,0 +1,199 @@
+"""``/prompt``, ``/queue``, ``/history``, ``/interrupt``, ``/free``: the queue API."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from .http_errors import ApiError, expect, read_json_object
+from .records import QueueItem
+
+if TYPE_CHECKING:
+    from .app import LoomServer
+
+_JSON = "application/json"
+
+
+def _no_prompt(message: str, details: str = "") -> ApiError:
+    return ApiError(400, "no_prompt", message, details, node_errors={})
+
+
+def _optional_int(request: web.Request, name: str, minimum: int = 0) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "invalid_query", f"'{name}' must be an integer, got {raw[:40]!r}") from None
+    if value < minimum:
+        raise ApiError(400, "invalid_query", f"'{name}' must be at least {minimum}, got {value}")
+    return value
+
+
+class QueueRoutes:
+    def __init__(self, server: "LoomServer"):
+        self.server = server
+
+    def register(self, add) -> None:
+        add("POST", "/prompt", self.post_prompt)
+        add("GET", "/prompt", self.get_prompt)
+        add("GET", "/queue", self.get_queue)
+        add("POST", "/queue", self.post_queue)
+        add("GET", "/history", self.get_history)
+        add("GET", "/history/{prompt_id}", self.get_history_entry)
+        add("POST", "/history", self.post_history)
+        add("POST", "/interrupt", self.post_interrupt)
+        add("POST", "/free", self.post_free)
+
+    # ---------------------------------------------------------------- prompt
+    def _prompt_from(self, data: dict[str, Any]) -> dict[str, Any]:
+        if "prompt" in data:
+            prompt = data["prompt"]
+        elif "workflow" in data:
+            prompt = self.server.convert_workflow(data["workflow"])
+        else:
+            raise _no_prompt("No prompt provided", "the body needs 'prompt' (API format) or 'workflow' (UI format)")
+        if not isinstance(prompt, dict):
+            raise _no_prompt("Invalid prompt: expected an object of nodes by id",
+                             f"'prompt' is {type(prompt).__name__}")
+        return prompt
+
+    async def post_prompt(self, request: web.Request) -> web.Response:
+        server = self.server
+        data = await read_json_object(request, server.options.max_json_size)
+        prompt = self._prompt_from(data)
+        extra_data = data.get("extra_data", {})
+        if extra_data is None:
+            extra_data = {}
+        expect(extra_data, dict, "extra_data")
+        extra_data = dict(extra_data)
+        client_id = data.get("client_id")
+        if client_id is not None:
+            extra_data["client_id"] = str(expect(client_id, str, "client_id"))
+        prompt_id = data.get("prompt_id")
+        if prompt_id is None:
+            prompt_id = str(uuid.uuid4())
+        else:
+            expect(prompt_id, str, "prompt_id")
+            if not prompt_id or len(prompt_id) > 200:
+                raise ApiError(400, "invalid_field", "'prompt_id' must be a non-empty string of at most 200 characters")
+            if prompt_id in server.queue:
+                raise ApiError(409, "duplicate_prompt_id", f"prompt '{prompt_id}' is already queued")
+        targets = data.get("partial_execution_targets")
+        if targets is not None:
+            expect(targets, list, "partial_execution_targets")
+            targets = [str(t) for t in targets]
+
+        validation = server.validate(prompt, targets)
+        if not validation.ok:
+            return web.json_response(validation.response(), status=400)
+
+        if "number" in data and data["number"] is not None:
+            number = float(expect(data["number"], (int, float), "number"))
+            if number != number or number in (float("inf"), float("-inf")):
+                raise ApiError(400, "invalid_field", "'number' must be a finite number")
+            server.next_number()
+        else:
+            number = server.next_number()
+            if data.get("front"):
+                number = -number
+        item = QueueItem(number=number, prompt_id=prompt_id, prompt=validation.prompt,
+                         extra_data=extra_data, outputs=list(validation.outputs),
+                         seq=server.next_seq(), validation=validation)
+        try:
+            await asyncio.wrap_future(server.store.enqueue(item))
+        except Exception as exc:
+            if "UNIQUE" in str(exc):
+                raise ApiError(409, "duplicate_prompt_id", f"prompt '{prompt_id}' is already queued") from None
+            raise
+        server.queue.add(item)
+        return web.json_response({"prompt_id": prompt_id, "number": number,
+                                  "node_errors": validation.node_errors})
+
+    async def get_prompt(self, request: web.Request) -> web.Response:
+        return web.json_response(self.server.queue_info())
+
+    # ----------------------------------------------------------------- queue
+    async def get_queue(self, request: web.Request) -> web.Response:
+        running, pending = self.server.queue.snapshot()
+        return web.json_response({"queue_running": [i.wire() for i in running],
+                                  "queue_pending": [i.wire() for i in pending]})
+
+    async def post_queue(self, request: web.Request) -> web.Response:
+        server = self.server
+        data = await read_json_object(request, server.options.max_json_size)
+        known = {"clear", "delete", "pause", "resume", "move"}
+        if not known & data.keys():
+            raise ApiError(400, "invalid_body", f"expected one of {', '.join(sorted(known))}")
+        result: dict[str, Any] = {}
+        if data.get("clear") is not None and expect(data["clear"], bool, "clear"):
+            removed = server.queue.clear()
+            await asyncio.wrap_future(server.store.clear_pending())
+            result["deleted"] = removed
+        if data.get("delete") is not None:
+            ids = [str(expect(i, str, "delete[]")) for i in expect(data["delete"], list, "delete")]
+            removed = server.queue.remove(set(ids))
+            if removed:
+                await asyncio.wrap_future(server.store.delete_pending(removed))
+            result["deleted"] = result.get("deleted", []) + removed
+        if data.get("move") is not None:
+            move = expect(data["move"], dict, "move")
+            prompt_id = expect(move.get("prompt_id"), str, "move.prompt_id")
+            position = expect(move.get("position"), int, "move.position")
+            number = server.queue.move(prompt_id, position)
+            if number is None:
+                raise ApiError(404, "not_pending", f"prompt '{prompt_id}' is not pending; only pending prompts can move")
+            await asyncio.wrap_future(server.store.set_number(prompt_id, number))
+            result["moved"] = {"prompt_id": prompt_id, "number": number}
+        if data.get("pause") is not None and expect(data["pause"], bool, "pause"):
+            await server.set_paused(True)
+        if data.get("resume") is not None and expect(data["resume"], bool, "resume"):
+            await server.set_paused(False)
+        result["paused"] = server.queue.paused
+        return web.json_response(result)
+
+    # --------------------------------------------------------------- history
+    async def get_history(self, request: web.Request) -> web.Response:
+        max_items = _optional_int(request, "max_items")
+        offset = _optional_int(request, "offset") or 0
+        text = await asyncio.wrap_future(self.server.store.history_json(max_items, offset))
+        return web.Response(text=text, content_type=_JSON)
+
+    async def get_history_entry(self, request: web.Request) -> web.Response:
+        prompt_id = request.match_info["prompt_id"]
+        text = await asyncio.wrap_future(self.server.store.history_entry_json(prompt_id))
+        return web.Response(text=text, content_type=_JSON)
+
+    async def post_history(self, request: web.Request) -> web.Response:
+        store = self.server.store
+        data = await read_json_object(request, self.server.options.max_json_size)
+        if not {"clear", "delete"} & data.keys():
+            raise ApiError(400, "invalid_body", "expected 'clear' or 'delete'")
+        if data.get("clear") is not None and expect(data["clear"], bool, "clear"):
+            await asyncio.wrap_future(store.clear_history())
+        if data.get("delete") is not None:
+            ids = [str(expect(i, str, "delete[]")) for i in expect(data["delete"], list, "delete")]
+            await asyncio.wrap_future(store.delete_history(ids))
+        return web.json_response({})
+
+    # ------------------------------------------------------------- control
+    async def post_interrupt(self, request: web.Request) -> web.Response:
+        prompt_id = None
+        if request.can_read_body:
+            data = await read_json_object(request, self.server.options.max_json_size)
+            if data.get("prompt_id") is not None:
+                prompt_id = expect(data["prompt_id"], str, "prompt_id")
+        interrupted = self.server.worker.request_interrupt(prompt_id)
+        return web.json_response({"interrupted": interrupted})
+
+    async def post_free(self, request: web.Request) -> web.Response:
+        data = await read_json_object(request, self.server.options.max_json_size)
+        unload = bool(expect(data.get("unload_models", False), bool, "unload_models"))
+        free = bool(expect(data.get("free_memory", False), bool, "free_memory"))
+        if unload or free:
+            self.server.worker.request_free(unload, free)
+        return web.json_response({"unload_models": unload, "free_memory": free})
