@@ -28,7 +28,7 @@ from .routes_queue import QueueRoutes
 from .security import Guard
 from .static import StaticFiles
 from .store import Store
-from .websocket import websocket_handler
+from .websocket import SERVER_KEY, websocket_handler
 from .worker import Worker
 
 log = logging.getLogger("loom.server")
@@ -145,7 +145,7 @@ class LoomServer:
         # their own tighter ones and answer 413 with a JSON error.
         app = web.Application(middlewares=[guard.middleware],
                               client_max_size=self.options.max_upload_bytes + 1024 * 1024)
-        app["loom"] = self
+        app[SERVER_KEY] = self
 
         def add(method: str, path: str, handler) -> None:
             app.router.add_route(method, path, handler)

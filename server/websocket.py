@@ -18,9 +18,12 @@ log = logging.getLogger("loom.server")
 
 MAX_CLIENT_ID = 200
 
+#: Where the app keeps its LoomServer.
+SERVER_KEY: web.AppKey = web.AppKey("loom_server", object)
+
 
 async def websocket_handler(request: web.Request) -> web.StreamResponse:
-    server: "LoomServer" = request.app["loom"]
+    server: "LoomServer" = request.app[SERVER_KEY]  # type: ignore[assignment]
     sid = request.query.get("clientId") or uuid.uuid4().hex
     if len(sid) > MAX_CLIENT_ID:
         raise ApiError(400, "invalid_client_id", f"clientId is longer than {MAX_CLIENT_ID} characters")
