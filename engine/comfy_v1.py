@@ -6,7 +6,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Mapping
 
-from .node import CallResult, NodeContext, NodeDefinition, ValidationHook
+from .node import CallResult, NodeContext, NodeDefinition, ValidationHook, call_with_accepted
 from .schema import MISSING, InputSpec, NodeSchema, OutputSpec
 
 #: Options Loom interprets; everything else is passed through to clients.
@@ -128,9 +128,11 @@ class V1Node(NodeDefinition):
 
     def fingerprint(self, instance: Any, inputs: dict[str, Any]) -> Any:
         fn = getattr(self.cls, "IS_CHANGED", None)
-        if fn is None:
-            return None
-        return fn(**_accepted(fn, inputs))
+        return None if fn is None else call_with_accepted(fn, inputs)
+
+    @property
+    def has_fingerprint(self) -> bool:
+        return hasattr(self.cls, "IS_CHANGED")
 
     def lazy_inputs_needed(self, instance: Any, inputs: dict[str, Any]) -> list[str]:
         fn = getattr(instance, "check_lazy_status", None)
@@ -152,14 +154,6 @@ class V1Node(NodeDefinition):
             return CallResult(tuple(raw))
         # V3-style objects and plain single values: be lenient like ComfyUI.
         return CallResult((raw,))
-
-
-def _accepted(fn: Any, inputs: dict[str, Any]) -> dict[str, Any]:
-    """Only the keyword arguments ``fn`` takes (hooks often declare a subset)."""
-    params = inspect.signature(fn).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return inputs
-    return {k: v for k, v in inputs.items() if k in params}
 
 
 def compile_v1(cls: type, class_type: str, display_name: str | None = None, module: str = "custom_nodes") -> V1Node:

@@ -23,7 +23,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, NewType, Sequence
 
-from .node import NodeContext, NodeDefinition, ValidationHook
+from .node import NodeContext, NodeDefinition, ValidationHook, call_with_accepted
 from .schema import ANY, MISSING, InputSpec, NodeSchema, OutputSpec
 
 
@@ -250,10 +250,14 @@ class FunctionNode(NodeDefinition):
         return self.fn(**inputs)
 
     def fingerprint(self, instance: Any, inputs: dict[str, Any]) -> Any:
-        return None if self._fingerprint is None else self._fingerprint(**inputs)
+        return None if self._fingerprint is None else call_with_accepted(self._fingerprint, inputs)
+
+    @property
+    def has_fingerprint(self) -> bool:
+        return self._fingerprint is not None
 
     def lazy_inputs_needed(self, instance: Any, inputs: dict[str, Any]) -> list[str]:
-        return [] if self._lazy_check is None else list(self._lazy_check(**inputs))
+        return [] if self._lazy_check is None else list(call_with_accepted(self._lazy_check, inputs))
 
     @property
     def validation(self) -> ValidationHook | None:

@@ -8,6 +8,7 @@ the handful of hooks ComfyUI defines (``IS_CHANGED``, ``VALIDATE_INPUTS``,
 from __future__ import annotations
 
 import contextvars
+import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -90,6 +91,15 @@ class NodeContext:
         self.report_progress(self.node_id, value, total, preview)
 
 
+def call_with_accepted(fn: Callable[..., Any], inputs: Mapping[str, Any]) -> Any:
+    """Call a hook with only the keyword arguments it declares (``IS_CHANGED``
+    and friends usually take a subset of the node's inputs)."""
+    params = inspect.signature(fn).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return fn(**inputs)
+    return fn(**{k: v for k, v in inputs.items() if k in params})
+
+
 #: The context of the node running in this thread/task, for compatibility
 #: shims (``comfy.utils.ProgressBar``) that have no way to receive one.
 current_context: contextvars.ContextVar[NodeContext | None] = contextvars.ContextVar(
@@ -131,6 +141,10 @@ class NodeDefinition(ABC):
     def fingerprint(self, instance: Any, inputs: dict[str, Any]) -> Any:
         """ComfyUI's ``IS_CHANGED``: part of the cache key.  NaN means 'always'."""
         return None
+
+    @property
+    def has_fingerprint(self) -> bool:
+        return False
 
     def lazy_inputs_needed(self, instance: Any, inputs: dict[str, Any]) -> list[str]:
         """ComfyUI's ``check_lazy_status``: which lazy inputs must be evaluated."""

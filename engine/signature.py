@@ -34,6 +34,8 @@ def _always_changes(fingerprint: Any) -> bool:
 def fingerprint_of(definition: NodeDefinition, call: NodeCall) -> Any:
     """``IS_CHANGED`` on the node's literal inputs; a failing hook means 'always
     re-run' (as in ComfyUI)."""
+    if not definition.has_fingerprint:
+        return None
     literals = {k: (v.value if isinstance(v, ListLiteral) else v)
                 for k, v in call.inputs.items() if not isinstance(v, Link)}
     try:

@@ -193,3 +193,18 @@ def test_a_nan_fingerprint_means_always_rerun(rec):
     executor.execute({"1": {"class_type": "Clock", "inputs": {}}}, prompt_id="a")
     executor.execute({"1": {"class_type": "Clock", "inputs": {}}}, prompt_id="b")
     assert rec.calls["clock"] == 2
+
+
+def test_a_fingerprint_hook_may_take_a_subset_of_the_inputs(rec):
+    @node(category="test", output_node=True, fingerprint=lambda path: "same")
+    def Load(path: str, strength: float = 1.0) -> None:
+        rec.calls["load"] += 1
+        return None
+
+    registry = Registry()
+    registry.add(Load)
+    executor = Executor(registry)
+    prompt = {"1": {"class_type": "Load", "inputs": {"path": "a", "strength": 0.5}}}
+    executor.execute(prompt, prompt_id="a")
+    executor.execute(prompt, prompt_id="b")
+    assert rec.calls["load"] == 1  # a hook failing on extra arguments would mean "always re-run"
