@@ -1,0 +1,367 @@
+// The editor's graph model: nodes, links, groups, and their UI-format JSON.
+// Pure (no DOM), so it is unit tested under node.
+//
+// Files round-trip through ComfyUI's UI format version 0.4. Keys this editor
+// does not understand are kept on every node, link holder and the workflow
+// itself, so a file saved by ComfyUI and re-saved here loses nothing.
+import { ANY, linkRefusal } from "./types.js";
+import { defaultValue, hasControl, socketInputs, widgetInputs } from "./schema.js";
+import { NOTE_TYPES, PRIMITIVE_TYPE, REROUTE_TYPE, widgetValuesOf } from "./workflow_to_api.js";
+
+export const MODE_ALWAYS = 0;
+export const MODE_MUTED = 2;
+export const MODE_BYPASSED = 4;
+
+const NODE_KEYS = new Set(["id", "type", "pos", "size", "flags", "order", "mode", "inputs", "outputs", "properties", "widgets_values", "widgets_values_named", "title", "color", "bgcolor"]);
+const WORKFLOW_KEYS = new Set(["last_node_id", "last_link_id", "nodes", "links", "groups", "config", "extra", "version", "state", "definitions", "reroutes"]);
+
+/** Editor-side node types that are not on the server. */
+export const EDITOR_TYPES = {
+  Note: { classType: "Note", displayName: "Note", category: "utils", description: "A note on the canvas; never runs.", inputs: [{ name: "text", type: "STRING", section: "required", options: { multiline: true, default: "" }, isWidget: true }], outputs: [], outputNode: false, editorOnly: true },
+  MarkdownNote: { classType: "MarkdownNote", displayName: "Markdown Note", category: "utils", description: "A note on the canvas; never runs.", inputs: [{ name: "text", type: "STRING", section: "required", options: { multiline: true, default: "" }, isWidget: true }], outputs: [], outputNode: false, editorOnly: true },
+  Reroute: { classType: "Reroute", displayName: "Reroute", category: "utils", description: "Passes its input through, to tidy long links.", inputs: [{ name: "", type: ANY, section: "required", options: {}, isWidget: false }], outputs: [{ name: "", type: ANY }], outputNode: false, editorOnly: true },
+  PrimitiveNode: { classType: "PrimitiveNode", displayName: "Primitive", category: "utils", description: "A value that feeds widget inputs.", inputs: [], outputs: [{ name: "connect to widget input", type: ANY }], outputNode: false, editorOnly: true },
+};
+
+export class Graph {
+  constructor(schemaLookup = () => null) {
+    this.lookup = (type) => EDITOR_TYPES[type] ?? schemaLookup(type);
+    this.nodes = new Map();
+    this.links = new Map();
+    this.groups = [];
+    this.lastNodeId = 0;
+    this.lastLinkId = 0;
+    this.extra = {};
+    this.config = {};
+    this.rest = {};
+    this.version = 0;  // bumps on every change, so views know when to redraw
+  }
+
+  touch() { this.version += 1; }
+
+  // ---------------------------------------------------------------- nodes
+
+  /** Create a node of `type` from its schema at `pos` (world coordinates). */
+  addNode(type, pos = [0, 0], opts = {}) {
+    const schema = this.lookup(type);
+    const id = opts.id ?? ++this.lastNodeId;
+    this.lastNodeId = Math.max(this.lastNodeId, Number(id) || 0);
+    const node = {
+      id, type, pos: [...pos], size: null, flags: {}, order: 0, mode: MODE_ALWAYS,
+      inputs: [], outputs: [], properties: { "Node name for S&R": type }, values: {}, controls: {}, rest: {},
+      missing: !schema, title: undefined,
+    };
+    if (schema) {
+      node.inputs = socketInputs(schema).map((s) => ({ name: s.name, type: s.type, link: null }));
+      node.outputs = schema.outputs.map((o, i) => ({ name: o.name, type: o.type, links: [], slot_index: i }));
+      for (const spec of widgetInputs(schema)) {
+        node.values[spec.name] = defaultValue(spec);
+        if (hasControl(spec.name, spec.type, spec.options)) node.controls[spec.name] = spec.options.control_after_generate && typeof spec.options.control_after_generate === "string" ? spec.options.control_after_generate : "randomize";
+      }
+    }
+    this.nodes.set(id, node);
+    this.touch();
+    return node;
+  }
+
+  schemaOf(node) { return node.missing ? null : this.lookup(node.type); }
+
+  removeNode(id) {
+    const node = this.nodes.get(id);
+    if (!node) return;
+    for (const input of node.inputs) if (input.link != null) this.removeLink(input.link);
+    for (const output of node.outputs) for (const l of [...(output.links ?? [])]) this.removeLink(l);
+    this.nodes.delete(id);
+    this.touch();
+  }
+
+  // ---------------------------------------------------------------- links
+
+  /** Why origin→target cannot be linked, or null. */
+  canConnect(originId, originSlot, targetId, inputName) {
+    const origin = this.nodes.get(originId);
+    const target = this.nodes.get(targetId);
+    if (!origin || !target) return "the node is gone";
+    if (originId === targetId) return "a node cannot feed itself";
+    const out = origin.outputs[originSlot];
+    if (!out) return "no such output";
+    const inputType = this.inputType(target, inputName);
+    if (inputType == null) return `${target.type} has no input '${inputName}'`;
+    if (target.type === PRIMITIVE_TYPE) return "a primitive has no inputs";
+    const refusal = linkRefusal(out.type, inputType);
+    if (refusal) return refusal;
+    if (this.reaches(targetId, originId)) return "that link would make a loop";
+    return null;
+  }
+
+  /** The type of input `name` on `node`: a socket, or a widget that may take a link. */
+  inputType(node, name) {
+    const slot = node.inputs.find((i) => i.name === name);
+    if (slot) return slot.type;
+    const spec = this.schemaOf(node)?.inputs.find((s) => s.name === name && s.isWidget);
+    return spec ? spec.type : null;
+  }
+
+  /** Whether `fromId` feeds `toId` through links (a new link toId→fromId would loop). */
+  reaches(fromId, toId) {
+    const seen = new Set();
+    const stack = [fromId];
+    while (stack.length) {
+      const id = stack.pop();
+      if (id === toId) return true;
+      if (seen.has(id)) continue;
+      seen.add(id);
+      const node = this.nodes.get(id);
+      for (const out of node?.outputs ?? []) for (const l of out.links ?? []) {
+        const link = this.links.get(l);
+        if (link) stack.push(link.target_id);
+      }
+    }
+    return false;
+  }
+
+  /** Link origin output → target input `inputName`; a widget input becomes a slot. Returns the link or throws with the reason. */
+  connect(originId, originSlot, targetId, inputName) {
+    const reason = this.canConnect(originId, originSlot, targetId, inputName);
+    if (reason) throw new Error(reason);
+    const origin = this.nodes.get(originId);
+    const target = this.nodes.get(targetId);
+    let index = target.inputs.findIndex((i) => i.name === inputName);
+    if (index === -1) {  // convert a widget to an input
+      const spec = this.schemaOf(target).inputs.find((s) => s.name === inputName);
+      target.inputs.push({ name: inputName, type: spec.type, link: null, widget: { name: inputName } });
+      index = target.inputs.length - 1;
+    }
+    const slot = target.inputs[index];
+    if (slot.link != null) this.removeLink(slot.link, { keepWidgetSlot: true });
+    const id = ++this.lastLinkId;
+    const out = origin.outputs[originSlot];
+    const link = { id, origin_id: originId, origin_slot: originSlot, target_id: targetId, target_slot: index, type: out.type === ANY ? slot.type : out.type };
+    this.links.set(id, link);
+    slot.link = id;
+    (out.links ??= []).push(id);
+    if (origin.type === PRIMITIVE_TYPE) this.adoptPrimitive(origin, target, inputName);
+    this.touch();
+    return link;
+  }
+
+  /** A primitive takes the type and value of the first widget it feeds. */
+  adoptPrimitive(primitive, target, inputName) {
+    const spec = this.schemaOf(target)?.inputs.find((s) => s.name === inputName);
+    if (!spec) return;
+    const out = primitive.outputs[0];
+    if (out.type === ANY || !out.widget) {
+      out.type = spec.type;
+      out.name = spec.type;
+      out.widget = { name: inputName };
+      primitive.primitiveSpec = { ...spec, name: "value" };
+      primitive.values = { value: target.values[inputName] ?? defaultValue(spec) };
+      if (hasControl(spec.name, spec.type, spec.options)) primitive.controls = { value: "fixed" };
+    }
+  }
+
+  removeLink(id, { keepWidgetSlot = false } = {}) {
+    const link = this.links.get(id);
+    if (!link) return;
+    this.links.delete(id);
+    const origin = this.nodes.get(link.origin_id);
+    const out = origin?.outputs[link.origin_slot];
+    if (out?.links) out.links = out.links.filter((l) => l !== id);
+    const target = this.nodes.get(link.target_id);
+    if (target) {
+      const index = target.inputs.findIndex((i) => i.link === id);
+      if (index !== -1) {
+        const slot = target.inputs[index];
+        slot.link = null;
+        // A widget turned input goes back to being a widget once unlinked.
+        if (slot.widget && !keepWidgetSlot && !slot.keep) this.removeInputSlot(target, index);
+      }
+    }
+    this.touch();
+  }
+
+  removeInputSlot(node, index) {
+    node.inputs.splice(index, 1);
+    for (let i = index; i < node.inputs.length; i++) {
+      const l = this.links.get(node.inputs[i].link);
+      if (l) l.target_slot = i;
+    }
+  }
+
+  linkInto(node, inputName) {
+    const slot = node.inputs.find((i) => i.name === inputName);
+    return slot?.link != null ? this.links.get(slot.link) ?? null : null;
+  }
+
+  // ---------------------------------------------------------------- serialisation
+
+  /** The workflow as ComfyUI's UI format 0.4 (plus Loom's widgets_values_named). */
+  serialize() {
+    const nodes = [...this.nodes.values()].map((n) => this.serializeNode(n));
+    const links = [...this.links.values()].map((l) => [l.id, l.origin_id, l.origin_slot, l.target_id, l.target_slot, l.type]);
+    return {
+      ...this.rest,
+      last_node_id: this.lastNodeId,
+      last_link_id: this.lastLinkId,
+      nodes,
+      links,
+      groups: this.groups.map((g) => ({ ...g.rest, title: g.title, bounding: [...g.bounding], color: g.color, font_size: g.font_size ?? 24, flags: g.flags ?? {} })),
+      config: this.config,
+      extra: this.extra,
+      version: 0.4,
+    };
+  }
+
+  serializeNode(n) {
+    const out = {
+      ...n.rest,
+      id: n.id,
+      type: n.type,
+      pos: [...n.pos],
+      size: n.size ? [...n.size] : [240, 80],
+      flags: { ...n.flags },
+      order: n.order ?? 0,
+      mode: n.mode,
+      inputs: n.inputs.map((i) => ({ ...i })),
+      outputs: n.outputs.map((o, k) => ({ ...o, links: o.links?.length ? [...o.links] : (o.links === null ? null : []), slot_index: k })),
+      properties: { ...n.properties },
+    };
+    if (n.title !== undefined) out.title = n.title;
+    if (n.color) out.color = n.color;
+    if (n.bgcolor) out.bgcolor = n.bgcolor;
+    if (n.missing) {
+      if (n.rawWidgets !== undefined) out.widgets_values = n.rawWidgets;
+      if (n.rawNamed !== undefined) out.widgets_values_named = n.rawNamed;
+      return out;
+    }
+    const specs = n.primitiveSpec ? [n.primitiveSpec] : widgetInputs(this.schemaOf(n) ?? { inputs: [] });
+    if (specs.length) {
+      const positional = [];
+      const named = {};
+      for (const spec of specs) {
+        positional.push(n.values[spec.name]);
+        named[spec.name] = n.values[spec.name];
+        if (spec.name in n.controls) positional.push(n.controls[spec.name]);
+      }
+      out.widgets_values = positional;
+      if (!NOTE_TYPES.has(n.type) && n.type !== PRIMITIVE_TYPE) out.widgets_values_named = named;
+    } else if (n.type === PRIMITIVE_TYPE && n.rawWidgets !== undefined) {
+      out.widgets_values = n.rawWidgets;
+    }
+    return out;
+  }
+
+  /** Load a UI-format workflow (0.4, or version 1 with link objects). */
+  static fromJSON(data, schemaLookup) {
+    const g = new Graph(schemaLookup);
+    g.load(data);
+    return g;
+  }
+
+  load(data) {
+    if (!data || !Array.isArray(data.nodes)) throw new Error("this file is not a workflow (no 'nodes' list)");
+    this.nodes.clear();
+    this.links.clear();
+    this.rest = Object.fromEntries(Object.entries(data).filter(([k]) => !WORKFLOW_KEYS.has(k)));
+    if (data.definitions) this.rest.definitions = data.definitions;  // subgraphs are kept, not edited
+    this.extra = data.extra ?? {};
+    this.config = data.config ?? {};
+    this.lastNodeId = Number(data.last_node_id ?? data.state?.lastNodeId ?? 0) || 0;
+    this.lastLinkId = Number(data.last_link_id ?? data.state?.lastLinkId ?? 0) || 0;
+    for (const raw of data.nodes) this.loadNode(raw);
+    const linkItems = Array.isArray(data.links) ? data.links : Object.values(data.links ?? {});
+    for (const item of linkItems) {
+      if (!item) continue;
+      const link = Array.isArray(item)
+        ? { id: item[0], origin_id: item[1], origin_slot: item[2], target_id: item[3], target_slot: item[4], type: item[5] ?? ANY }
+        : { id: item.id, origin_id: item.origin_id, origin_slot: item.origin_slot, target_id: item.target_id, target_slot: item.target_slot, type: item.type ?? ANY, ...(item.parentId != null ? { parentId: item.parentId } : {}) };
+      this.links.set(link.id, link);
+      this.lastLinkId = Math.max(this.lastLinkId, Number(link.id) || 0);
+    }
+    this.groups = (data.groups ?? []).map((g) => {
+      const { title, bounding, color, font_size, flags, ...rest } = g;
+      return { title: title ?? "Group", bounding: [...(bounding ?? [0, 0, 300, 200])], color: color ?? "#3f789e", font_size, flags, rest };
+    });
+    this.touch();
+  }
+
+  loadNode(raw) {
+    const schema = this.lookup(raw.type);
+    const isSubgraph = (this.rest.definitions?.subgraphs ?? []).some((s) => s.id === raw.type);
+    const node = {
+      id: raw.id, type: raw.type, pos: sanePair(raw.pos, [0, 0]), size: raw.size ? sanePair(raw.size, [240, 80]) : null,
+      flags: { ...(raw.flags ?? {}) }, order: raw.order ?? 0, mode: raw.mode ?? 0,
+      inputs: (raw.inputs ?? []).map((i) => ({ ...i })),
+      outputs: (raw.outputs ?? []).map((o) => ({ ...o, links: o.links == null ? [] : [...o.links] })),
+      properties: { ...(raw.properties ?? {}) }, values: {}, controls: {}, title: raw.title, color: raw.color, bgcolor: raw.bgcolor,
+      rest: Object.fromEntries(Object.entries(raw).filter(([k]) => !NODE_KEYS.has(k))),
+      missing: !schema || isSubgraph,
+    };
+    if (node.missing || raw.type === PRIMITIVE_TYPE) {
+      node.rawWidgets = raw.widgets_values;
+      node.rawNamed = raw.widgets_values_named;
+    }
+    if (!node.missing) {
+      if (raw.type === PRIMITIVE_TYPE) {
+        this.loadPrimitive(node, raw);
+      } else {
+        node.values = widgetValuesOf(raw, schema);
+        for (const spec of widgetInputs(schema)) {
+          if (!(spec.name in node.values)) node.values[spec.name] = defaultValue(spec);
+          if (hasControl(spec.name, spec.type, spec.options)) node.controls[spec.name] = controlFrom(raw, schema, spec) ?? "randomize";
+        }
+        // Sockets the schema has but the file lacks (a node that gained inputs) appear unlinked.
+        for (const s of socketInputs(schema)) if (!node.inputs.some((i) => i.name === s.name)) node.inputs.push({ name: s.name, type: s.type, link: null });
+        // Unlinked widget slots written by newer ComfyUI versions are just widgets here.
+        node.inputs = node.inputs.filter((i) => !(i.widget && i.link == null && !i.label));
+      }
+    }
+    this.nodes.set(node.id, node);
+    this.lastNodeId = Math.max(this.lastNodeId, Number(node.id) || 0);
+    return node;
+  }
+
+  loadPrimitive(node, raw) {
+    node.primitivePending = { values: raw.widgets_values ?? [] };
+  }
+
+  /** After load: primitives learn their spec from the widget they feed. */
+  resolvePrimitives() {
+    for (const node of this.nodes.values()) {
+      if (node.type !== PRIMITIVE_TYPE || !node.primitivePending) continue;
+      const out = node.outputs[0];
+      const linkId = out?.links?.[0];
+      const link = this.links.get(linkId);
+      const target = link && this.nodes.get(link.target_id);
+      const name = out?.widget?.name ?? (target && target.inputs[link.target_slot]?.name);
+      const spec = target && this.schemaOf(target)?.inputs.find((s) => s.name === name);
+      const raw = node.primitivePending.values;
+      if (spec) {
+        node.primitiveSpec = { ...spec, name: "value" };
+        node.values = { value: raw[0] ?? defaultValue(spec) };
+        if (hasControl(spec.name, spec.type, spec.options)) node.controls = { value: typeof raw[1] === "string" ? raw[1] : "fixed" };
+      }
+      delete node.primitivePending;
+    }
+  }
+}
+
+function controlFrom(raw, schema, spec) {
+  const values = Array.isArray(raw.widgets_values) ? raw.widgets_values : [];
+  let index = 0;
+  for (const s of widgetInputs(schema)) {
+    index += 1;
+    if (hasControl(s.name, s.type, s.options)) {
+      const v = values[index];
+      const isControl = typeof v === "string" && ["fixed", "increment", "decrement", "randomize"].includes(v);
+      if (s === spec) return isControl ? v : (v === true ? "randomize" : v === false ? "fixed" : null);
+      if (isControl || typeof v === "boolean") index += 1;
+    } else if (s === spec) return null;
+  }
+  return null;
+}
+
+function sanePair(v, fallback) {
+  const arr = Array.isArray(v) ? v : v && typeof v === "object" ? [v[0], v[1]] : fallback;
+  return [Number.isFinite(arr[0]) ? arr[0] : fallback[0], Number.isFinite(arr[1]) ? arr[1] : fallback[1]];
+}

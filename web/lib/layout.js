@@ -1,0 +1,91 @@
+// Node geometry, shared by the renderer and hit-testing. World units; a
+// node's pos is the top-left of its body, the title bar sits above it (as in
+// litegraph, so positions in ComfyUI files mean the same here).
+export const TITLE_H = 30;
+export const SLOT_H = 22;
+export const WIDGET_H = 24;
+export const WIDGET_GAP = 4;
+export const PAD = 8;
+export const MIN_W = 200;
+export const COLLAPSED_W = 160;
+export const IMAGE_MIN_H = 200;
+
+/** The widgets a node draws, in order: {name, spec, kind}. */
+export function nodeWidgets(node, schema) {
+  if (node.missing) return [];
+  if (node.primitiveSpec) return [{ name: "value", spec: node.primitiveSpec, control: "value" in node.controls }];
+  if (!schema) return [];
+  const linked = new Set(node.inputs.filter((i) => i.widget).map((i) => i.name));
+  const widgets = [];
+  for (const spec of schema.inputs) {
+    if (!spec.isWidget || linked.has(spec.name)) continue;
+    widgets.push({ name: spec.name, spec, control: spec.name in node.controls });
+    if (spec.options?.image_upload) widgets.push({ name: "upload", spec: { type: "UPLOAD", name: "upload", target: spec.name }, upload: true });
+  }
+  return widgets;
+}
+
+function widgetHeight(w) {
+  if (w.spec.type === "STRING" && w.spec.options?.multiline) return WIDGET_H * 3;
+  return WIDGET_H;
+}
+
+/** Minimum body size for a node's contents. */
+export function contentSize(node, schema) {
+  const rows = Math.max(node.inputs.length, node.outputs.length);
+  let h = rows * SLOT_H + PAD;
+  for (const w of nodeWidgets(node, schema)) h += widgetHeight(w) + (w.control ? WIDGET_H + WIDGET_GAP : 0) + WIDGET_GAP;
+  if (node.images?.length || schema?.outputNode && /Image/.test(node.type)) h += IMAGE_MIN_H;
+  return [MIN_W, Math.max(h + PAD, SLOT_H + PAD)];
+}
+
+/** The body size drawn: the stored size, grown to fit the contents. */
+export function bodySize(node, schema) {
+  const [cw, ch] = contentSize(node, schema);
+  const [w, h] = node.size ?? [cw, ch];
+  return [Math.max(w, node.missing ? MIN_W : cw), Math.max(h, node.missing ? 60 : ch)];
+}
+
+/** Bounding box including the title: [x, y, w, h]. */
+export function nodeBounds(node, schema) {
+  if (node.flags?.collapsed) return [node.pos[0], node.pos[1] - TITLE_H, COLLAPSED_W, TITLE_H];
+  const [w, h] = bodySize(node, schema);
+  return [node.pos[0], node.pos[1] - TITLE_H, w, h + TITLE_H];
+}
+
+export function inputPos(node, index) {
+  if (node.flags?.collapsed) return [node.pos[0], node.pos[1] - TITLE_H / 2];
+  return [node.pos[0], node.pos[1] + PAD / 2 + SLOT_H * (index + 0.5)];
+}
+
+export function outputPos(node, index, schema) {
+  if (node.flags?.collapsed) return [node.pos[0] + COLLAPSED_W, node.pos[1] - TITLE_H / 2];
+  const [w] = bodySize(node, schema);
+  return [node.pos[0] + w, node.pos[1] + PAD / 2 + SLOT_H * (index + 0.5)];
+}
+
+/** Widget rows: [{widget, x, y, w, h, controlRect?}] in world units. */
+export function widgetRects(node, schema) {
+  const [w] = bodySize(node, schema);
+  const rows = Math.max(node.inputs.length, node.outputs.length);
+  let y = node.pos[1] + PAD / 2 + rows * SLOT_H + WIDGET_GAP;
+  const out = [];
+  for (const widget of nodeWidgets(node, schema)) {
+    const h = widgetHeight(widget);
+    const rect = { widget, x: node.pos[0] + PAD + 4, y, w: w - 2 * PAD - 8, h };
+    y += h + WIDGET_GAP;
+    if (widget.control) {
+      rect.control = { x: rect.x, y, w: rect.w, h: WIDGET_H };
+      y += WIDGET_H + WIDGET_GAP;
+    }
+    out.push(rect);
+  }
+  return { rects: out, bottom: y };
+}
+
+/** Where output images are drawn: below the widgets, to the bottom of the body. */
+export function imageRect(node, schema) {
+  const [w, h] = bodySize(node, schema);
+  const { bottom } = widgetRects(node, schema);
+  return { x: node.pos[0] + PAD, y: bottom + PAD, w: w - 2 * PAD, h: node.pos[1] + h - bottom - 2 * PAD };
+}

@@ -1,0 +1,296 @@
+// Boot: fetch the schemas, restore or create a workflow, wire toolbar, panels,
+// file drops and the websocket's live execution events.
+import { Api } from "./ui/api.js";
+import { Editor } from "./ui/editor.js";
+import { Panels, renderErrors, showLightbox } from "./ui/panels.js";
+import { toast } from "./ui/popups.js";
+import { schemasFromObjectInfo } from "./lib/schema.js";
+import { parseJSONLenient } from "./lib/json.js";
+import { pngTextChunks } from "./lib/png.js";
+import { apiToGraph, isApiPrompt } from "./lib/api_to_graph.js";
+import { defaultWorkflow } from "./lib/default_workflow.js";
+
+const $ = (sel) => document.querySelector(sel);
+const api = new Api();
+const editor = new Editor($("#canvas"), api);
+const lookup = (t) => editor.schemas.get(t) ?? null;
+window.loom = { editor, api };  // for the browser tests and the console
+
+// ------------------------------------------------------------------ schemas
+
+async function loadSchemas() {
+  const info = await api.objectInfo();
+  editor.setSchemas(schemasFromObjectInfo(info));
+}
+
+function loadDefault() {
+  editor.loadWorkflow(defaultWorkflow(lookup).serialize(), { fit: true, undoable: editor.undo.current !== null });
+  editor.markSaved();
+}
+
+// ------------------------------------------------------------------ files
+
+async function loadFile(file) {
+  try {
+    const isPng = file.type === "image/png" || /\.png$/i.test(file.name);
+    let data;
+    if (isPng) {
+      const chunks = pngTextChunks(await file.arrayBuffer());
+      if (chunks.workflow) data = parseJSONLenient(chunks.workflow);
+      else if (chunks.prompt) data = parseJSONLenient(chunks.prompt);
+      else if (chunks.parameters) throw new Error("this PNG has A1111 parameters but no Loom/ComfyUI workflow; importing those is not supported yet");
+      else throw new Error("this PNG carries no workflow");
+    } else {
+      data = parseJSONLenient(await file.text());
+    }
+    if (isApiPrompt(data)) data = apiToGraph(data, lookup).serialize();
+    if (!Array.isArray(data?.nodes)) throw new Error("this file is not a workflow (no 'nodes' list, not an API prompt)");
+    editor.loadWorkflow(data, { undoable: true, fit: !data.extra?.ds });
+    workflowName = file.name.replace(/\.(json|png)$/i, "");
+    editor.markSaved();
+    toast(`Loaded ${file.name}`);
+  } catch (err) {
+    toast(`Could not open ${file.name}: ${err.message}`, "error", 8000);
+  }
+}
+
+let workflowName = localStorage.getItem("loom.workflowName") || "Unsaved workflow";
+
+function download(name, data) {
+  const blob = new Blob([JSON.stringify(data, null, 2)], { type: "application/json" });
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(blob);
+  a.download = name;
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+}
+
+function save() {
+  download(`${workflowName}.json`, editor.serialize());
+  editor.markSaved();
+}
+
+function exportApi() {
+  try { download(`${workflowName}_api.json`, editor.toApi()); }
+  catch (err) { editor.showConversionError(err); toast(err.message, "error", 8000); }
+}
+
+function openFile() {
+  const input = document.createElement("input");
+  input.type = "file";
+  input.accept = ".json,.png,application/json,image/png";
+  input.addEventListener("change", () => input.files?.[0] && loadFile(input.files[0]));
+  input.click();
+}
+
+// ------------------------------------------------------------------ running
+
+let lastPrompt = null;
+
+async function queue({ front = false } = {}) {
+  if (!api.online) { toast("The server is offline; waiting for it to come back", "error"); return; }
+  const count = Math.max(1, Math.min(100, Number($("#batch").value) || 1));
+  for (let i = 0; i < count; i++) {
+    let prompt;
+    try {
+      prompt = editor.toApi();
+    } catch (err) {
+      editor.showConversionError(err);
+      toast(`Cannot queue: ${err.message}`, "error", 8000);
+      return;
+    }
+    if (!Object.keys(prompt).length) { toast("The canvas has nothing to run: add some nodes first", "error"); return; }
+    try {
+      await api.queuePrompt(prompt, editor.serialize(), { front });
+      lastPrompt = prompt;
+    } catch (err) {
+      if (err.body?.node_errors || err.body?.error) {
+        editor.showValidationErrors(err.body);
+        const msg = err.body.error?.message ?? "validation failed";
+        const first = Object.values(err.body.node_errors ?? {})[0]?.errors?.[0];
+        toast(`Cannot queue: ${first ? `${first.message}${first.details ? ` (${first.details})` : ""}` : msg}`, "error", 8000);
+      } else toast(`Cannot queue: ${err.message}`, "error", 8000);
+      return;
+    }
+    editor.errors = { nodes: new Map(), execution: null };
+    renderErrors($("#errors"), editor);
+    editor.applyControls();
+  }
+  toast(count > 1 ? `Queued ${count} runs` : "Queued");
+  panels.refresh();
+}
+
+// ------------------------------------------------------------------ live events
+
+const exec = editor.exec;
+let progressTimer = null;
+const throttledDraw = () => {
+  if (progressTimer) return;
+  progressTimer = setTimeout(() => { progressTimer = null; editor.redraw(); }, 80);
+};
+
+function setOverall(done, total) {
+  $("#progress").style.width = total ? `${Math.min(100, (100 * done) / total)}%` : "0";
+}
+
+api.addEventListener("status", (e) => {
+  const remaining = e.detail?.status?.exec_info?.queue_remaining ?? 0;
+  $("#queue-size").textContent = remaining ? `${remaining} in queue` : "idle";
+  panels.refresh();
+});
+api.addEventListener("execution_start", (e) => {
+  exec.promptId = e.detail.prompt_id;
+  exec.cached = new Set();
+  exec.done = 0;
+  exec.total = lastPrompt ? Object.keys(lastPrompt).length : 0;
+  editor.errors.execution = null;
+  setOverall(0, 1);
+  editor.redraw();
+});
+api.addEventListener("execution_cached", (e) => {
+  for (const id of e.detail.nodes ?? []) exec.cached.add(String(id));
+  exec.done += (e.detail.nodes ?? []).length;
+  setOverall(exec.done, exec.total);
+  editor.graph.touch();
+  editor.redraw();
+});
+api.addEventListener("executing", (e) => {
+  const id = e.detail.display_node ?? e.detail.node;
+  if (exec.running != null) exec.done += 1;
+  exec.running = id == null ? null : String(id).split(":")[0];
+  exec.progress = null;
+  setOverall(exec.done, exec.total);
+  editor.redraw();
+});
+api.addEventListener("progress", (e) => {
+  exec.progress = { value: e.detail.value, max: e.detail.max };
+  throttledDraw();
+});
+api.addEventListener("executed", (e) => {
+  const node = editor.nodeById(String(e.detail.display_node ?? e.detail.node).split(":")[0]);
+  const images = e.detail.output?.images ?? [];
+  if (!node || !images.length) return;
+  node.preview = null;
+  node.imageIndex = 0;
+  node.images = images.map((info) => {
+    const img = new Image();
+    img.onload = () => { editor.graph.touch(); editor.redraw(); };
+    img.src = api.viewUrl(info);
+    img.dataset.filename = info.filename;
+    return img;
+  });
+  editor.graph.touch();
+  editor.redraw();
+});
+const finish = () => {
+  exec.running = null;
+  exec.progress = null;
+  setOverall(0, 0);
+  editor.redraw();
+  panels.refresh();
+};
+api.addEventListener("execution_success", finish);
+api.addEventListener("execution_interrupted", () => { finish(); toast("Interrupted"); });
+api.addEventListener("execution_error", (e) => {
+  finish();
+  editor.errors.execution = e.detail;
+  editor.errors.nodes = new Map([[String(e.detail.node_id).split(":")[0], { messages: [e.detail.exception_message], inputs: [] }]]);
+  renderErrors($("#errors"), editor);
+  toast(`Run failed in #${e.detail.node_id} ${e.detail.node_type}: ${e.detail.exception_message}`, "error", 8000);
+});
+api.addEventListener("b_preview", (e) => {
+  const node = exec.running && editor.nodeById(exec.running);
+  if (!node) return;
+  const img = new Image();
+  img.onload = () => {
+    if (node.preview?.src?.startsWith("blob:")) URL.revokeObjectURL(node.preview.src);
+    node.preview = img;
+    throttledDraw();
+  };
+  img.src = URL.createObjectURL(e.detail);
+});
+api.addEventListener("offline", () => { $("#offline").hidden = false; $("#conn").textContent = "offline"; $("#conn").className = "offline"; });
+api.addEventListener("online", async () => {
+  $("#offline").hidden = true;
+  $("#conn").textContent = "connected";
+  $("#conn").className = "online";
+  if (editor.schemas.size) { try { await loadSchemas(); } catch { /* next reconnect retries */ } }
+});
+
+// ------------------------------------------------------------------ chrome
+
+const panels = new Panels($("#panels"), editor, api, {
+  loadHistoryItem: (entry) => {
+    const extra = entry.prompt?.[3] ?? {};
+    const workflow = extra.extra_pnginfo?.workflow;
+    const data = workflow ?? (entry.prompt?.[2] ? apiToGraph(entry.prompt[2], lookup).serialize() : null);
+    if (!data) { toast("This run has no workflow stored", "error"); return; }
+    editor.loadWorkflow(data, { undoable: true });
+    toast("Loaded the run's workflow");
+  },
+});
+
+function updateTitle() {
+  $("#workflow-name").textContent = workflowName + (editor.unsaved ? " •" : "");
+  $("#workflow-name").title = editor.unsaved ? "Unsaved changes" : "Saved";
+  document.title = `${editor.unsaved ? "• " : ""}${workflowName} – Loom`;
+  localStorage.setItem("loom.workflowName", workflowName);
+}
+
+editor.addEventListener("graph", updateTitle);
+editor.addEventListener("errors", () => renderErrors($("#errors"), editor));
+editor.addEventListener("queue-request", (e) => queue(e.detail));
+editor.addEventListener("save-request", save);
+editor.addEventListener("open-request", openFile);
+editor.addEventListener("lightbox", (e) => showLightbox(e.detail.images, e.detail.index));
+
+$("#queue").addEventListener("click", (e) => queue({ front: e.shiftKey }));
+$("#interrupt").addEventListener("click", async () => { try { await api.interrupt(); } catch (err) { toast(err.message, "error"); } });
+$("#save").addEventListener("click", save);
+$("#open").addEventListener("click", openFile);
+$("#export-api").addEventListener("click", exportApi);
+$("#new").addEventListener("click", () => { workflowName = "Unsaved workflow"; loadDefault(); });
+$("#clear").addEventListener("click", () => { editor.loadWorkflow({ nodes: [], links: [], groups: [], version: 0.4 }, { undoable: true }); workflowName = "Unsaved workflow"; updateTitle(); });
+$("#fit").addEventListener("click", () => editor.fitView());
+$("#refresh").addEventListener("click", async () => { try { await loadSchemas(); toast("Node list refreshed"); } catch (err) { toast(err.message, "error"); } });
+$("#undo").addEventListener("click", () => editor.doUndo(false));
+$("#redo").addEventListener("click", () => editor.doUndo(true));
+$("#workflow-name").addEventListener("dblclick", () => {
+  const name = prompt("Workflow name", workflowName);
+  if (name) { workflowName = name.trim(); updateTitle(); }
+});
+
+addEventListener("dragover", (e) => { e.preventDefault(); document.body.classList.add("dropping"); });
+addEventListener("dragleave", () => document.body.classList.remove("dropping"));
+addEventListener("drop", (e) => {
+  e.preventDefault();
+  document.body.classList.remove("dropping");
+  const file = e.dataTransfer?.files?.[0];
+  if (file) loadFile(file);
+});
+addEventListener("beforeunload", (e) => { if (editor.unsaved) e.preventDefault(); });
+
+// ------------------------------------------------------------------ boot
+
+async function boot() {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await loadSchemas();
+      break;
+    } catch (err) {
+      $("#offline").hidden = false;
+      if (attempt === 0) toast(`Waiting for the server: ${err.message}`, "error");
+      await new Promise((r) => setTimeout(r, Math.min(5000, 500 * 2 ** attempt)));
+    }
+  }
+  $("#offline").hidden = true;
+  const saved = editor.restoreSaved();
+  if (saved?.nodes) {
+    try { editor.loadWorkflow(saved); } catch { loadDefault(); }
+  } else loadDefault();
+  updateTitle();
+  api.connect();
+  document.body.dataset.ready = "true";
+}
+
+boot();

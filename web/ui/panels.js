@@ -1,0 +1,145 @@
+// Side panels: queue, history, node library; the errors panel; the image lightbox.
+import { toast } from "./popups.js";
+
+const el = (tag, attrs = {}, ...children) => {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else if (k === "class") e.className = v;
+    else e.setAttribute(k, v);
+  }
+  e.append(...children.filter((c) => c != null));
+  return e;
+};
+
+export class Panels {
+  constructor(root, editor, api, { loadHistoryItem }) {
+    this.root = root;
+    this.editor = editor;
+    this.api = api;
+    this.loadHistoryItem = loadHistoryItem;
+    this.tab = null;
+    this.body = root.querySelector(".panel-body");
+    for (const button of root.querySelectorAll("[data-tab]")) button.addEventListener("click", () => this.show(button.dataset.tab));
+  }
+
+  show(tab) {
+    this.tab = this.tab === tab ? null : tab;
+    this.root.classList.toggle("open", Boolean(this.tab));
+    for (const b of this.root.querySelectorAll("[data-tab]")) b.classList.toggle("active", b.dataset.tab === this.tab);
+    this.refresh();
+  }
+
+  async refresh() {
+    if (!this.tab) return;
+    try {
+      if (this.tab === "queue") await this.renderQueue();
+      else if (this.tab === "history") await this.renderHistory();
+      else if (this.tab === "library") this.renderLibrary();
+    } catch (err) {
+      this.body.replaceChildren(el("p", { class: "muted" }, `Could not load: ${err.message}`));
+    }
+  }
+
+  async renderQueue() {
+    const q = await this.api.queue();
+    const row = (item, running) => el("li", { class: running ? "running" : "" },
+      el("span", {}, `${running ? "▶ running" : `#${item[0]}`} `, el("code", {}, String(item[1]).slice(0, 8))),
+      el("button", { class: "small", title: running ? "Interrupt" : "Cancel", onclick: async () => {
+        if (running) await this.api.interrupt(); else await this.api.deleteFromQueue([item[1]]);
+        this.refresh();
+      } }, running ? "Stop" : "Cancel"));
+    const running = q.queue_running ?? [];
+    const pending = [...(q.queue_pending ?? [])].sort((a, b) => a[0] - b[0]);
+    this.body.replaceChildren(
+      el("h3", {}, `Queue (${running.length} running, ${pending.length} pending)`),
+      el("ul", { class: "queue-list" }, ...running.map((i) => row(i, true)), ...pending.map((i) => row(i, false))),
+      el("button", { onclick: async () => { await this.api.clearQueue(); this.refresh(); } }, "Clear pending"),
+    );
+  }
+
+  async renderHistory() {
+    const history = await this.api.history(64);
+    const items = Object.entries(history).reverse();
+    const cards = items.map(([id, entry]) => {
+      const images = Object.values(entry.outputs ?? {}).flatMap((o) => o.images ?? []);
+      const status = entry.status?.status_str ?? (entry.status?.completed ? "success" : "");
+      return el("li", { class: `history-item ${status}`, title: "Load this run's workflow", onclick: () => this.loadHistoryItem(entry) },
+        images[0] ? el("img", { src: this.api.viewUrl(images[0]), alt: "output", loading: "lazy" }) : el("div", { class: "thumb-empty" }, "no image"),
+        el("small", {}, `${status || "?"} · ${id.slice(0, 8)}`));
+    });
+    this.body.replaceChildren(el("h3", {}, "History"), items.length ? el("ul", { class: "history-list" }, ...cards) : el("p", { class: "muted" }, "Nothing has run yet."),
+      el("button", { onclick: async () => { await this.api.clearHistory(); this.refresh(); } }, "Clear history"));
+  }
+
+  renderLibrary() {
+    const tree = new Map();
+    for (const schema of this.editor.schemaList) {
+      const cat = schema.category || "other";
+      if (!tree.has(cat)) tree.set(cat, []);
+      tree.get(cat).push(schema);
+    }
+    const filter = el("input", { placeholder: "Filter nodes…", "aria-label": "Filter nodes" });
+    const list = el("div", { class: "library" });
+    const render = () => {
+      const q = filter.value.toLowerCase();
+      list.replaceChildren(...[...tree.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([cat, schemas]) => {
+        const shown = schemas.filter((s) => !q || s.displayName.toLowerCase().includes(q) || s.classType.toLowerCase().includes(q));
+        if (!shown.length) return null;
+        return el("details", q ? { open: "" } : {}, el("summary", {}, cat),
+          ...shown.sort((a, b) => a.displayName.localeCompare(b.displayName)).map((s) => el("button", {
+            class: "library-node", title: s.description || s.classType,
+            onclick: () => {
+              const W = this.editor.canvas.clientWidth;
+              const H = this.editor.canvas.clientHeight;
+              const r = this.editor.canvas.getBoundingClientRect();
+              const [x, y] = this.editor.toWorld(r.left + W / 2, r.top + H / 2);
+              this.editor.addNode(s.classType, [x - 100, y - 50]);
+            },
+          }, s.displayName)));
+      }).filter(Boolean));
+    };
+    filter.addEventListener("input", render);
+    filter.addEventListener("keydown", (e) => e.stopPropagation());
+    render();
+    this.body.replaceChildren(el("h3", {}, "Node library"), filter, list);
+  }
+}
+
+/** Lists node errors (validation or execution) with a collapsible traceback. */
+export function renderErrors(box, editor) {
+  const { nodes, execution } = editor.errors;
+  box.replaceChildren();
+  if (!nodes.size && !execution) { box.hidden = true; return; }
+  box.hidden = false;
+  const close = el("button", { class: "small close", "aria-label": "Dismiss errors", onclick: () => { editor.errors = { nodes: new Map(), execution: null }; editor.graph.touch(); editor.redraw(); renderErrors(box, editor); } }, "×");
+  box.append(close, el("h3", {}, execution ? "The run failed" : "The workflow has errors"));
+  if (execution) {
+    box.append(el("p", { class: "error-node" }, el("a", { href: "#", onclick: (e) => { e.preventDefault(); editor.centerOn(execution.node_id); } }, `#${execution.node_id} ${execution.node_type ?? ""}`)),
+      el("p", { class: "error-message" }, `${execution.exception_type ? `${execution.exception_type}: ` : ""}${execution.exception_message ?? ""}`));
+    if (execution.traceback?.length) box.append(el("details", {}, el("summary", {}, "Traceback"), el("pre", {}, execution.traceback.join(""))));
+    return;
+  }
+  for (const [id, info] of nodes) {
+    const node = editor.nodeById(id);
+    box.append(el("div", { class: "error-entry" },
+      el("a", { href: "#", onclick: (e) => { e.preventDefault(); editor.centerOn(node?.id ?? id); } }, `#${id} ${node ? editor.titleOf(node) : info.classType ?? ""}`),
+      el("ul", {}, ...info.messages.map((m) => el("li", {}, m)))));
+  }
+}
+
+export function showLightbox(images, index = 0) {
+  let i = index;
+  const img = el("img", { alt: "output image" });
+  const caption = el("p", {});
+  const show = () => { img.src = images[i].src; caption.textContent = `${i + 1} / ${images.length}`; };
+  const box = el("div", { class: "lightbox", onclick: (e) => { if (e.target === box) box.remove(); } },
+    el("button", { class: "nav", onclick: () => { i = (i - 1 + images.length) % images.length; show(); } }, "‹"),
+    el("figure", {}, img, caption),
+    el("button", { class: "nav", onclick: () => { i = (i + 1) % images.length; show(); } }, "›"));
+  const onKey = (e) => { if (e.key === "Escape") { box.remove(); removeEventListener("keydown", onKey); } };
+  addEventListener("keydown", onKey);
+  document.body.append(box);
+  show();
+  void toast;
+}
