@@ -302,6 +302,9 @@ class Folders:
     #: Plug-in folders, imported at start-up.
     custom_nodes: list[Path] = field(default_factory=list)
     _scans: dict[str, _Scan] = field(default_factory=dict, init=False, repr=False, compare=False)
+    #: (kind, extensions) → (the scans it was built from, the sorted names).
+    _listings: dict[tuple, tuple[tuple[_Scan, ...], list[str]]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     @classmethod
@@ -375,20 +378,25 @@ class Folders:
         asking often (every ``/object_info``) stays cheap.
         """
         kind = canonical_kind(kind)
+        wanted = MODEL_EXTENSIONS if extensions is None else frozenset(e.lower() for e in extensions)
+        scans = tuple(self._scan(directory) for directory in self.model_dirs(kind))
+        key = (kind, wanted)
+        known = self._listings.get(key)
+        if known is not None and len(known[0]) == len(scans) and all(a is b for a, b in zip(known[0], scans)):
+            return list(known[1])
         names: set[str] = set()
-        if kind == "diffusers":
-            for directory in self.model_dirs(kind):
-                for file in self._files(directory):
+        for scan in scans:
+            for file in scan.files:
+                if kind == "diffusers":
                     head, _, tail = file.rpartition("/")
                     if tail == "model_index.json" and head:
                         names.add(head)
-            return sorted(names)
-        wanted = MODEL_EXTENSIONS if extensions is None else frozenset(e.lower() for e in extensions)
-        for directory in self.model_dirs(kind):
-            for file in self._files(directory):
-                if not wanted or os.path.splitext(file)[1].lower() in wanted:
+                elif not wanted or os.path.splitext(file)[1].lower() in wanted:
                     names.add(file)
-        return sorted(names)
+        listing = sorted(names)
+        with self._lock:
+            self._listings[key] = (scans, listing)
+        return list(listing)
 
     def model_path(self, kind: str, name: str) -> Path:
         """The file (or diffusers folder) behind a model name; raises :class:`ModelNotFound`.
@@ -407,15 +415,15 @@ class Folders:
                     return candidate
         raise ModelNotFound(kind, name, dirs, self._display(self.models / kind) + "/")
 
-    def _files(self, directory: Path) -> tuple[str, ...]:
+    def _scan(self, directory: Path) -> _Scan:
         key = str(directory)
         scan = self._scans.get(key)
         if scan is not None and scan.still_valid(directory):
-            return scan.files
+            return scan
         scan = _scan_tree(directory)
         with self._lock:
             self._scans[key] = scan
-        return scan.files
+        return scan
 
     # -- input / output / temp -----------------------------------------------
 
