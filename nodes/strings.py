@@ -7,7 +7,6 @@ Names, inputs and categories follow ComfyUI (``comfy_extras/nodes_string.py``,
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from typing import Any
 
 from engine.declare import String, node
@@ -46,21 +45,13 @@ def as_text(value: Any) -> str:
     if isinstance(value, (bool, int, float)):
         return str(value)
     try:
-        return json.dumps(value, indent=4, default=_jsonable)
+        return json.dumps(value, indent=4)
     except (TypeError, ValueError):
         pass
     try:
         return str(value)
     except Exception:  # a foreign object whose __str__ fails still gets a line
         return f"<{type(value).__name__} that could not be shown as text>"
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return dict(value)
-    if isinstance(value, (set, frozenset)):
-        return sorted(value, key=repr)
-    raise TypeError(type(value).__name__)
 
 
 @node(category="utilities", display_name="Preview as Text", output_node=True)
