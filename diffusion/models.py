@@ -1,0 +1,79 @@
+"""The objects that flow between nodes as MODEL, CLIP and VAE.
+
+They are light handles: the torch modules they point at are owned by the
+:class:`~diffusion.memory.ModelManager`, which decides where they live.  Cloning a
+handle (for a different clip skip, or LoRA patches later) never copies weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from .latent_formats import LatentFormat
+
+if TYPE_CHECKING:
+    from .loading import TextEncoderWeights
+    from .memory import ModelManager
+
+Family = Literal["sd1", "sd2", "sdxl"]
+
+#: The DDPM noise schedule every supported family was trained with.
+TRAINING_SCHEDULE = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                         beta_schedule="scaled_linear")
+
+
+@dataclass(frozen=True)
+class DiffusionModel:
+    """MODEL: a denoising UNet plus what sampling needs to know about it."""
+
+    unet: Any                       # diffusers UNet2DConditionModel
+    family: Family
+    prediction_type: str            # "epsilon" | "v_prediction"
+    latent_format: LatentFormat
+    manager: "ModelManager" = field(repr=False, compare=False)
+    source: str = ""
+    #: Weight patches (LoRA, ...) applied while this handle samples; empty here.
+    patches: tuple = ()
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.unet.config.in_channels)
+
+    def clone(self, **changes) -> "DiffusionModel":
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class ClipModel:
+    """CLIP: the text encoder(s) of a checkpoint, with the layer to read (clip skip)."""
+
+    encoders: tuple["TextEncoderWeights", ...]
+    family: Family
+    manager: "ModelManager" = field(repr=False, compare=False)
+    #: ComfyUI's stop_at_clip_layer (-1 = last); None = the family's default.
+    layer: int | None = None
+    source: str = ""
+    patches: tuple = ()
+
+    def clone(self, **changes) -> "ClipModel":
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class VaeModel:
+    """VAE: the autoencoder between pixels and latents."""
+
+    vae: Any                        # diffusers AutoencoderKL
+    latent_format: LatentFormat
+    manager: "ModelManager" = field(repr=False, compare=False)
+    source: str = ""
+
+    @property
+    def scale_factor(self) -> float:
+        return float(self.vae.config.scaling_factor)
+
+    @property
+    def downscale(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)

@@ -1,0 +1,221 @@
+"""The KSampler: ComfyUI's sampling semantics on top of diffusers' schedulers.
+
+Latents enter and leave in ComfyUI's convention: unscaled-by-noise "x0 + σ·noise"
+(variance-exploding) space.  Schedulers that work in variance-preserving space
+(DDIM, DPM-Solver, UniPC, LCM) get ``x·sqrt(ᾱ)`` and give back ``x/sqrt(ᾱ)``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from .errors import SamplingError
+from .guidance import GuidedModel
+from .models import DiffusionModel
+from .noise import prepare_noise
+from .schedules import plan
+
+#: callback(step, total, x0_preview_latent) — called after every step.
+StepCallback = Callable[[int, int, Any], None]
+
+
+@dataclass(frozen=True)
+class StepRange:
+    """Which part of a ``total``-step schedule runs: steps [first, last)."""
+
+    total: int
+    first: int
+    last: int
+    force_full_denoise: bool
+
+
+def step_range(steps: int, denoise: float = 1.0, start_step: int | None = None, last_step: int | None = None,
+               force_full_denoise: bool = True) -> StepRange:
+    """ComfyUI's rules: denoise < 1 builds ``int(steps / denoise)`` steps and runs the last
+    ``steps``; KSamplerAdvanced picks [start_at_step, end_at_step) of ``steps``."""
+    if steps < 1:
+        raise SamplingError("steps must be at least 1")
+    if denoise <= 0:
+        return StepRange(steps, steps, steps, force_full_denoise)
+    total = steps if denoise >= 1 else max(steps, int(steps / denoise))
+    first = total - steps
+    if start_step is not None:
+        first = max(first, start_step)
+    last = total if last_step is None else min(total, last_step)
+    return StepRange(total, min(first, last), last, force_full_denoise)
+
+
+def _vp_space(scheduler) -> bool:
+    return float(getattr(scheduler, "init_noise_sigma", 1.0)) == 1.0
+
+
+def _alpha_bar(scheduler, t) -> float:
+    return float(scheduler.alphas_cumprod[int(round(float(t)))])
+
+
+def _x0(model: DiffusionModel, x_vp, out, alpha: float):
+    """Predicted clean latent from a VP-space sample and the model output."""
+    a, s = math.sqrt(alpha), math.sqrt(1 - alpha)
+    if model.prediction_type == "v_prediction":
+        return a * x_vp - s * out
+    return (x_vp - s * out) / a
+
+
+def sample(model: DiffusionModel, *, seed: int, steps: int, cfg: float, sampler_name: str, scheduler: str,
+           positive: Sequence, negative: Sequence, latent: dict, denoise: float = 1.0, add_noise: bool = True,
+           start_step: int | None = None, last_step: int | None = None, force_full_denoise: bool = True,
+           callback: StepCallback | None = None) -> dict:
+    """Run one KSampler; returns a new LATENT dict."""
+    import torch
+
+    samples = latent["samples"]
+    if samples.ndim != 4:
+        raise SamplingError(f"latent must be [batch, channels, height, width], got shape {list(samples.shape)}")
+    if samples.shape[1] != model.latent_format.channels:
+        raise SamplingError(f"latent has {samples.shape[1]} channels; this {model.family} model uses "
+                            f"{model.latent_format.channels}")
+    latent_image = samples.float().cpu()
+    noise = prepare_noise(latent_image, seed, latent.get("batch_index")) if add_noise else torch.zeros_like(latent_image)
+    rng = step_range(steps, denoise, start_step, last_step, force_full_denoise)
+    out = dict(latent)
+    if rng.first >= rng.last:
+        out["samples"] = latent_image
+        return out
+    run = plan(sampler_name, scheduler, model.prediction_type)
+    extra = _inpaint_channels(model, latent_image)
+    guided = GuidedModel(model, positive, negative, cfg, extra)
+    generator = torch.Generator("cpu").manual_seed(int(seed) & 0xFFFFFFFFFFFFFFFF)
+    with torch.inference_mode():
+        if run.own is None:
+            x = _diffusers_loop(model, run.scheduler, guided, latent_image, noise, rng, add_noise, generator, callback)
+        else:
+            x = _own_loop(model, run.scheduler, run.own, guided, latent_image, noise, rng, add_noise, generator,
+                          callback)
+    out["samples"] = x.float().cpu()
+    return out
+
+
+def _inpaint_channels(model: DiffusionModel, latent_image):
+    """Inputs an inpainting UNet (9 channels) needs besides the latent: mask + masked latent.
+    Without an inpainting setup, the whole image is "masked" (generate everything)."""
+    import torch
+
+    extra = model.in_channels - latent_image.shape[1]
+    if extra <= 0:
+        return None
+    b, _, h, w = latent_image.shape
+    return torch.cat([torch.ones(b, 1, h, w), torch.zeros(b, extra - 1, h, w)], dim=1)
+
+
+def _diffusers_loop(model, scheduler, guided, latent_image, noise, rng: StepRange, add_noise, generator, callback):
+    import torch
+
+    device = guided.device
+    scheduler.set_timesteps(rng.total, device=device)
+    order = getattr(scheduler, "order", 1)
+    timesteps = scheduler.timesteps
+    begin, end = rng.first * order, min(len(timesteps), rng.last * order)
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(begin)
+    vp = _vp_space(scheduler)
+    latent_image = latent_image.to(device)
+    noise = noise.to(device)
+    t0 = timesteps[begin]
+    if rng.first == 0 and add_noise:
+        base = latent_image * math.sqrt(_alpha_bar(scheduler, t0)) if vp else latent_image
+        x = base + noise * scheduler.init_noise_sigma
+    elif add_noise:
+        clean = latent_image * 1.0
+        x = scheduler.add_noise(clean, noise, t0.reshape(1))
+    else:  # the latent already carries the noise of step `first` (ComfyUI's VE convention)
+        x = latent_image * math.sqrt(_alpha_bar(scheduler, t0)) if vp else latent_image
+    step_kwargs = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
+    total = end - begin
+    for n, i in enumerate(range(begin, end)):
+        t = timesteps[i]
+        x_in = scheduler.scale_model_input(x, t)
+        out = guided(x_in, t)
+        final_jump = rng.force_full_denoise and rng.last < rng.total and i == end - 1
+        result = scheduler.step(out, t, x, return_dict=True, **step_kwargs)
+        x0 = getattr(result, "pred_original_sample", None)
+        if x0 is None or final_jump:
+            if vp:
+                x0 = _x0(model, x, out, _alpha_bar(scheduler, t))
+            else:
+                sigma = float(scheduler.sigmas[scheduler.step_index - 1 if scheduler.step_index else i])
+                x0 = _x0(model, x / math.sqrt(sigma ** 2 + 1), out, 1 / (sigma ** 2 + 1))
+        x = x0 if final_jump else result.prev_sample
+        if callback is not None:
+            callback(n + 1, total, x0)
+    if rng.last < rng.total and not rng.force_full_denoise and vp:
+        x = x / math.sqrt(_alpha_bar(scheduler, timesteps[end] if end < len(timesteps) else timesteps[-1]))
+    return x
+
+
+# -- Loom's own samplers (k-diffusion formulation, VE space) ------------------------------
+
+class _Denoiser:
+    def __init__(self, model: DiffusionModel, guided: GuidedModel, scheduler):
+        import torch
+
+        self.model, self.guided = model, guided
+        ac = torch.as_tensor(scheduler.alphas_cumprod, dtype=torch.float64)
+        self.log_sigmas = (((1 - ac) / ac) ** 0.5).log()
+
+    def t(self, sigma: float) -> float:
+        import numpy as np
+
+        return float(np.interp(math.log(sigma), self.log_sigmas.numpy(), np.arange(len(self.log_sigmas))))
+
+    def __call__(self, x, sigma: float):
+        c_in = 1 / math.sqrt(sigma ** 2 + 1)
+        out = self.guided(x * c_in, self.t(sigma))
+        return _x0(self.model, x * c_in, out, 1 / (sigma ** 2 + 1))
+
+
+def _ancestral(sigma_from: float, sigma_to: float, eta: float = 1.0) -> tuple[float, float]:
+    if sigma_to == 0:
+        return 0.0, 0.0
+    up = min(sigma_to, eta * math.sqrt(sigma_to ** 2 * (sigma_from ** 2 - sigma_to ** 2) / sigma_from ** 2))
+    return math.sqrt(sigma_to ** 2 - up ** 2), up
+
+
+def _own_loop(model, scheduler, name, guided, latent_image, noise, rng: StepRange, add_noise, generator, callback):
+    import torch
+
+    device = guided.device
+    scheduler.set_timesteps(rng.total, device="cpu")
+    sigmas = [float(s) for s in scheduler.sigmas][rng.first: rng.last + 1]
+    if rng.force_full_denoise:
+        sigmas[-1] = 0.0
+    D = _Denoiser(model, guided, scheduler)
+    x = latent_image.to(device)
+    if add_noise:
+        scale = float(scheduler.init_noise_sigma) if rng.first == 0 else sigmas[0]
+        x = x + noise.to(device) * scale
+
+    def randn():
+        return torch.randn(x.shape, generator=generator, dtype=torch.float32).to(device)
+
+    total = len(sigmas) - 1
+    for i in range(total):
+        s, s_next = sigmas[i], sigmas[i + 1]
+        denoised = D(x, s)
+        down, up = _ancestral(s, s_next)
+        if name == "euler_ancestral" or down == 0:
+            x = x + (x - denoised) / s * (down - s)
+        else:  # dpmpp_2s_ancestral: a DPM-Solver++(2S) step to sigma_down, then fresh noise
+            t, t_next = -math.log(s), -math.log(down)
+            h = t_next - t
+            s_mid = math.exp(-(t + 0.5 * h))
+            x_2 = (s_mid / s) * x - math.expm1(-0.5 * h) * denoised
+            denoised_2 = D(x_2, s_mid)
+            x = (down / s) * x - math.expm1(-h) * denoised_2
+        if s_next > 0:
+            x = x + randn() * up
+        if callback is not None:
+            callback(i + 1, total, denoised)
+    return x

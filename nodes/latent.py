@@ -1,0 +1,52 @@
+"""Latent images: EmptyLatentImage and the VAE nodes (decode, encode, tiled decode)."""
+
+from __future__ import annotations
+
+from engine.declare import Input, Int, Socket, node
+
+LATENT, VAE, IMAGE = Socket("LATENT"), Socket("VAE"), Socket("IMAGE")
+MAX_RESOLUTION = 16384
+
+
+@node(category="latent", display_name="Empty Latent Image",
+      description="Create a new batch of empty latent images to be denoised via sampling.")
+def EmptyLatentImage(width: int = Int(512, min=16, max=MAX_RESOLUTION, step=8),
+                     height: int = Int(512, min=16, max=MAX_RESOLUTION, step=8),
+                     batch_size: int = Int(1, min=1, max=4096)) -> LATENT:
+    import torch
+
+    # SD1.x, SD2.x and SDXL all use 4 latent channels at 1/8 of the image size.
+    return {"samples": torch.zeros([batch_size, 4, height // 8, width // 8])}
+
+
+@node(category="latent", display_name="VAE Decode",
+      description="Decodes latent images back into pixel space images.")
+def VAEDecode(samples: LATENT = Input(tooltip="The latent to be decoded."),
+              vae: VAE = Input(tooltip="The VAE model used for decoding the latent.")) -> IMAGE:
+    from diffusion.vae import decode
+
+    return decode(vae, samples["samples"])
+
+
+@node(category="latent", display_name="VAE Encode")
+def VAEEncode(pixels: IMAGE, vae: VAE) -> LATENT:
+    """Encodes images into latents (cropped to a multiple of 8 pixels)."""
+    from diffusion.vae import encode
+
+    return {"samples": encode(vae, pixels)}
+
+
+@node(category="_for_testing", display_name="VAE Decode (Tiled)")
+def VAEDecodeTiled(samples: LATENT, vae: VAE,
+                   tile_size: int = Int(512, min=64, max=4096, step=32),
+                   overlap: int = Int(64, min=0, max=4096, step=32),
+                   temporal_size: int = Int(64, min=8, max=4096, step=4),
+                   temporal_overlap: int = Int(8, min=4, max=4096, step=4)) -> IMAGE:
+    """Decodes large latents tile by tile, blending ``overlap`` pixels between tiles.
+    (temporal_* apply to video VAEs and are accepted for workflow compatibility.)"""
+    from diffusion.vae import decode_tiled
+
+    return decode_tiled(vae, samples["samples"], tile_size, overlap)
+
+
+NODES = [EmptyLatentImage, VAEDecode, VAEEncode, VAEDecodeTiled]
