@@ -36,6 +36,10 @@ class ServerOptions:
         return int(self.max_upload_size * MIB)
 
     @property
+    def json_limit(self) -> int:
+        return min(self.max_json_size, self.max_upload_bytes)
+
+    @property
     def listens_on_loopback_only(self) -> bool:
         return is_loopback(self.listen)
 

@@ -64,7 +64,7 @@ class QueueRoutes:
 
     async def post_prompt(self, request: web.Request) -> web.Response:
         server = self.server
-        data = await read_json_object(request, server.options.max_json_size)
+        data = await read_json_object(request, server.options.json_limit)
         prompt = self._prompt_from(data)
         extra_data = data.get("extra_data", {})
         if extra_data is None:
@@ -125,7 +125,7 @@ class QueueRoutes:
 
     async def post_queue(self, request: web.Request) -> web.Response:
         server = self.server
-        data = await read_json_object(request, server.options.max_json_size)
+        data = await read_json_object(request, server.options.json_limit)
         known = {"clear", "delete", "pause", "resume", "move"}
         if not known & data.keys():
             raise ApiError(400, "invalid_body", f"expected one of {', '.join(sorted(known))}")
@@ -170,7 +170,7 @@ class QueueRoutes:
 
     async def post_history(self, request: web.Request) -> web.Response:
         store = self.server.store
-        data = await read_json_object(request, self.server.options.max_json_size)
+        data = await read_json_object(request, self.server.options.json_limit)
         if not {"clear", "delete"} & data.keys():
             raise ApiError(400, "invalid_body", "expected 'clear' or 'delete'")
         if data.get("clear") is not None and expect(data["clear"], bool, "clear"):
@@ -184,14 +184,14 @@ class QueueRoutes:
     async def post_interrupt(self, request: web.Request) -> web.Response:
         prompt_id = None
         if request.can_read_body:
-            data = await read_json_object(request, self.server.options.max_json_size)
+            data = await read_json_object(request, self.server.options.json_limit)
             if data.get("prompt_id") is not None:
                 prompt_id = expect(data["prompt_id"], str, "prompt_id")
         interrupted = self.server.worker.request_interrupt(prompt_id)
         return web.json_response({"interrupted": interrupted})
 
     async def post_free(self, request: web.Request) -> web.Response:
-        data = await read_json_object(request, self.server.options.max_json_size)
+        data = await read_json_object(request, self.server.options.json_limit)
         unload = bool(expect(data.get("unload_models", False), bool, "unload_models"))
         free = bool(expect(data.get("free_memory", False), bool, "free_memory"))
         if unload or free:
