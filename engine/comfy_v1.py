@@ -126,7 +126,7 @@ class V1Node(NodeDefinition):
     def call(self, instance: Any, inputs: dict[str, Any], ctx: NodeContext) -> Any:
         return getattr(instance, self.cls.FUNCTION)(**inputs)
 
-    def fingerprint(self, instance: Any, inputs: dict[str, Any]) -> Any:
+    def fingerprint(self, instance: Any, inputs: dict[str, Any], env: Any = None) -> Any:
         fn = getattr(self.cls, "IS_CHANGED", None)
         return None if fn is None else call_with_accepted(fn, inputs)
 

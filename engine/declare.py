@@ -211,12 +211,13 @@ class FunctionNode(NodeDefinition):
         self._lazy_check = lazy_check
         self._validation = None
         if validate is not None:
-            takes = [p for p in inspect.signature(validate).parameters if p != "input_types"]
+            params = inspect.signature(validate).parameters
             self._validation = ValidationHook(
-                takes=frozenset(takes),
-                takes_all=any(p.kind is p.VAR_KEYWORD for p in inspect.signature(validate).parameters.values()),
-                wants_input_types="input_types" in inspect.signature(validate).parameters,
+                takes=frozenset(p for p in params if p not in ("input_types", "env")),
+                takes_all=any(p.kind is p.VAR_KEYWORD for p in params.values()),
+                wants_input_types="input_types" in params,
                 call=validate,
+                wants_env="env" in params,
             )
         for name, annotation, _ in self._params:  # fail at declaration, not first use
             _type_name(annotation)
@@ -249,8 +250,10 @@ class FunctionNode(NodeDefinition):
             inputs = {**inputs, self._ctx_param: ctx}
         return self.fn(**inputs)
 
-    def fingerprint(self, instance: Any, inputs: dict[str, Any]) -> Any:
-        return None if self._fingerprint is None else call_with_accepted(self._fingerprint, inputs)
+    def fingerprint(self, instance: Any, inputs: dict[str, Any], env: Any = None) -> Any:
+        if self._fingerprint is None:
+            return None
+        return call_with_accepted(self._fingerprint, {**inputs, "env": env})
 
     @property
     def has_fingerprint(self) -> bool:

@@ -175,7 +175,8 @@ class _PromptRun:
     def sign(self, node_ids: Iterable[str]) -> None:
         for node_id in node_ids:
             self.signatures[node_id] = node_signature(
-                self.calls[node_id], self.schema(node_id), self.definition(node_id), self.signatures)
+                self.calls[node_id], self.schema(node_id), self.definition(node_id), self.signatures,
+                self.registry.env)
 
     # -- staging --------------------------------------------------------------
 

@@ -120,6 +120,8 @@ class ValidationHook:
     takes_all: bool
     wants_input_types: bool
     call: Callable[..., Any]
+    #: Loom's typed hooks may declare ``env`` to reach the host (its folders).
+    wants_env: bool = False
 
 
 class NodeDefinition(ABC):
@@ -138,8 +140,9 @@ class NodeDefinition(ABC):
     def call(self, instance: Any, inputs: dict[str, Any], ctx: NodeContext) -> Any:
         """Run once; may return an awaitable."""
 
-    def fingerprint(self, instance: Any, inputs: dict[str, Any]) -> Any:
-        """ComfyUI's ``IS_CHANGED``: part of the cache key.  NaN means 'always'."""
+    def fingerprint(self, instance: Any, inputs: dict[str, Any], env: Any = None) -> Any:
+        """ComfyUI's ``IS_CHANGED``: part of the cache key.  NaN means 'always'.
+        ``env`` is the host's (a file-reading fingerprint needs its folders)."""
         return None
 
     @property

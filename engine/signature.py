@@ -31,7 +31,7 @@ def _always_changes(fingerprint: Any) -> bool:
     return isinstance(fingerprint, float) and math.isnan(fingerprint)
 
 
-def fingerprint_of(definition: NodeDefinition, call: NodeCall) -> Any:
+def fingerprint_of(definition: NodeDefinition, call: NodeCall, env: Any = None) -> Any:
     """``IS_CHANGED`` on the node's literal inputs; a failing hook means 'always
     re-run' (as in ComfyUI)."""
     if not definition.has_fingerprint:
@@ -39,7 +39,7 @@ def fingerprint_of(definition: NodeDefinition, call: NodeCall) -> Any:
     literals = {k: (v.value if isinstance(v, ListLiteral) else v)
                 for k, v in call.inputs.items() if not isinstance(v, Link)}
     try:
-        return definition.fingerprint(None, literals)
+        return definition.fingerprint(None, literals, env)
     except Exception:
         return float("nan")
 
@@ -49,6 +49,7 @@ def node_signature(
     schema: NodeSchema,
     definition: NodeDefinition,
     upstream: Mapping[str, str],
+    env: Any = None,
 ) -> str:
     """The signature of one node given its sources' signatures."""
     parts = [call.class_type, schema.version]
@@ -58,7 +59,7 @@ def node_signature(
             parts.append(f"{name}>{upstream.get(value.node, 'missing:' + value.node)}:{value.slot}")
         else:
             parts.append(f"{name}={_encode(value)}")
-    fingerprint = fingerprint_of(definition, call)
+    fingerprint = fingerprint_of(definition, call, env)
     if schema.not_idempotent or _always_changes(fingerprint):
         parts.append("nonce=" + secrets.token_hex(16))
     elif fingerprint is not None:

@@ -97,8 +97,8 @@ class _NodeChecker:
     """Checks one node's inputs against its schema."""
 
     def __init__(self, call: NodeCall, schema: NodeSchema, definition: NodeDefinition,
-                 calls: Mapping[str, NodeCall], schemas: Mapping[str, NodeSchema | None]):
-        self.call, self.schema, self.definition = call, schema, definition
+                 calls: Mapping[str, NodeCall], schemas: Mapping[str, NodeSchema | None], env: Any = None):
+        self.call, self.schema, self.definition, self.env = call, schema, definition, env
         self.calls, self.schemas = calls, schemas
         self.issues: list[ValidationIssue] = []
         self.converted: dict[str, Any] = dict(call.inputs)
@@ -182,6 +182,8 @@ class _NodeChecker:
             args.setdefault(name, None)
         if hook.wants_input_types:
             args["input_types"] = received_types
+        if hook.wants_env:
+            args["env"] = self.env
         try:
             outcome = hook.call(**args)
         except Exception as exc:  # a plug-in's hook must not take validation down
@@ -266,7 +268,7 @@ def validate_prompt(
     for node_id in needed:
         call = calls[node_id]
         checker = _NodeChecker(call, schemas[call.class_type], registry.get(call.class_type),  # type: ignore[arg-type]
-                               calls, schemas)
+                               calls, schemas, registry.env)
         issues = checker.run()
         if issues:
             own_issues.setdefault(node_id, []).extend(issues)

@@ -208,3 +208,30 @@ def test_a_fingerprint_hook_may_take_a_subset_of_the_inputs(rec):
     executor.execute(prompt, prompt_id="a")
     executor.execute(prompt, prompt_id="b")
     assert rec.calls["load"] == 1  # a hook failing on extra arguments would mean "always re-run"
+
+
+def test_typed_hooks_may_ask_for_the_host_env(rec):
+    def version(path, env):
+        return env["versions"][path]
+
+    def exists(path, env):
+        return True if path in env["versions"] else f"no file '{path}'"
+
+    @node(category="test", output_node=True, fingerprint=version, validate=exists)
+    def Load(path: str) -> None:
+        rec.calls["load"] += 1
+        return None
+
+    registry = Registry(env={"versions": {"a.png": 1}})
+    registry.add(Load)
+    executor = Executor(registry)
+    prompt = {"1": {"class_type": "Load", "inputs": {"path": "a.png"}}}
+    executor.execute(prompt, prompt_id="a")
+    executor.execute(prompt, prompt_id="b")
+    registry.env["versions"]["a.png"] = 2
+    executor.execute(prompt, prompt_id="c")
+    assert rec.calls["load"] == 2
+    missing = {"1": {"class_type": "Load", "inputs": {"path": "b.png"}}}
+    from engine.validation import validate_prompt
+    issue = validate_prompt(registry, missing).node_errors["1"]["errors"][0]
+    assert issue["type"] == "custom_validation_failed" and "no file 'b.png'" in issue["details"]
