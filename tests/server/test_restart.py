@@ -1,0 +1,130 @@
+"""Nothing is lost: kill -9 the server mid-queue, start it again, every prompt
+completes exactly once and history is intact."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+PACK = textwrap.dedent('''
+    import os, time
+    from engine.declare import Float, String, node
+    from engine.node import NodeContext, NodeOutput
+
+    @node(category="test", output_node=True)
+    def RecordedSleep(ctx: NodeContext, seconds: float = Float(0.5, min=0.0, max=60.0),
+                      tag: str = String("")) -> None:
+        log = os.environ["LOOM_TEST_LOG"]
+        with open(log, "a") as f:
+            f.write(f"start {tag}\\n")
+        for step in range(10):
+            time.sleep(seconds / 10)
+            ctx.progress(step + 1, 10)
+        with open(log, "a") as f:
+            f.write(f"done {tag}\\n")
+        return NodeOutput(ui={"text": [tag]})
+
+    LOOM_NODES = [RecordedSleep]
+''')
+
+
+class ServerProcess:
+    def __init__(self, base: Path, log: Path):
+        env = {**os.environ, "LOOM_TEST_LOG": str(log), "PYTHONPATH": str(REPO)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "server", "--base-directory", str(base), "--port", "0", "--cpu",
+             "--web-root", str(base / "web")],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.output = []
+        deadline = time.monotonic() + 30
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise AssertionError("server exited:\n" + "".join(self.output))
+            self.output.append(line)
+            found = re.search(r"ready at (http://\S+)", line)
+            if found:
+                self.url = found.group(1)
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError("server did not start:\n" + "".join(self.output))
+
+    def call(self, path: str, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data=data,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def kill(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self.proc.stdout.close()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.proc.stdout.close()
+
+
+def _wait_for(predicate, timeout=30.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def _lines(log: Path) -> list[str]:
+    return log.read_text().splitlines() if log.exists() else []
+
+
+@pytest.mark.slow
+def test_a_killed_server_resumes_its_queue_and_keeps_history(tmp_path):
+    base = tmp_path / "base"
+    (base / "custom_nodes" / "recorded").mkdir(parents=True)
+    (base / "custom_nodes" / "recorded" / "__init__.py").write_text(PACK)
+    log = tmp_path / "runs.log"
+    tags = [f"t{n}" for n in range(5)]
+
+    first = ServerProcess(base, log)
+    try:
+        ids = [first.call("/prompt", {"prompt": {"1": {"class_type": "RecordedSleep",
+                                                       "inputs": {"seconds": 0.6, "tag": tag}}}})["prompt_id"]
+               for tag in tags]
+        _wait_for(lambda: "start t1" in _lines(log), what="the second prompt to start")
+        before = first.call("/history")
+        assert list(before) == ids[:1]
+    finally:
+        first.kill()  # SIGKILL mid-prompt: no chance to clean up
+
+    second = ServerProcess(base, log)
+    try:
+        assert "5 queued" not in "".join(second.output)  # t0 is done: 4 remain
+        _wait_for(lambda: len(second.call("/history")) == 5, what="every prompt to finish")
+        history = second.call("/history")
+    finally:
+        second.stop()
+
+    done = [line for line in _lines(log) if line.startswith("done")]
+    assert done == [f"done {tag}" for tag in tags]  # each exactly once, in queue order
+    assert _lines(log).count("start t1") == 2  # the one killed mid-run ran again
+    assert list(history) == ids
+    assert history[ids[0]] == before[ids[0]]
+    assert all(entry["status"]["status_str"] == "success" for entry in history.values())
