@@ -101,10 +101,34 @@ def test_a_missing_input_image_fails_the_prompt_with_a_clear_message(executor, f
         "1": {"class_type": "LoadImage", "inputs": {"image": "nowhere.png"}},
         "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
     }
-    try:
-        outcome = executor.execute(prompt, prompt_id="missing")
-    except PromptValidationError as refused:  # once validation can see the host's folders
-        assert "image 'nowhere.png' not found in the input folder" in json.dumps(refused.result.response())
-    else:
-        assert outcome.status == "error"
-        assert "image 'nowhere.png' not found in the input folder" in outcome.error.exception_message
+    with pytest.raises(PromptValidationError) as refused:
+        executor.execute(prompt, prompt_id="missing")
+    (issue,) = refused.value.result.node_errors["1"]["errors"]
+    assert issue["type"] == "custom_validation_failed"
+    assert "image 'nowhere.png' not found in the input folder" in issue["details"]
+
+
+def test_rerunning_an_unchanged_image_prompt_writes_no_new_file(executor, folders):
+    folders.input.mkdir(parents=True)
+    Image.new("RGB", (4, 4), "blue").save(folders.input / "blue.png")
+    prompt = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "blue.png"}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "again"}},
+    }
+    executor.execute(prompt, prompt_id="a")
+    second = executor.execute(prompt, prompt_id="b")
+    assert second.executed == []
+    assert sorted(p.name for p in folders.output.iterdir()) == ["again_00001_.png"]
+
+
+def test_editing_the_input_file_reruns_the_image_prompt(executor, folders):
+    folders.input.mkdir(parents=True)
+    Image.new("RGB", (4, 4), "blue").save(folders.input / "blue.png")
+    prompt = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "blue.png"}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "edited"}},
+    }
+    executor.execute(prompt, prompt_id="a")
+    Image.new("RGB", (4, 4), "red").save(folders.input / "blue.png")
+    second = executor.execute(prompt, prompt_id="b")
+    assert second.executed == ["1", "2"]
