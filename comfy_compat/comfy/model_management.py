@@ -1,0 +1,167 @@
+"""ComfyUI's ``comfy.model_management`` over Loom's memory manager and the
+running prompt's interrupt flag.
+
+Devices and memory come from the host's model manager (``env.models``, created
+on first use by ``diffusion.memory``); interrupts go to the flag of the prompt
+that is running, reached through the engine's ``current_context`` (or the
+server's worker when no node is running in this thread).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Iterable
+
+from engine.node import Interrupted, current_context
+from loom_compat.binding import active
+
+
+class InterruptProcessingException(Interrupted):
+    """Raised in a node to stop the prompt; the engine reports ``execution_interrupted``."""
+
+
+# -- interrupt --------------------------------------------------------------------------
+
+
+def _flag() -> Any:
+    """The interrupt flag of the running prompt (an ``engine.interrupt.InterruptFlag``)."""
+    ctx = current_context.get()
+    if ctx is not None:
+        # The engine hands each node its prompt's flag as ``is_interrupted``.
+        owner = getattr(ctx.is_interrupted, "__self__", None)
+        if owner is not None and hasattr(owner, "set"):
+            return owner
+    server = active().server
+    worker = getattr(server, "worker", None)
+    return getattr(worker, "interrupt", None)
+
+
+def interrupt_current_processing(value: bool = True) -> None:
+    flag = _flag()
+    if flag is not None:
+        flag.set() if value else flag.clear()
+
+
+def processing_interrupted() -> bool:
+    ctx = current_context.get()
+    if ctx is not None:
+        return bool(ctx.is_interrupted())
+    flag = _flag()
+    return bool(flag is not None and flag.is_set())
+
+
+def throw_exception_if_processing_interrupted() -> None:
+    if processing_interrupted():
+        raise InterruptProcessingException()
+
+
+# -- devices ----------------------------------------------------------------------------
+
+
+def _manager() -> Any:
+    return active().env.models
+
+
+def get_torch_device() -> Any:
+    return _manager().device
+
+
+def intermediate_device() -> Any:
+    """Where node outputs (images, latents between nodes) live: the CPU, as in ComfyUI."""
+    import torch
+
+    return torch.device("cpu")
+
+
+def unet_offload_device() -> Any:
+    import torch
+
+    return torch.device("cpu")
+
+
+text_encoder_offload_device = unet_offload_device
+vae_offload_device = unet_offload_device
+
+
+def vae_device() -> Any:
+    return get_torch_device()
+
+
+def text_encoder_device() -> Any:
+    return get_torch_device()
+
+
+def unet_dtype(*args: Any, **kwargs: Any) -> Any:
+    return _manager().unet_dtype
+
+
+def vae_dtype(*args: Any, **kwargs: Any) -> Any:
+    return _manager().vae_dtype
+
+
+def cpu_mode() -> bool:
+    return get_torch_device().type == "cpu"
+
+
+def is_device_mps(device: Any) -> bool:
+    return getattr(device, "type", None) == "mps"
+
+
+def get_total_memory(dev: Any = None, torch_total_too: bool = False) -> Any:
+    import psutil
+    import torch
+
+    dev = dev or get_torch_device()
+    total = torch.cuda.mem_get_info(dev)[1] if dev.type == "cuda" else psutil.virtual_memory().total
+    return (total, total) if torch_total_too else total
+
+
+def get_free_memory(dev: Any = None, torch_free_too: bool = False) -> Any:
+    import psutil
+    import torch
+
+    dev = dev or get_torch_device()
+    free = torch.cuda.mem_get_info(dev)[0] if dev.type == "cuda" else psutil.virtual_memory().available
+    return (free, free) if torch_free_too else free
+
+
+# -- memory -----------------------------------------------------------------------------
+
+
+def soft_empty_cache(force: bool = False) -> None:
+    """Return cached device memory, keeping models loaded."""
+    env = active().env
+    if getattr(env, "models_loaded", True):
+        _manager().free(unload_models=False, free_memory=True)
+
+
+def free_memory(memory_required: float = 0, device: Any = None, keep_loaded: Iterable[Any] = ()) -> None:
+    """Make room: Loom's manager drops its cached models (it reloads on next use)."""
+    _manager().free(unload_models=True, free_memory=True)
+
+
+def unload_all_models() -> None:
+    free_memory()
+
+
+def _module_of(model: Any) -> Any:
+    for attr in ("unet", "vae", "model"):
+        inner = getattr(model, attr, None)
+        if inner is not None and hasattr(inner, "parameters"):
+            return inner
+    return model if hasattr(model, "parameters") else None
+
+
+def load_models_gpu(models: Iterable[Any], memory_required: float = 0, force_patch_weights: bool = False,
+                    minimum_memory_required: Any = None, force_full_load: bool = False) -> None:
+    """Put the models on the compute device through the manager (which evicts others)."""
+    manager = _manager()
+    for model in models:
+        module = _module_of(model)
+        if module is not None:
+            manager.use(module)
+
+
+def __getattr__(name: str) -> Any:
+    raise AttributeError(f"module 'comfy.model_management' has no attribute '{name}' (Loom does not provide it)",
+                         name=name, obj=sys.modules[__name__])

@@ -1,0 +1,1 @@
+"""ComfyUI's ``comfy_execution`` helpers used by flow-control packs."""
