@@ -47,3 +47,16 @@ def builtin_nodes() -> list[NodeDefinition]:
             raise AttributeError(f"{name} has no NODES list of its node definitions")
         definitions.extend(found)
     return definitions
+
+
+def __getattr__(name: str):
+    # ComfyUI compatibility (comfy-compat engineer): custom packs `import nodes` and read
+    # NODE_CLASS_MAPPINGS, MAX_RESOLUTION, KSampler, SaveImage...  Those names come from
+    # comfy_compat/ (loom_compat.nodes_surface) once the host has installed it; Loom's own
+    # code never uses them, and without the layer this is a plain AttributeError.
+    import sys
+
+    surface = sys.modules.get("loom_compat.nodes_surface")
+    if surface is None or name.startswith("__"):
+        raise AttributeError(f"module 'nodes' has no attribute '{name}'")
+    return surface.comfy_attribute(name)

@@ -5,3 +5,15 @@ submodules — ``server.app`` (the aiohttp application), ``server.store`` (SQLit
 queue and history), ``server.hub`` (websocket fan-out), ``server.worker`` (the
 thread that runs the engine) and ``server.cli`` (``loom serve`` / ``loom run``).
 """
+
+
+def __getattr__(name: str):
+    # ComfyUI compatibility (comfy-compat engineer): custom packs do
+    # `from server import PromptServer`; it comes from comfy_compat/
+    # (loom_compat.prompt_server) once the host has installed the layer.
+    import sys
+
+    surface = sys.modules.get("loom_compat.prompt_server")
+    if surface is None or name != "PromptServer":
+        raise AttributeError(f"module 'server' has no attribute '{name}'")
+    return surface.PromptServer

@@ -95,6 +95,8 @@ async def _serve(host, options: ServerOptions, started: float) -> int:
     from .device import detect_device
 
     server = LoomServer(host.registry, options, device=host.env.device)
+    if host.on_server is not None:  # ComfyUI compat: PromptServer.instance is this server
+        host.on_server(server)
     try:
         await server.start()
     except OSError as exc:

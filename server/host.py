@@ -18,6 +18,8 @@ class Host:
     registry: Registry
     plugin_report: Any  # engine.plugins.PluginReport | None
     builtin_count: int
+    #: Called with the server object once it exists (ComfyUI compat: PromptServer.instance).
+    on_server: Any = None
 
     @property
     def env(self) -> Any:
@@ -69,8 +71,25 @@ def build_host(args: argparse.Namespace) -> Host:
     if not args.disable_custom_nodes:
         from engine.plugins import load_plugins
 
-        report = load_plugins(registry, folders.custom_nodes)
+        compat = install_comfy_compat(registry)
+        report = load_plugins(registry, folders.custom_nodes, adapters=compat.adapters)
+        return Host(registry=registry, plugin_report=report, builtin_count=builtin,
+                    on_server=compat.bind_server)
     return Host(registry=registry, plugin_report=report, builtin_count=builtin)
+
+
+def install_comfy_compat(registry: Registry) -> Any:
+    """ComfyUI's import surface for custom nodes (``folder_paths``, ``comfy.*``,
+    ``comfy_api``...): the ``comfy_compat/`` folder goes on ``sys.path`` and is
+    bound to this host before plug-ins import.  Loom's own code never imports it."""
+    import sys
+
+    folder = str(Path(__file__).resolve().parent.parent / "comfy_compat")
+    if folder not in sys.path:
+        sys.path.append(folder)
+    import loom_compat
+
+    return loom_compat.install(registry)
 
 
 def plugin_summary(host: Host) -> str:
