@@ -61,6 +61,10 @@ def v1_class(definition: NodeDefinition) -> type:
     schema = definition.schema(active().env)
     function = FUNCTION_NAMES.get(definition.class_type, "execute")
     order = [spec.name for spec in schema.inputs if spec.section != "hidden"]
+    if schema.output_node:
+        # ComfyUI's output nodes take the hidden prompt and workflow after their
+        # inputs, and subclasses pass them on positionally; Loom's read the context.
+        order += ["prompt", "extra_pnginfo"]
 
     def input_types(cls: type) -> dict[str, Any]:
         current = definition.schema(active().env)
