@@ -94,6 +94,11 @@ async def _serve(host, options: ServerOptions, started: float) -> int:
     from .app import LoomServer
     from .device import detect_device
 
+    # The worker thread runs Python nodes that hold the GIL; a shorter switch
+    # interval (default 5 ms) hands it back to the event loop sooner, keeping
+    # requests and websocket pings fast during long jobs.
+    sys.setswitchinterval(0.001)
+
     server = LoomServer(host.registry, options, device=host.env.device)
     if host.on_server is not None:  # ComfyUI compat: PromptServer.instance is this server
         host.on_server(server)

@@ -10,6 +10,7 @@ prompt in ``/history``.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import traceback
@@ -118,6 +119,16 @@ def error_event(prompt_id: str, exc: BaseException, node_id: str = "", node_type
     )
 
 
+def _lower_priority() -> None:
+    """Let the OS prefer the event loop's thread over this one, so requests
+    and websocket pings are answered promptly while a node computes (Linux
+    threads have their own nice value)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 5)
+    except (AttributeError, OSError):
+        pass
+
+
 def describe_invalid(validation: Any) -> str:
     body = validation.response()
     error = body.get("error") or {}
@@ -179,6 +190,7 @@ class Worker:
 
     # ------------------------------------------------------------ thread
     def _loop(self) -> None:
+        _lower_priority()
         executor = None
         while not self._stopping:
             self._maybe_free()
