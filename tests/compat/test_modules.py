@@ -1,0 +1,235 @@
+"""The ComfyUI modules themselves, bound to a host without a server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import nodes
+from engine.registry import Registry
+from nodes.folders import UnsafePath
+from nodes.runtime import LoomEnv
+from server.host import install_comfy_compat
+
+
+@pytest.fixture
+def host(tmp_path: Path):
+    registry = Registry(env=LoomEnv.at(tmp_path, device="cpu"))
+    registry.add_all(nodes.builtin_nodes(), origin="builtin")
+    install_comfy_compat(registry)
+    registry.env.folders.ensure()
+    return registry
+
+
+# -- folder_paths -------------------------------------------------------------------------
+
+
+def test_get_full_path_is_none_for_a_missing_model_or_a_name_leaving_the_folder(host):
+    import folder_paths
+
+    assert folder_paths.get_full_path("checkpoints", "nope.safetensors") is None
+    assert folder_paths.get_full_path("checkpoints", "../../etc/passwd") is None
+
+
+def test_get_full_path_or_raise_names_the_missing_file(host):
+    import folder_paths
+
+    with pytest.raises(FileNotFoundError, match="nope.safetensors"):
+        folder_paths.get_full_path_or_raise("checkpoints", "nope.safetensors")
+
+
+def test_add_model_folder_path_makes_its_files_listed_and_found(host, tmp_path):
+    import folder_paths
+
+    extra = tmp_path / "shared_loras"
+    extra.mkdir()
+    (extra / "style.safetensors").write_bytes(b"x")
+    folder_paths.add_model_folder_path("loras", str(extra))
+    assert str(extra) in folder_paths.get_folder_paths("loras")
+    assert folder_paths.get_filename_list("loras") == ["style.safetensors"]
+    assert folder_paths.get_full_path("loras", "style.safetensors") == str(extra / "style.safetensors")
+
+
+def test_a_pack_declared_folder_kind_lists_only_its_extensions(host, tmp_path):
+    import folder_paths
+
+    own = tmp_path / "ipadapter"
+    own.mkdir()
+    (own / "a.bin").write_bytes(b"x")
+    (own / "b.safetensors").write_bytes(b"x")
+    folder_paths.folder_names_and_paths["ipadapter"] = ([str(own)], {".bin"})
+    assert "ipadapter" in folder_paths.folder_names_and_paths
+    assert folder_paths.get_filename_list("ipadapter") == ["a.bin"]
+
+
+def test_appending_to_folder_names_and_paths_adds_a_search_folder(host, tmp_path):
+    import folder_paths
+
+    extra = tmp_path / "more_vae"
+    extra.mkdir()
+    (extra / "v.pt").write_bytes(b"x")
+    folder_paths.folder_names_and_paths["vae"][0].append(str(extra))
+    assert folder_paths.get_filename_list("vae") == ["v.pt"]
+
+
+def test_module_globals_follow_the_host_folders(host):
+    import folder_paths
+
+    assert folder_paths.models_dir == str(host.env.folders.models)
+    assert folder_paths.get_output_directory() == str(host.env.folders.output)
+    assert ".safetensors" in folder_paths.supported_pt_extensions
+
+
+def test_annotated_file_paths_pick_their_folder_and_refuse_escapes(host):
+    import folder_paths
+
+    folders = host.env.folders
+    assert folder_paths.get_annotated_filepath("a.png [output]") == str(folders.output.resolve() / "a.png")
+    assert folder_paths.get_annotated_filepath("a.png") == str(folders.input.resolve() / "a.png")
+    (folders.temp / "t.png").write_bytes(b"x")
+    assert folder_paths.exists_annotated_filepath("t.png [temp]")
+    with pytest.raises(UnsafePath):
+        folder_paths.get_annotated_filepath("../secret.png [output]")
+
+
+def test_get_save_image_path_returns_comfyui_tuple_and_refuses_escaping_prefixes(host):
+    import folder_paths
+
+    out = folder_paths.get_output_directory()
+    folder, filename, counter, subfolder, prefix = folder_paths.get_save_image_path("run/img_%width%", out, 64, 32)
+    assert (filename, counter, subfolder, prefix) == ("img_64", 1, "run", "run/img_64")
+    assert folder == str(Path(out) / "run")
+    with pytest.raises(ValueError):
+        folder_paths.get_save_image_path("../outside", out)
+
+
+def test_an_attribute_folder_paths_lacks_is_an_error_naming_it(host):
+    import folder_paths
+
+    with pytest.raises(AttributeError, match="filename_list_cache"):
+        folder_paths.filename_list_cache
+
+
+# -- comfy.* ---------------------------------------------------------------------------------
+
+
+def test_load_torch_file_reads_safetensors(host, tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    import comfy.utils
+
+    path = tmp_path / "w.safetensors"
+    save_file({"w": torch.ones(2)}, str(path))
+    assert torch.equal(comfy.utils.load_torch_file(str(path))["w"], torch.ones(2))
+
+
+def test_load_torch_file_refuses_pickled_code(host, tmp_path):
+    import pickle
+
+    import torch
+
+    import comfy.utils
+
+    path = tmp_path / "evil.pt"
+    torch.save({"w": torch.ones(1), "obj": Path("x")}, str(path))
+    with pytest.raises(pickle.UnpicklingError):
+        comfy.utils.load_torch_file(str(path))
+
+
+def test_common_upscale_center_crop_keeps_the_aspect_ratio(host):
+    import torch
+
+    import comfy.utils
+
+    samples = torch.arange(2 * 4.0).reshape(1, 1, 2, 4)
+    out = comfy.utils.common_upscale(samples, 2, 2, "nearest-exact", "center")
+    assert out.shape == (1, 1, 2, 2)
+    assert out[0, 0].tolist() == [[1.0, 2.0], [5.0, 6.0]]
+
+
+def test_interrupt_processing_exception_is_the_engines_interrupt(host):
+    from comfy.model_management import InterruptProcessingException
+    from engine.node import Interrupted
+
+    assert issubclass(InterruptProcessingException, Interrupted)
+
+
+def test_the_torch_device_is_the_memory_managers(host):
+    import comfy.model_management as mm
+
+    assert mm.get_torch_device() == host.env.models.device
+    assert str(mm.intermediate_device()) == "cpu"
+
+
+def test_sampler_and_scheduler_names_come_from_loom_sampler_table(host):
+    from comfy.samplers import KSampler
+    from diffusion import schedules
+
+    assert KSampler.SAMPLERS == list(schedules.SAMPLER_NAMES)
+    assert KSampler.SCHEDULERS == list(schedules.SCHEDULER_NAMES)
+    assert "euler" in KSampler.SAMPLERS and "karras" in KSampler.SCHEDULERS
+
+
+def test_io_any_is_the_wildcard_that_matches_every_type(host):
+    from comfy.comfy_types import IO
+    from engine.schema import types_compatible
+
+    assert IO.ANY == "*" and IO.IMAGE == "IMAGE"
+    assert types_compatible(str(IO.ANY), "IMAGE") and types_compatible("LATENT", str(IO.ANY))
+
+
+def test_graph_builder_produces_the_expansion_prompt_with_links(host):
+    from comfy_execution.graph_utils import GraphBuilder, is_link
+
+    graph = GraphBuilder(prefix="")
+    first = graph.node("AddOne", value=1)
+    second = graph.node("AddOne", value=first.out(0))
+    assert is_link(second.out(0)) and not is_link("1")
+    assert graph.finalize() == {"1": {"class_type": "AddOne", "inputs": {"value": 1}},
+                                "2": {"class_type": "AddOne", "inputs": {"value": ["1", 0]}}}
+
+
+# -- nodes surface ---------------------------------------------------------------------------
+
+
+def test_node_class_mappings_hold_the_core_nodes_as_comfyui_classes(host):
+    assert nodes.NODE_CLASS_MAPPINGS["ImageInvert"] is nodes.ImageInvert
+    assert nodes.MAX_RESOLUTION == 16384
+    assert nodes.SaveImage.FUNCTION == "save_images" and nodes.SaveImage.OUTPUT_NODE is True
+    assert nodes.NODE_DISPLAY_NAME_MAPPINGS["SaveImage"] == "Save Image"
+
+
+def test_a_core_node_class_can_be_called_positionally_outside_a_prompt(host):
+    import torch
+
+    (inverted,) = nodes.ImageInvert().invert(torch.zeros(1, 2, 2, 3))
+    assert torch.equal(inverted, torch.ones(1, 2, 2, 3))
+
+
+def test_a_name_the_nodes_surface_lacks_is_an_attribute_error_naming_it(host):
+    with pytest.raises(AttributeError, match="NotARealNode"):
+        nodes.NotARealNode
+
+
+def test_loading_packs_with_the_compat_layer_imports_no_torch(tmp_path):
+    pack = tmp_path / "custom_nodes" / "light_pack"
+    pack.mkdir(parents=True)
+    (pack / "__init__.py").write_text(
+        "import folder_paths, comfy.utils, comfy.model_management, comfy.samplers, nodes\n"
+        "from server import PromptServer\nfrom comfy_api.latest import io\n"
+        "from comfy_execution.graph_utils import GraphBuilder\n"
+        "X = comfy.samplers.KSampler.SAMPLERS, nodes.NODE_CLASS_MAPPINGS['SaveImage']\n"
+        "NODE_CLASS_MAPPINGS = {}\n")
+    code = (
+        "import sys\nfrom server.cli import parser\nfrom server.host import build_host\n"
+        f"host = build_host(parser().parse_args(['serve', '--base-directory', {str(tmp_path)!r}]))\n"
+        "assert [p.name for p in host.plugin_report.loaded] == ['light_pack'], host.plugin_report.summary()\n"
+        "print('torch' in sys.modules)\n")
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
