@@ -2,7 +2,7 @@
 // keyboard input into graph edits; talks to the server to run the graph.
 import { Graph, MODE_ALWAYS, MODE_BYPASSED, MODE_MUTED } from "../lib/graph.js";
 import { hitTest, numberPart } from "../lib/hit.js";
-import { TITLE_H, inputPos, nodeBounds, outputPos } from "../lib/layout.js";
+import { TITLE_H, inputPos, nodeBounds, outputPos, widgetRects } from "../lib/layout.js";
 import { UndoStack } from "../lib/undo.js";
 import { typesCompatible } from "../lib/types.js";
 import { applyControl, clampNumber, cycleChoice, numberStep, stepNumber } from "../lib/widget_values.js";
@@ -754,6 +754,26 @@ export class Editor extends EventTarget {
     const H = this.canvas.clientHeight;
     this.view.offset = [W / this.view.scale / 2 - (x + w / 2), H / this.view.scale / 2 - (y + h / 2)];
     this.redraw();
+  }
+
+  /** Client (screen) coordinates of a node part: "title", "output"/"input" (name or index), "widget"/"control" (name). */
+  locate(id, kind, key) {
+    const node = this.nodeById(id);
+    if (!node) return null;
+    const schema = this.graph.schemaOf(node);
+    let point;
+    if (kind === "title") point = [node.pos[0] + 60, node.pos[1] - TITLE_H / 2];
+    else if (kind === "output") {
+      const i = typeof key === "number" ? key : node.outputs.findIndex((o) => o.name === key);
+      point = outputPos(node, i, schema);
+    } else if (kind === "input") point = inputPos(node, node.inputs.findIndex((i) => i.name === key));
+    else {
+      const rect = widgetRects(node, schema).rects.find((r) => r.widget.name === key);
+      if (!rect) return null;
+      const r = kind === "control" ? rect.control : rect;
+      point = [r.x + r.w / 2, r.y + r.h / 2];
+    }
+    return this.toScreen(point[0], point[1]);
   }
 
   nodeById(id) {

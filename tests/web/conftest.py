@@ -1,0 +1,133 @@
+"""A real Loom server (built-in nodes, a tiny SD1 checkpoint, one input image)
+on an ephemeral port, and Debian's Chromium driven by Playwright."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "test-output" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+CHECKPOINT = "tiny_sd1.safetensors"
+
+
+def chromium_missing() -> str | None:
+    if not Path(CHROMIUM).exists():
+        return f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium)"
+    return None
+
+
+class ServerThread:
+    """Runs LoomServer on its own asyncio loop in a thread, so sync Playwright can drive it."""
+
+    def __init__(self, base: Path):
+        self.base = base
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self._start())
+        except BaseException as exc:  # surfaced by start()
+            self.error = exc
+            self.ready.set()
+            return
+        self.ready.set()
+        self.loop.run_forever()
+
+    async def _start(self) -> None:
+        import nodes
+        from engine.registry import Registry
+        from nodes.runtime import LoomEnv
+        from server.app import LoomServer
+        from server.config import ServerOptions
+
+        registry = Registry(env=LoomEnv.at(self.base, device="cpu"))
+        registry.add_all(nodes.builtin_nodes(), origin="builtin")
+        self.server = LoomServer(registry, ServerOptions(port=0, preview_interval=0.0))
+        await self.server.start()
+
+    def start(self) -> "ServerThread":
+        self.thread.start()
+        self.ready.wait(60)
+        if self.error:
+            raise self.error
+        self.url = f"http://127.0.0.1:{self.server.port}"
+        return self
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """The diffusion engineer's tiny SD1 checkpoint, built once per session."""
+    from tests.fixtures.tiny_models import build
+
+    return build("sd1", tmp_path_factory.mktemp("tiny_models")).checkpoint
+
+
+@pytest.fixture(scope="session")
+def loom_base(tmp_path_factory, tiny_checkpoint) -> Path:
+    from PIL import Image
+
+    base = tmp_path_factory.mktemp("loom")
+    (base / "models" / "checkpoints").mkdir(parents=True)
+    shutil.copy(tiny_checkpoint, base / "models" / "checkpoints" / CHECKPOINT)
+    (base / "input").mkdir()
+    img = Image.new("RGB", (48, 32), (30, 120, 200))
+    for x in range(24):
+        for y in range(32):
+            img.putpixel((x, y), (240, 200, 40))
+    img.save(base / "input" / "sample.png")
+    return base
+
+
+@pytest.fixture(scope="session")
+def loom_server(loom_base):
+    server = ServerThread(loom_base).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    missing = chromium_missing()
+    assert missing is None, missing
+    os.environ["PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD"] = "1"
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, loom_server, request):
+    """A fresh editor (empty local storage) on the real server; screenshot saved after the test."""
+    context = browser.new_context(viewport={"width": 1400, "height": 820}, accept_downloads=True)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(loom_server.url + "/")
+    page.wait_for_selector("body[data-ready=true]", timeout=15000)
+    page.wait_for_function("window.loom.api.online === true", timeout=10000)
+    page.js_errors = errors
+    yield page
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{request.node.name}.png"))
+    context.close()
+    assert not errors, f"JavaScript errors in the page: {errors}"
