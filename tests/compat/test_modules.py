@@ -233,3 +233,27 @@ def test_loading_packs_with_the_compat_layer_imports_no_torch(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_a_v3_class_listed_in_node_class_mappings_runs_through_the_v1_path(host):
+    from comfy_api.latest import io
+    from engine.comfy_v1 import compile_v1
+    from engine.executor import Executor
+
+    class Double(io.ComfyNode):
+        @classmethod
+        def define_schema(cls):
+            return io.Schema(node_id="V3Double", inputs=[io.Int.Input("x", default=1)],
+                             outputs=[io.Int.Output()], hidden=[io.Hidden.unique_id])
+
+        @classmethod
+        def execute(cls, x):
+            return io.NodeOutput(x * 2, ui={"text": [f"{x * 2} at {cls.hidden.unique_id}"]})
+
+    host.add(compile_v1(Double, "V3Double"), origin="tests")
+    outcome = Executor(host).execute({"7": {"class_type": "V3Double", "inputs": {"x": 21}},
+                                      "8": {"class_type": "PreviewAny", "inputs": {"source": ["7", 0]}}},
+                                     prompt_id="p")
+    assert outcome.status == "success", outcome.error
+    assert outcome.outputs["7"] == {"text": ["42 at 7"]}
+    assert outcome.outputs["8"] == {"text": ["42"]}
