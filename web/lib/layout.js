@@ -6,7 +6,7 @@ export const SLOT_H = 22;
 export const WIDGET_H = 24;
 export const WIDGET_GAP = 4;
 export const PAD = 8;
-export const MIN_W = 200;
+export const MIN_W = 230;
 export const COLLAPSED_W = 160;
 export const IMAGE_MIN_H = 200;
 

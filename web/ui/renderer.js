@@ -335,20 +335,23 @@ export class Renderer {
         if (!value) { ctx.fillStyle = "#6e7681"; ctx.fillText(widget.name, rect.x + 8, rect.y + 12); }
         continue;
       }
+      const shown = spec.type === "BOOLEAN" ? (value ? "true" : "false")
+        : spec.type === "FLOAT" ? formatFloat(value, spec)
+          : spec.type === "COMBO" && !spec.choices?.length ? "(none available)" : String(value ?? "");
+      const valueText = fit(ctx, shown, rect.w * 0.6);
+      const labelRoom = rect.w - ctx.measureText(valueText).width - (spec.type === "BOOLEAN" ? 46 : 50);
       ctx.fillStyle = isBad ? "#ff7b72" : "#8b949e";
-      ctx.fillText(fit(ctx, widget.name, rect.w * 0.45), rect.x + (spec.type === "BOOLEAN" ? 8 : 20), mid);
+      ctx.fillText(fit(ctx, widget.name, Math.max(16, labelRoom)), rect.x + (spec.type === "BOOLEAN" ? 8 : 20), mid);
       ctx.fillStyle = "#e6edf3";
       ctx.textAlign = "right";
       if (spec.type === "BOOLEAN") {
-        ctx.fillText(value ? "true" : "false", rect.x + rect.w - 30, mid);
+        ctx.fillText(valueText, rect.x + rect.w - 30, mid);
         ctx.fillStyle = value ? "#3fb950" : "#484f58";
         ctx.beginPath();
         ctx.arc(rect.x + rect.w - 14, mid, 6, 0, Math.PI * 2);
         ctx.fill();
       } else {
-        const shown = spec.type === "FLOAT" ? formatFloat(value, spec)
-          : spec.type === "COMBO" && !spec.choices?.length ? "(none available)" : String(value ?? "");
-        ctx.fillText(fit(ctx, shown, rect.w * 0.52), rect.x + rect.w - 20, mid);
+        ctx.fillText(valueText, rect.x + rect.w - 20, mid);
         if (spec.type !== "STRING") {  // arrows
           ctx.fillStyle = "#8b949e";
           ctx.beginPath();
