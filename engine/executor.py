@@ -21,7 +21,7 @@ from .cache import CachedResult, ResultCache, make_cache
 from .interrupt import InterruptFlag
 from .node import CallResult, ExecutionBlocker, Interrupted, NodeContext, NodeDefinition, Preview, current_context
 from .planning import DependencyGraph
-from .prompt import Link, ListLiteral, NodeCall, is_link, parse_input
+from .prompt import DynamicPrompt, Link, ListLiteral, NodeCall, is_link, parse_input
 from .registry import Registry
 from .schema import NodeSchema
 from .signature import node_signature
@@ -123,6 +123,7 @@ class _PromptRun:
         self.extra_data = extra_data
         self.calls: dict[str, NodeCall] = dict(validation.calls)
         self.wire_prompt = validation.prompt
+        self.dynamic_prompt = DynamicPrompt(self.calls, self.wire_prompt)
         self.outputs_wanted = list(validation.outputs)
         self.order: dict[str, int] = {n: i for i, n in enumerate(validation.order)}
         self.schemas: dict[str, NodeSchema] = {}
@@ -358,7 +359,7 @@ class _PromptRun:
             elif spec.type == "UNIQUE_ID":
                 hidden[spec.name] = node_id
             elif spec.type == "DYNPROMPT":
-                hidden[spec.name] = self.calls
+                hidden[spec.name] = self.dynamic_prompt
             else:
                 hidden[spec.name] = None
         return hidden
@@ -382,6 +383,7 @@ class _PromptRun:
             report_progress=report,
             is_interrupted=self.interrupt.is_set,
             send_event=send,
+            interrupt=self.interrupt,
         )
 
     def visit(self, node_id: str) -> None:

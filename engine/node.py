@@ -76,6 +76,9 @@ class NodeContext:
     report_progress: Callable[[str, float, float, Preview | None], None]
     is_interrupted: Callable[[], bool]
     send_event: Callable[[str, Mapping[str, Any]], None] = lambda event, data: None
+    #: The prompt's interrupt flag, for nodes that stop the prompt themselves
+    #: (ComfyUI's ``interrupt_current_processing``).
+    interrupt: Any = None
 
     @property
     def extra_pnginfo(self) -> Mapping[str, Any] | None:

@@ -93,3 +93,43 @@ def unparse(calls: Mapping[str, NodeCall]) -> dict[str, Any]:
         if call.title is not None:
             out[node_id]["_meta"] = {"title": call.title}
     return out
+
+
+class DynamicPrompt:
+    """ComfyUI's live view of the running prompt (the hidden ``DYNPROMPT`` input):
+    the prompt's nodes plus those added by expansion, in the wire format.
+
+    Flow-control packs read it to copy the body of a loop into a new expansion.
+    """
+
+    def __init__(self, calls: Mapping[str, NodeCall], original: Mapping[str, Any]):
+        self._calls = calls
+        self._original = original
+
+    def has_node(self, node_id: str) -> bool:
+        return str(node_id) in self._calls
+
+    def get_node(self, node_id: str) -> dict[str, Any]:
+        call = self._calls.get(str(node_id))
+        if call is None:
+            raise KeyError(f"node '{node_id}' is not in the prompt")
+        return unparse({call.id: call})[call.id]
+
+    def get_real_node_id(self, node_id: str) -> str:
+        return str(node_id)
+
+    def get_parent_node_id(self, node_id: str) -> str | None:
+        call = self._calls.get(str(node_id))
+        return None if call is None else call.parent
+
+    def get_display_node_id(self, node_id: str) -> str:
+        call = self._calls.get(str(node_id))
+        while call is not None and call.parent is not None and call.parent in self._calls:
+            call = self._calls[call.parent]
+        return call.id if call is not None else str(node_id)
+
+    def all_node_ids(self) -> set[str]:
+        return set(self._calls)
+
+    def get_original_prompt(self) -> Mapping[str, Any]:
+        return self._original

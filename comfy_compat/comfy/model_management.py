@@ -26,11 +26,8 @@ class InterruptProcessingException(Interrupted):
 def _flag() -> Any:
     """The interrupt flag of the running prompt (an ``engine.interrupt.InterruptFlag``)."""
     ctx = current_context.get()
-    if ctx is not None:
-        # The engine hands each node its prompt's flag as ``is_interrupted``.
-        owner = getattr(ctx.is_interrupted, "__self__", None)
-        if owner is not None and hasattr(owner, "set"):
-            return owner
+    if ctx is not None and ctx.interrupt is not None:
+        return ctx.interrupt
     server = active().server
     worker = getattr(server, "worker", None)
     return getattr(worker, "interrupt", None)

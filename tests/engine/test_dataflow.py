@@ -235,3 +235,34 @@ def test_typed_hooks_may_ask_for_the_host_env(rec):
     from engine.validation import validate_prompt
     issue = validate_prompt(registry, missing).node_errors["1"]["errors"][0]
     assert issue["type"] == "custom_validation_failed" and "no file 'b.png'" in issue["details"]
+
+
+def test_dynprompt_is_a_live_view_of_the_prompt_with_expansions(registry):
+    seen = {}
+
+    class Inspect:
+        RETURN_TYPES = ("INT",)
+        FUNCTION = "run"
+
+        @classmethod
+        def INPUT_TYPES(cls):
+            return {"required": {"x": ("INT",)}, "hidden": {"dynprompt": "DYNPROMPT", "unique_id": "UNIQUE_ID"}}
+
+        def run(self, x, dynprompt, unique_id):
+            seen["self"] = dynprompt.get_node(unique_id)
+            seen["display"] = dynprompt.get_display_node_id(unique_id)
+            seen["source"] = dynprompt.get_node("1")
+            return (x,)
+
+    @node(category="test")
+    def Wrap(x: int) -> int:
+        return NodeOutput(["i", 0], expand={"i": {"class_type": "Inspect", "inputs": {"x": ["1", 0]}}})
+
+    from engine.comfy_v1 import compile_v1
+    registry.add_all([compile_v1(Inspect, "Inspect"), Wrap])
+    prompt = {"1": {"class_type": "Number", "inputs": {"value": 5}},
+              "2": {"class_type": "Wrap", "inputs": {"x": ["1", 0]}},
+              "3": {"class_type": "Show", "inputs": {"value": ["2", 0]}}}
+    assert Executor(registry).execute(prompt, prompt_id="p").outputs["3"] == {"value": [5]}
+    assert seen == {"self": {"class_type": "Inspect", "inputs": {"x": ["1", 0]}}, "display": "2",
+                    "source": {"class_type": "Number", "inputs": {"value": 5}}}
