@@ -337,7 +337,7 @@ export class Renderer {
       }
       const shown = spec.type === "BOOLEAN" ? (value ? "true" : "false")
         : spec.type === "FLOAT" ? formatFloat(value, spec)
-          : spec.type === "COMBO" && !spec.choices?.length ? "(none available)" : String(value ?? "");
+          : spec.type === "COMBO" && !spec.choices?.length && !value ? "(none available)" : String(value ?? "");
       const valueText = fit(ctx, shown, rect.w * 0.6);
       const labelRoom = rect.w - ctx.measureText(valueText).width - (spec.type === "BOOLEAN" ? 46 : 50);
       ctx.fillStyle = isBad ? "#ff7b72" : "#8b949e";
