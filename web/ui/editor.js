@@ -69,6 +69,7 @@ export class Editor extends EventTarget {
     // Links to slots that the load dropped (unlinked widget slots) keep their indices right.
     for (const node of graph.nodes.values()) node.inputs.forEach((slot, i) => { const l = graph.links.get(slot.link); if (l) l.target_slot = i; });
     this.graph = graph;
+    for (const node of graph.nodes.values()) this.refreshInputPreview(node);
     this.selection.clear();
     this.selectedGroup = null;
     this.errors = { nodes: new Map(), execution: null };
@@ -163,6 +164,7 @@ export class Editor extends EventTarget {
 
   addNode(type, pos) {
     const node = this.graph.addNode(type, pos);
+    this.refreshInputPreview(node);
     this.selection = new Set([node.id]);
     this.commit();
     return node;
@@ -194,8 +196,24 @@ export class Editor extends EventTarget {
     this.commit();
   }
 
+  /** Nodes with an image_upload combo (LoadImage) show the chosen input image. */
+  refreshInputPreview(node) {
+    const spec = this.graph.schemaOf(node)?.inputs.find((s) => s.options?.image_upload);
+    if (!spec) return;
+    const name = String(node.values[spec.name] ?? "");
+    if (!name) { node.images = []; return; }
+    if (node.images?.[0]?.dataset.input === name) return;
+    const cut = name.lastIndexOf("/");
+    const img = new Image();
+    img.dataset.input = name;
+    img.onload = () => { this.graph.touch(); this.redraw(); };
+    img.src = this.api.viewUrl({ filename: name.slice(cut + 1), subfolder: cut === -1 ? "" : name.slice(0, cut), type: "input" });
+    node.images = [img];
+  }
+
   setValue(node, name, value) {
     node.values[name] = value;
+    this.refreshInputPreview(node);
     this.errors.nodes.delete(String(node.id));
     this.graph.touch();
     this.commit();
