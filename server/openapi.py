@@ -226,7 +226,7 @@ PATHS: dict[str, Any] = {
             "summary": "Queue a prompt (answers after it is committed to disk)",
             "requestBody": _body(_ref("PromptRequest")),
             "responses": {"200": _json(_ref("PromptQueued")),
-                          "400": _json({"oneOf": [_ref("PromptError"), _ref("Error")]}, "Invalid prompt"),
+                          "400": _json({"anyOf": [_ref("PromptError"), _ref("Error")]}, "Invalid prompt"),
                           "409": _error("prompt_id already queued"), "413": _error("Body too large")},
         },
     },

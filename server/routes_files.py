@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .http_errors import ApiError
 from .static import content_type_for
@@ -121,8 +122,9 @@ class FileRoutes:
                     fields[part.name] = data.decode("utf-8", "replace")
         except ApiError:
             raise
-        except (ValueError, AssertionError, RuntimeError) as exc:
-            raise ApiError(400, "invalid_form", f"could not read the form: {exc}") from None
+        except (ValueError, AssertionError, RuntimeError, HttpProcessingError) as exc:
+            message = getattr(exc, "message", None) or str(exc)
+            raise ApiError(400, "invalid_form", f"could not read the form: {message}"[:300]) from None
         return fields, image
 
     async def _store(self, fields: dict[str, str], image: tuple[str | None, bytes] | None,

@@ -29,8 +29,8 @@ def _optional_int(request: web.Request, name: str, minimum: int = 0) -> int | No
         value = int(raw)
     except ValueError:
         raise ApiError(400, "invalid_query", f"'{name}' must be an integer, got {raw[:40]!r}") from None
-    if value < minimum:
-        raise ApiError(400, "invalid_query", f"'{name}' must be at least {minimum}, got {value}")
+    if not minimum <= value <= 2**31:
+        raise ApiError(400, "invalid_query", f"'{name}' must be between {minimum} and {2**31}, got {raw[:40]}")
     return value
 
 
