@@ -131,3 +131,7 @@ async def _serve(host, options: ServerOptions, started: float) -> int:
     print("stopping (a running prompt stays queued)...", flush=True)
     await server.stop()
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -12,6 +12,7 @@ import argparse
 import json
 import signal
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any, TextIO
@@ -104,11 +105,13 @@ def format_validation(response: dict[str, Any], prompt: dict[str, Any]) -> str:
 class ProgressPrinter:
     """An event sink: one progress bar per node, outputs remembered."""
 
-    def __init__(self, prompt: dict[str, Any], quiet: bool, stream: TextIO = sys.stderr):
+    def __init__(self, prompt: dict[str, Any], quiet: bool, stream: TextIO):
         self.prompt = prompt
         self.quiet = quiet
         self.stream = stream
         self.bar = None
+        self.node: str | None = None
+        self.started = 0.0
         self.outputs: dict[str, Any] = {}
         self.error: ExecutionError | None = None
 
@@ -116,26 +119,36 @@ class ProgressPrinter:
         return f"#{node_id} {(self.prompt.get(node_id) or {}).get('class_type', '')}".strip()
 
     def _close(self) -> None:
+        """End the current node's line: its bar if it reported progress,
+        else one line with its time."""
+        if self.node is None:
+            return
         if self.bar is not None:
             if self.bar.total:
                 self.bar.n = self.bar.total
-                self.bar.refresh()
             self.bar.close()
             self.bar = None
+        elif not self.quiet:
+            elapsed = time.perf_counter() - self.started
+            print(f"{self._label(self.node)}: done in {elapsed * 1000:.0f} ms", file=self.stream)
+        self.node = None
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, Executing):
             self._close()
-            if event.node is not None and not self.quiet:
+            self.node = event.node
+            self.started = time.perf_counter()
+        elif isinstance(event, Progress):
+            if self.quiet:
+                return
+            if self.bar is None:
                 from tqdm import tqdm
 
-                self.bar = tqdm(total=None, desc=self._label(event.node), file=self.stream,
-                                leave=True, dynamic_ncols=True)
-        elif isinstance(event, Progress):
-            if self.bar is not None:
-                self.bar.total = event.max
-                self.bar.n = event.value
-                self.bar.refresh()
+                self.bar = tqdm(total=event.max, desc=self._label(event.node or self.node or ""),
+                                file=self.stream, leave=True, dynamic_ncols=True)
+            self.bar.total = event.max
+            self.bar.n = event.value
+            self.bar.refresh()
         elif isinstance(event, ExecutionCached):
             if event.nodes and not self.quiet:
                 print(f"cached: {', '.join(self._label(n) for n in event.nodes)}", file=self.stream)
@@ -168,10 +181,12 @@ def describe_outputs(outputs: dict[str, Any], folders: Any, prompt: dict[str, An
     return lines
 
 
-def run_workflow(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def run_workflow(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     from engine.executor import Executor
     from engine.validation import validate_prompt
 
+    out = out or sys.stdout
+    err = err or sys.stderr
     try:
         data, workflow = read_workflow(args.workflow)
         host = build_host(args)
