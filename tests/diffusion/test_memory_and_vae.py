@@ -99,3 +99,8 @@ def test_tiled_decode_covers_large_latents_with_blended_tiles(vae):
     # far from tile seams, a tile's pixels equal a full decode's only up to the VAE's
     # receptive field; the mean colour must agree closely
     assert abs(tiled.mean() - decode(vae, latent).mean()) < 0.05
+
+
+def test_sd2_diffusers_folder_is_recognised_as_sd2_v_prediction(tiny):
+    model, clip, _ = ModelManager(device="cpu").load_checkpoint(tiny("sd2_v").diffusers_dir)
+    assert (model.family, model.prediction_type, clip.encoders[0].kind) == ("sd2", "v_prediction", "openclip")
