@@ -23,6 +23,14 @@ NODE_MODULES = (
     "nodes.conditioning",
     "nodes.sampling",
     "nodes.latent",
+    # capabilities (issue 7)
+    "nodes.masks",
+    "nodes.preprocess",
+    "nodes.latent_resize",
+    "nodes.upscale",
+    "nodes.lora",
+    "nodes.controlnet",
+    "nodes.clip_ranking",
 )
 
 
