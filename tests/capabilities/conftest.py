@@ -4,6 +4,7 @@ NodeContext for calling typed nodes through ``<Node>.fn(...)``, and a graph runn
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,3 +39,33 @@ def run_graph(env, prompt: dict[str, Any]):
     registry = Registry(env=env)
     registry.add_all(builtin_nodes(), "nodes")
     return Executor(registry, cache="none").execute(prompt, prompt_id="test", sink=lambda event: None)
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("tiny_models")
+
+
+@pytest.fixture(scope="session")
+def tiny(tiny_dir):
+    """``tiny(kind) -> TinyModel`` (the diffusion engineer's generator), built once per session."""
+    from tests.fixtures.tiny_models import build
+
+    built = {}
+
+    def get(kind: str):
+        if kind not in built:
+            built[kind] = build(kind, tiny_dir)
+        return built[kind]
+
+    return get
+
+
+def install(env, kind: str, source) -> str:
+    """Link a file or folder into the env's models/<kind>; returns its name."""
+    folder = env.folders.models / kind
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / Path(source).name
+    if not target.exists():
+        os.symlink(source, target)
+    return target.name

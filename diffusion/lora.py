@@ -1,0 +1,409 @@
+"""LoRA: reading LoRA files and patching their low-rank deltas into the shared model.
+
+Files: kohya/A1111 safetensors (``lora_unet_*``, ``lora_te_*``, SDXL's ``lora_te1_*`` /
+``lora_te2_*``; ``.lora_down`` / ``.lora_up`` / ``.alpha``, LoCon convolutions
+included) and diffusers/PEFT files (``unet.* / text_encoder.* / text_encoder_2.*``
+with ``.lora_A`` / ``.lora_B``, or the older ``.lora.down`` / ``.lora.up``).
+
+Patching never copies a model.  A :class:`WeightPatch` is a LoRA resolved against one
+module (which parameters, which deltas, what strength).  A handle carries a tuple of
+them; :func:`apply_patches` brings the shared module to exactly that tuple: it puts
+back the saved originals of whatever was patched before (a bit-exact copy, so removal
+restores the exact weights) and adds ``strength · alpha/rank · up @ down`` to each
+targeted weight, saving its original first.  Only the patched tensors are ever saved.
+Switching between handles with the same patch tuple costs nothing.
+
+:class:`PatchedModule` is the seam to the sampler and the text encoder: a thin
+``nn.Module`` around the shared module whose ``forward`` asks for its patch tuple; a
+forward pre-hook on the shared module applies the tuple requested by the caller, or
+none for an unpatched handle calling the shared module directly.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import torch
+
+from .errors import ModelLoadError
+
+
+class LoraMismatch(ModelLoadError):
+    """A LoRA that does not fit the model it is applied to."""
+
+
+# -- the file -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class LowRank:
+    """One layer of a LoRA: ``delta = alpha/rank · up @ down`` (reshaped to the weight)."""
+
+    up: torch.Tensor      # [out, rank] or [out, rank, 1, 1]
+    down: torch.Tensor    # [rank, in] or [rank, in, kh, kw]
+    alpha: float | None
+
+    @property
+    def rank(self) -> int:
+        return int(self.down.shape[0])
+
+    @property
+    def scale(self) -> float:
+        return 1.0 if self.alpha is None else self.alpha / self.rank
+
+    def out_in(self) -> tuple[int, int]:
+        return int(self.up.shape[0]), int(self.down[0].numel())
+
+    def delta(self, shape: torch.Size, device: torch.device) -> torch.Tensor:
+        up = self.up.to(device, torch.float32).flatten(1)
+        down = self.down.to(device, torch.float32).flatten(1)
+        return (up @ down).reshape(shape)
+
+
+@dataclass(frozen=True, eq=False)
+class LoraFile:
+    """The layers of a LoRA file, keyed by (component, layer name).
+
+    component: ``"unet"``, ``"te"`` (the only/first text encoder, kohya SD1/SD2),
+    ``"te1"`` / ``"te2"`` (SDXL's two encoders).  Layer names are either kohya's
+    flattened names (``down_blocks_0_..._to_q``) or dotted module paths (diffusers).
+    """
+
+    name: str
+    layers: Mapping[tuple[str, str], LowRank]
+
+    def component(self, component: str) -> dict[str, LowRank]:
+        return {layer: lr for (comp, layer), lr in self.layers.items() if comp == component}
+
+    def components(self) -> set[str]:
+        return {comp for comp, _ in self.layers}
+
+    def family_guess(self) -> str | None:
+        """Which model family the LoRA was trained for, from its keys and widths."""
+        comps = self.components()
+        if comps & {"te1", "te2"}:
+            return "SDXL"
+        for (comp, layer), lr in self.layers.items():
+            if comp == "unet" and re.search(r"attn2[._]to_k$", layer):
+                return {768: "SD1.x", 1024: "SD2.x", 2048: "SDXL"}.get(lr.out_in()[1])
+        return None
+
+
+_KOHYA_PREFIXES = (("lora_unet_", "unet"), ("lora_te1_", "te1"), ("lora_te2_", "te2"), ("lora_te_", "te"))
+_DIFFUSERS_PREFIXES = (("unet.", "unet"), ("text_encoder_2.", "te2"), ("text_encoder.", "te"),
+                       ("transformer.", "unet"))
+_UNSUPPORTED = {"hada_w1_a": "LoHa", "lokr_w1": "LoKr", "lora_mid": "LoCon with a Tucker middle (lora_mid)",
+                "dora_scale": "DoRA", "diff": "full-weight difference (diff)", "w_norm": "GLoRA"}
+# suffix → (part, regex) for the two low-rank factors and alpha, most specific first
+_PARTS = (
+    (".lora_up.weight", "up"), (".lora_down.weight", "down"),
+    (".lora_B.weight", "up"), (".lora_A.weight", "down"),
+    (".lora.up.weight", "up"), (".lora.down.weight", "down"),
+    (".lora_linear_layer.up.weight", "up"), (".lora_linear_layer.down.weight", "down"),
+    (".alpha", "alpha"),
+)
+
+
+def _split(key: str) -> tuple[str, str] | None:
+    for suffix, part in _PARTS:
+        if key.endswith(suffix):
+            return key[: -len(suffix)], part
+    return None
+
+
+def _component(base: str) -> tuple[str, str] | None:
+    for prefix, comp in _KOHYA_PREFIXES:
+        if base.startswith(prefix):
+            return comp, base[len(prefix):]
+    base = base.removeprefix("base_model.model.")
+    for prefix, comp in _DIFFUSERS_PREFIXES:
+        if base.startswith(prefix):
+            name = base[len(prefix):]
+            if comp == "te" and not name.startswith("text_model."):
+                name = "text_model." + name
+            return ("te2" if comp == "te2" else comp), name
+    if "." in base:  # a bare PEFT UNet adapter
+        return "unet", base
+    return None
+
+
+def parse_lora(state: Mapping[str, torch.Tensor], name: str) -> LoraFile:
+    """A :class:`LoraFile` from a state dict, or a :class:`ModelLoadError` naming what is wrong."""
+    for key in state:
+        for marker, kind in _UNSUPPORTED.items():
+            if key.endswith("." + marker) or f".{marker}." in key:
+                raise ModelLoadError(f"LoRA '{name}': {kind} layers (e.g. {key!r}) are not supported; "
+                                     "only plain LoRA / LoCon low-rank layers are")
+    parts: dict[tuple[str, str], dict[str, Any]] = {}
+    for key, tensor in state.items():
+        split = _split(key)
+        if split is None:
+            continue
+        base, part = split
+        target = _component(base)
+        if target is None:
+            continue
+        parts.setdefault(target, {})[part] = tensor
+    if not parts:
+        sample = ", ".join(list(state)[:3]) or "no tensors"
+        raise ModelLoadError(f"'{name}' is not a LoRA file: no lora_up/lora_down or lora_A/lora_B weights "
+                             f"(found {sample})")
+    layers = {}
+    for target, found in parts.items():
+        if "up" not in found or "down" not in found:
+            missing = "up (lora_up / lora_B)" if "up" not in found else "down (lora_down / lora_A)"
+            raise ModelLoadError(f"LoRA '{name}': layer {target[1]!r} has no {missing} weight")
+        up, down = found["up"], found["down"]
+        if up.shape[1] != down.shape[0]:
+            raise ModelLoadError(f"LoRA '{name}': layer {target[1]!r} has up {list(up.shape)} and down "
+                                 f"{list(down.shape)}, whose ranks differ")
+        alpha = found.get("alpha")
+        layers[target] = LowRank(up, down, None if alpha is None else float(alpha))
+    return LoraFile(name, layers)
+
+
+def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """All tensors of a small weights file (LoRA, ControlNet, upscaler...), without pickle.
+
+    safetensors files go through safetensors' own reader: kohya files hold 0-dim
+    ``alpha`` tensors, which ``weights_file.SafetensorsFile`` cannot read yet."""
+    from .weights_file import SafetensorsFile, load_state_dict
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"file not found: {path}")
+    if path.suffix.lower() not in (".safetensors", ".sft"):
+        return load_state_dict(path)
+    SafetensorsFile(path)  # validates the header and sizes with clear messages
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelLoadError(f"{path.name}: cannot be read as safetensors ({exc})") from exc
+
+
+def load_lora(path: str | Path) -> LoraFile:
+    path = Path(path)
+    return parse_lora(read_weights(path), path.name)
+
+
+# -- resolving a LoRA against a module ----------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class WeightPatch:
+    """A LoRA resolved against one module: parameter name → low-rank delta, at a strength.
+
+    Compared by identity: a handle's patch tuple names exactly which patches it wants."""
+
+    lora_name: str
+    strength: float
+    layers: tuple[tuple[str, LowRank], ...]
+
+
+def _patchable(module: torch.nn.Module) -> dict[str, str]:
+    """Index of the module's Linear/Conv layers: every spelling a LoRA may use → dotted name."""
+    index: dict[str, str] = {}
+    for dotted, sub in module.named_modules():
+        if not isinstance(sub, (torch.nn.Linear, torch.nn.Conv2d)) or not dotted:
+            continue
+        spellings = {dotted}
+        if not dotted.startswith("text_model.") and hasattr(module, "config") and \
+                type(module).__name__.startswith("CLIPText"):
+            spellings.add("text_model." + dotted)  # transformers ≥ 5.6 dropped this level
+        for spelling in list(spellings):
+            spellings.add(spelling.replace(".", "_"))
+        for spelling in spellings:
+            index[spelling] = dotted
+    return index
+
+
+def _model_label(model_name: str, family: str) -> str:
+    return f"the {family} model '{model_name}'" if model_name else f"this {family} model"
+
+
+def resolve(lora: LoraFile, component: str, module: torch.nn.Module, strength: float, *,
+            model_name: str = "", family: str = "") -> WeightPatch:
+    """The patch of ``lora``'s ``component`` layers on ``module``; every layer must fit."""
+    index = _patchable(module)
+    params = dict(module.named_parameters())
+    wanted = lora.component(component)
+    resolved, unknown, misfit = [], [], []
+    for layer, lowrank in wanted.items():
+        dotted = index.get(layer)
+        if dotted is None:
+            unknown.append(layer)
+            continue
+        weight = params[dotted + ".weight"]
+        out_features, in_features = int(weight.shape[0]), int(weight[0].numel())
+        if lowrank.out_in() != (out_features, in_features):
+            misfit.append(f"{layer} (LoRA {lowrank.out_in()[1]}→{lowrank.out_in()[0]}, "
+                          f"model {in_features}→{out_features})")
+            continue
+        resolved.append((dotted + ".weight", lowrank))
+    if unknown or misfit:
+        guess = lora.family_guess()
+        intro = f"LoRA '{lora.name}'" + (f" looks like a {guess} LoRA and" if guess else "")
+        problems = []
+        if misfit:
+            problems.append(f"{len(misfit)} layers have other sizes, e.g. {misfit[0]}")
+        if unknown:
+            problems.append(f"{len(unknown)} layers do not exist, e.g. {unknown[0]!r}")
+        raise LoraMismatch(f"{intro} does not fit {_model_label(model_name, family)} "
+                           f"({component}: {'; '.join(problems)})")
+    return WeightPatch(lora.name, float(strength), tuple(resolved))
+
+
+# -- applying patches to the shared module -------------------------------------------------
+
+
+@dataclass
+class _PatchState:
+    """Per shared module: what is applied and the originals of the patched tensors."""
+
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    applied: tuple = ()
+    originals: dict[str, torch.Tensor] = field(default_factory=dict)
+    requested: tuple | None = None
+    hooked: bool = False
+
+
+_STATE_ATTR = "_loom_patch_state"
+
+
+def _state(module: torch.nn.Module) -> _PatchState:
+    state = module.__dict__.get(_STATE_ATTR)
+    if state is None:
+        state = module.__dict__.setdefault(_STATE_ATTR, _PatchState())
+    return state
+
+
+def applied_patches(module: torch.nn.Module) -> tuple:
+    return _state(module).applied
+
+
+@torch.no_grad()
+def apply_patches(module: torch.nn.Module, patches: tuple[WeightPatch, ...]) -> None:
+    """Bring ``module``'s weights to original + ``patches`` (nothing to do when they already are)."""
+    state = _state(module)
+    with state.lock:
+        if state.applied == tuple(patches):
+            return
+        params = dict(module.named_parameters())
+        for name, original in state.originals.items():
+            params[name].copy_(original)  # the saved bits, exactly
+        state.originals.clear()
+        state.applied = ()
+        grouped: dict[str, list[tuple[float, LowRank]]] = {}
+        for patch in patches:
+            for name, lowrank in patch.layers:
+                grouped.setdefault(name, []).append((patch.strength * lowrank.scale, lowrank))
+        for name, items in grouped.items():
+            weight = params[name]
+            state.originals[name] = weight.detach().to("cpu", copy=True)
+            total = weight.detach().float()
+            for factor, lowrank in items:
+                if factor:
+                    total.add_(lowrank.delta(weight.shape, weight.device), alpha=factor)
+            weight.copy_(total.to(weight.dtype))
+        state.applied = tuple(patches)
+
+
+def _pre_hook(module: torch.nn.Module, args: Any, kwargs: Any = None) -> None:
+    state = _state(module)
+    apply_patches(module, state.requested or ())
+
+
+def _ensure_hook(module: torch.nn.Module) -> None:
+    state = _state(module)
+    with state.lock:
+        if not state.hooked:
+            module.register_forward_pre_hook(_pre_hook)
+            state.hooked = True
+
+
+class PatchedModule(torch.nn.Module):
+    """A shared module seen through a patch tuple: calling it runs the shared module
+    with exactly these patches applied.  Attributes (``config``, ``text_model``...)
+    are the shared module's."""
+
+    def __init__(self, shared: torch.nn.Module, patches: tuple[WeightPatch, ...]):
+        super().__init__()
+        self.shared = shared
+        self.patches = tuple(patches)
+        _ensure_hook(shared)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        state = _state(self.shared)
+        with state.lock:
+            state.requested = self.patches
+            try:
+                return self.shared(*args, **kwargs)
+            finally:
+                state.requested = None
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["shared"], name)
+
+
+def shared_module(module: torch.nn.Module) -> torch.nn.Module:
+    """The shared module behind a (possibly patched) view."""
+    return module.shared if isinstance(module, PatchedModule) else module
+
+
+# -- handles ------------------------------------------------------------------------------
+
+
+def _text_components(n_encoders: int) -> dict[int, tuple[str, ...]]:
+    # kohya SD1/SD2 files say "te"; SDXL files "te1"/"te2"; diffusers' "text_encoder." maps to "te".
+    return {0: ("te",)} if n_encoders == 1 else {0: ("te", "te1"), 1: ("te2",)}
+
+
+def with_unet_lora(model: Any, lora: LoraFile, strength: float) -> Any:
+    """A MODEL handle with ``lora`` added to its patches (the input handle is unchanged)."""
+    if not lora.component("unet"):
+        return model
+    shared = shared_module(model.unet)
+    patch = resolve(lora, "unet", shared, strength, model_name=model.source, family=model.family)
+    patches = tuple(model.patches) + (patch,)
+    return model.clone(unet=PatchedModule(shared, patches), patches=patches)
+
+
+def with_clip_lora(clip: Any, lora: LoraFile, strength: float) -> Any:
+    """A CLIP handle with ``lora``'s text-encoder layers added (unchanged when it has none)."""
+    from .loading import TextEncoderWeights
+
+    present = lora.components() - {"unet"}
+    if not present:
+        return clip
+    mapping = _text_components(len(clip.encoders))
+    known = {comp for comps in mapping.values() for comp in comps}
+    if present - known or (present == {"te"} and len(clip.encoders) == 2 and clip.family == "sdxl"):
+        guess = lora.family_guess() or ("SD1.x/SD2.x" if present == {"te"} else "another model")
+        raise LoraMismatch(f"LoRA '{lora.name}' looks like a {guess} LoRA and does not fit "
+                           f"{_model_label(clip.source, clip.family)}: its text-encoder layers "
+                           f"({', '.join(sorted(present))}) do not match the model's "
+                           f"{len(clip.encoders)} text encoder(s)")
+    encoders = list(clip.encoders)
+    patches = list(clip.patches)
+    for index, comps in mapping.items():
+        shared = shared_module(encoders[index].model)
+        for comp in comps:
+            if not lora.component(comp):
+                continue
+            patch = resolve(lora, comp, shared, strength, model_name=clip.source, family=clip.family)
+            patches.append((index, patch))
+        own = tuple(p for i, p in patches if i == index)
+        if own:
+            enc = encoders[index]
+            encoders[index] = TextEncoderWeights(PatchedModule(shared, own), enc.kind, enc.file_layers)
+    return clip.clone(encoders=tuple(encoders), patches=tuple(patches))
