@@ -20,7 +20,7 @@ import logging
 import struct
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 log = logging.getLogger("loom.server")
 
@@ -30,6 +30,21 @@ IMAGE_TYPES = {"JPEG": 1, "PNG": 2}
 
 OUTBOX_LIMIT = 4096
 PREVIEW_BACKLOG = 8
+#: While messages flow, the loop collects them this often instead of being woken per message.
+POLL_INTERVAL = 0.002
+#: Queue-size broadcasts are sent at most this often.
+STATUS_INTERVAL = 0.05
+
+
+def _jsonable(value: Any) -> Any:
+    """JSON for what nodes put in their ui dicts besides plain JSON."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, (tuple, set, frozenset)):
+        return list(value)
+    if isinstance(value, (bytes, bytearray)):
+        return f"<{len(value)} bytes>"
+    return repr(value)
 
 
 def preview_frame(image_format: str, image: bytes) -> bytes:
@@ -99,28 +114,38 @@ class Hub:
         self.clients: dict[str, Client] = {}
         self._inbox: collections.deque[Outgoing] = collections.deque()
         self._lock = threading.Lock()
+        self._loop_thread = threading.get_ident()
+        #: A drain is already on its way (woken, or the poll timer is armed).
         self._scheduled = False
-        self._status_pending = False
+        self._polling = False
+        self._poll_handle: asyncio.TimerHandle | None = None
+        self._status_dirty = False
+        self._status_handle: asyncio.TimerHandle | None = None
+        self._last_status = float("-inf")
         self.status_source: Callable[[], dict[str, Any]] = lambda: {"exec_info": {"queue_remaining": 0}}
 
     # ------------------------------------------------------ any thread
-    def post(self, event: str, data: Any, sid: str | None = None) -> None:
+    def post(self, event: str, data: Any, sid: str | None = None, urgent: bool = False) -> None:
         """Send ``{"type": event, "data": data}`` to ``sid`` (None: everyone)."""
-        self.post_raw(Outgoing(sid, json.dumps({"type": event, "data": data}, default=repr)))
+        self.post_raw(Outgoing(sid, json.dumps({"type": event, "data": data}, default=_jsonable)), urgent)
 
     def post_preview(self, image_format: str, image: bytes, sid: str | None = None) -> None:
         self.post_raw(Outgoing(sid, preview_frame(image_format, image)))
 
-    def post_raw(self, message: Outgoing) -> None:
+    def post_raw(self, message: Outgoing, urgent: bool = False) -> None:
+        """Queue a message for the loop.
+
+        Waking the event loop from another thread costs a system call and,
+        under load, a GIL hand-over; so while messages keep coming the loop
+        polls the inbox every ``POLL_INTERVAL`` instead of being woken for
+        each.  ``urgent`` messages (a prompt's end) wake it regardless.
+        """
         with self._lock:
             self._inbox.append(message)
-            if self._scheduled:
+            if self._scheduled or (self._polling and not urgent):
                 return
             self._scheduled = True
-        try:
-            self.loop.call_soon_threadsafe(self._drain)
-        except RuntimeError:  # loop closed during shutdown
-            pass
+        self._wake()
 
     def send_sync(self, event: str, data: Any, sid: str | None = None) -> None:
         """ComfyUI's ``PromptServer.send_sync``: thread-safe, never blocks."""
@@ -130,28 +155,59 @@ class Hub:
             self.post(event, data, sid)
 
     def status_changed(self) -> None:
-        """Broadcast the queue size soon; bursts of changes coalesce into one."""
+        """Broadcast the queue size soon; changes coalesce, and clients get at
+        most one status per ``STATUS_INTERVAL`` (the latest one always)."""
         with self._lock:
-            if self._status_pending:
+            self._status_dirty = True
+            if self._scheduled or self._polling:
                 return
-            self._status_pending = True
+            self._scheduled = True
+        self._wake()
+
+    def _wake(self) -> None:
         try:
-            self.loop.call_soon_threadsafe(self._send_status)
-        except RuntimeError:
+            if threading.get_ident() == self._loop_thread:
+                self.loop.call_soon(self._drain)
+            else:
+                self.loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:  # loop closed during shutdown
             pass
 
     # --------------------------------------------------- event loop only
-    def _send_status(self) -> None:
-        with self._lock:
-            self._status_pending = False
-        self._deliver(Outgoing(None, json.dumps({"type": "status", "data": {"status": self.status_source()}})))
-
     def _drain(self) -> None:
         with self._lock:
             self._scheduled = False
             batch, self._inbox = self._inbox, collections.deque()
+            status_due = self._status_dirty
+            self._polling = bool(batch)
         for message in batch:
             self._deliver(message)
+        if self._polling and self._poll_handle is None:
+            self._poll_handle = self.loop.call_later(POLL_INTERVAL, self._poll)
+        if status_due:
+            self._maybe_send_status()
+
+    def _poll(self) -> None:
+        self._poll_handle = None
+        self._drain()
+
+    def _maybe_send_status(self) -> None:
+        now = self.loop.time()
+        wait = self._last_status + STATUS_INTERVAL - now
+        if wait > 0:
+            if self._status_handle is None:
+                self._status_handle = self.loop.call_later(wait, self._status_timer)
+            return
+        with self._lock:
+            self._status_dirty = False
+        self._last_status = now
+        message = json.dumps({"type": "status", "data": {"status": self.status_source()}})
+        self._deliver(Outgoing(None, message))
+
+    def _status_timer(self) -> None:
+        self._status_handle = None
+        if self._status_dirty:
+            self._maybe_send_status()
 
     def _deliver(self, message: Outgoing) -> None:
         if message.sid is None:
@@ -192,6 +248,9 @@ class Hub:
         client.wakeup.set()
 
     async def close_all(self) -> None:
+        for handle in (self._poll_handle, self._status_handle):
+            if handle is not None:
+                handle.cancel()
         for client in list(self.clients.values()):
             self.detach(client)
             await self._close(client)

@@ -132,7 +132,8 @@ class QueueRoutes:
         result: dict[str, Any] = {}
         if data.get("clear") is not None and expect(data["clear"], bool, "clear"):
             removed = server.queue.clear()
-            await asyncio.wrap_future(server.store.clear_pending())
+            if removed:  # exactly those: a prompt queued meanwhile stays
+                await asyncio.wrap_future(server.store.delete_pending(removed))
             result["deleted"] = removed
         if data.get("delete") is not None:
             ids = [str(expect(i, str, "delete[]")) for i in expect(data["delete"], list, "delete")]

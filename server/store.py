@@ -94,6 +94,7 @@ class Store:
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="loom-store-reader")
         self._local = threading.local()
         self._closed = False
+        self._completed = 0
 
     # ---------------------------------------------------------------- writes
     def _submit(self, op: Callable[[sqlite3.Connection], Any]) -> Future:
@@ -121,26 +122,7 @@ class Store:
                     stop = True
                     break
                 batch.append(more)
-            results: list[tuple[Future, Any, BaseException | None]] = []
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                for op, future in batch:
-                    # A savepoint per operation: one bad write fails alone.
-                    conn.execute("SAVEPOINT op")
-                    try:
-                        results.append((future, op(conn), None))
-                        conn.execute("RELEASE op")
-                    except Exception as exc:  # reported to the caller through its future
-                        conn.execute("ROLLBACK TO op")
-                        conn.execute("RELEASE op")
-                        results.append((future, None, exc))
-                conn.execute("COMMIT")
-            except Exception as exc:  # the commit itself failed (disk full...)
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-                results = [(future, None, exc) for _, future in batch]
+            results = self._commit(conn, batch)
             for future, value, error in results:
                 if error is None:
                     future.set_result(value)
@@ -149,6 +131,36 @@ class Store:
             if stop:
                 return
 
+    @staticmethod
+    def _commit(conn: sqlite3.Connection, batch: list) -> list[tuple[Future, Any, BaseException | None]]:
+        """Run a batch in one transaction.  Writes almost never fail, so the
+        batch runs optimistically; if one does, the batch is rolled back and
+        each write retried in its own transaction, so it fails alone."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            values = [op(conn) for op, _ in batch]
+            conn.execute("COMMIT")
+            return [(future, value, None) for (_, future), value in zip(batch, values)]
+        except Exception:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+        results: list[tuple[Future, Any, BaseException | None]] = []
+        for op, future in batch:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                value = op(conn)
+                conn.execute("COMMIT")
+                results.append((future, value, None))
+            except Exception as exc:  # reported to the caller through its future
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                results.append((future, None, exc))
+        return results
+
     def enqueue(self, item: QueueItem) -> Future:
         row = (item.prompt_id, item.number, item.seq, _dumps(item.prompt),
                _dumps(item.extra_data), _dumps(item.outputs), time.time())
@@ -156,21 +168,13 @@ class Store:
             "INSERT INTO queue(prompt_id, number, seq, prompt, extra_data, outputs, queued_at)"
             " VALUES (?,?,?,?,?,?,?)", row))
 
-    def mark_running(self, prompt_id: str) -> Future:
-        return self._submit(lambda c: c.execute(
-            "UPDATE queue SET state='running' WHERE prompt_id=?", (prompt_id,)))
-
     def set_number(self, prompt_id: str, number: float) -> Future:
         return self._submit(lambda c: c.execute(
             "UPDATE queue SET number=? WHERE prompt_id=?", (number, prompt_id)))
 
     def delete_pending(self, prompt_ids: Iterable[str]) -> Future:
         ids = [(pid,) for pid in prompt_ids]
-        return self._submit(lambda c: c.executemany(
-            "DELETE FROM queue WHERE prompt_id=? AND state='pending'", ids))
-
-    def clear_pending(self) -> Future:
-        return self._submit(lambda c: c.execute("DELETE FROM queue WHERE state='pending'"))
+        return self._submit(lambda c: c.executemany("DELETE FROM queue WHERE prompt_id=?", ids))
 
     def complete(self, entry: HistoryEntry) -> Future:
         """Move a prompt from the queue to history (one transaction: a prompt
@@ -179,6 +183,10 @@ class Store:
         record = (item.prompt_id, item.number, entry.status_str, _dumps(entry.wire()), time.time())
         files = [(item.prompt_id, *f) for f in entry.output_files()]
         max_history = self.max_history
+        self._completed += 1
+        # Trimming scans the history index; doing it on every commit would
+        # cost more than the insert itself.
+        trim = self._completed % 64 == 0 or max_history < 1000
 
         def op(c: sqlite3.Connection) -> None:
             c.execute("DELETE FROM queue WHERE prompt_id=?", (item.prompt_id,))
@@ -187,8 +195,9 @@ class Store:
                       " VALUES (?,?,?,?,?)", record)
             if files:
                 c.executemany("INSERT INTO output_files VALUES (?,?,?,?,?,?)", files)
-            c.execute("DELETE FROM history WHERE seq <= (SELECT seq FROM history"
-                      " ORDER BY seq DESC LIMIT 1 OFFSET ?)", (max_history,))
+            if trim:
+                c.execute("DELETE FROM history WHERE seq <= (SELECT seq FROM history"
+                          " ORDER BY seq DESC LIMIT 1 OFFSET ?)", (max_history,))
 
         return self._submit(op)
 
@@ -245,11 +254,13 @@ class Store:
 
     # ------------------------------------------------- start-up (synchronous)
     def load_queue(self) -> list[QueueItem]:
-        """Every prompt still queued, in queue order; the one that was running
-        when the process died comes first again (it is re-run, from scratch)."""
+        """Every prompt still queued, in queue order.  A prompt leaves the
+        queue table only when its history row is written (same transaction),
+        so the one that was running when the process died is still here, in
+        its place at the head, and runs again from scratch."""
         rows = self._conn.execute(
             "SELECT number, prompt_id, prompt, extra_data, outputs, seq, state FROM queue"
-            " ORDER BY state='running' DESC, number, seq").fetchall()
+            " ORDER BY number, seq").fetchall()
         return [
             QueueItem(number=number, prompt_id=pid, prompt=json.loads(prompt),
                       extra_data=json.loads(extra), outputs=json.loads(outputs), seq=seq,

@@ -52,6 +52,13 @@ class Running:
     display_node: str | None = None
 
 
+def _data(event: Event) -> dict[str, Any]:
+    """An event's fields, shallow (``Event.data`` deep-copies through
+    ``asdict``, which costs more than the rest of a trivial prompt's routing)."""
+    fields = getattr(event, "__dict__", None)
+    return dict(fields) if fields is not None else event.data()
+
+
 class EventRouter:
     """The engine's event sink for one prompt (called in the worker thread).
 
@@ -86,12 +93,12 @@ class EventRouter:
             if event.node is None:
                 return  # sent by release(), after the history commit
             self.on_node(Running(self.prompt_id, self.client_id, event.node, event.display_node))
-            self.hub.post(event.type, event.data(), self.client_id)
+            self.hub.post(event.type, _data(event), self.client_id)
         elif isinstance(event, (ExecutionStart, ExecutionCached)):
             if self.client_id is not None:
-                self.hub.post(event.type, event.data(), self.client_id)
+                self.hub.post(event.type, _data(event), self.client_id)
         elif isinstance(event, (Progress, Executed)):
-            self.hub.post(event.type, event.data(), self.client_id)
+            self.hub.post(event.type, _data(event), self.client_id)
         elif isinstance(event, CustomEvent):
             message = event.message()
             self.hub.post(message["type"], message["data"], self.client_id)
@@ -104,11 +111,11 @@ class EventRouter:
         events = self.held or ([fallback] if fallback is not None else [])
         for event in events:
             if isinstance(event, ExecutionInterrupted):
-                self.hub.post(event.type, event.data(), None)
+                self.hub.post(event.type, _data(event), None)
             elif self.client_id is not None:
-                self.hub.post(event.type, event.data(), self.client_id)
-        end = Executing(node=None, display_node=None, prompt_id=self.prompt_id)
-        self.hub.post(end.type, end.data(), self.client_id)
+                self.hub.post(event.type, _data(event), self.client_id)
+        self.hub.post("executing", {"node": None, "display_node": None, "prompt_id": self.prompt_id},
+                      self.client_id, urgent=True)
 
 
 def error_event(prompt_id: str, exc: BaseException, node_id: str = "", node_type: str = "") -> ExecutionError:
@@ -226,7 +233,6 @@ class Worker:
     def _run(self, item: QueueItem, executor: Any) -> None:
         self.interrupt.clear()
         self.running = Running(item.prompt_id, item.client_id)
-        self.store.mark_running(item.prompt_id)  # informative only; no need to wait
         router = EventRouter(self.hub, item, self._set_running, self.preview_interval)
         try:
             # Validated when queued; items recovered from disk are validated
