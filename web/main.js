@@ -1,6 +1,6 @@
 // Boot: fetch the schemas, restore or create a workflow, wire toolbar, panels,
 // file drops and the websocket's live execution events.
-import { Api } from "./ui/api.js";
+import { api, app } from "./ui/loom_app.js";
 import { Editor } from "./ui/editor.js";
 import { Panels, renderErrors, showLightbox } from "./ui/panels.js";
 import { toast } from "./ui/popups.js";
@@ -11,15 +11,17 @@ import { apiToGraph, isApiPrompt } from "./lib/api_to_graph.js";
 import { defaultWorkflow } from "./lib/default_workflow.js";
 
 const $ = (sel) => document.querySelector(sel);
-const api = new Api();
 const editor = new Editor($("#canvas"), api);
 const lookup = (t) => editor.schemas.get(t) ?? null;
-window.loom = { editor, api };  // for the browser tests and the console
+app.attach(editor);
+app.dispatchError = (message) => toast(message, "error", 8000);
+window.loom = { editor, api, app };  // for the browser tests and the console
 
 // ------------------------------------------------------------------ schemas
 
 async function loadSchemas() {
   const info = await api.objectInfo();
+  await app.registerNodeDefs(info);
   editor.setSchemas(schemasFromObjectInfo(info));
 }
 
@@ -168,6 +170,7 @@ api.addEventListener("progress", (e) => {
 });
 api.addEventListener("executed", (e) => {
   const node = editor.nodeById(String(e.detail.display_node ?? e.detail.node).split(":")[0]);
+  if (node) editor.hooks.executed(node, e.detail.output ?? {});
   const images = e.detail.output?.images ?? [];
   if (!node || !images.length) return;
   node.preview = null;
@@ -272,9 +275,25 @@ addEventListener("beforeunload", (e) => { if (editor.unsaved) e.preventDefault()
 
 // ------------------------------------------------------------------ boot
 
+/** Plug-ins' web extensions (GET /extensions), imported before the node types register. */
+async function loadExtensions() {
+  let urls = [];
+  try { urls = await api.request("/extensions"); } catch (err) {
+    if (err.status === 0) throw err;  // offline: the boot loop waits and retries
+    toast(`Could not list extensions: ${err.message}`, "error");
+  }
+  const failed = await app.loadExtensions(Array.isArray(urls) ? urls : []);
+  for (const f of failed) toast(`Extension ${f.url} failed to load: ${f.error}`, "error", 8000);
+  await app.invoke("init", app);
+}
+
 async function boot() {
   for (let attempt = 0; ; attempt++) {
     try {
+      if (!app.extensionsLoaded) {
+        await loadExtensions();
+        app.extensionsLoaded = true;
+      }
       await loadSchemas();
       break;
     } catch (err) {
@@ -290,6 +309,7 @@ async function boot() {
   } else loadDefault();
   updateTitle();
   api.connect();
+  await app.invoke("setup", app);
   document.body.dataset.ready = "true";
 }
 

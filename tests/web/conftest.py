@@ -7,6 +7,7 @@ import asyncio
 import os
 import shutil
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -27,8 +28,10 @@ def chromium_missing() -> str | None:
 class ServerThread:
     """Runs LoomServer on its own asyncio loop in a thread, so sync Playwright can drive it."""
 
-    def __init__(self, base: Path):
+    def __init__(self, base: Path, port: int = 0, preview_method: str = "latent2rgb"):
         self.base = base
+        self.port = port
+        self.preview_method = preview_method
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         self.error: BaseException | None = None
@@ -46,16 +49,21 @@ class ServerThread:
         self.loop.run_forever()
 
     async def _start(self) -> None:
-        import nodes
-        from engine.registry import Registry
-        from nodes.runtime import LoomEnv
         from server.app import LoomServer
         from server.config import ServerOptions
 
-        registry = Registry(env=LoomEnv.at(self.base, device="cpu"))
-        registry.add_all(nodes.builtin_nodes(), origin="builtin")
-        self.server = LoomServer(registry, ServerOptions(port=0, preview_interval=0.0))
+        registry = self.build_registry()
+        self.server = LoomServer(registry, ServerOptions(port=self.port, preview_interval=0.0))
         await self.server.start()
+
+    def build_registry(self):
+        import nodes
+        from engine.registry import Registry
+        from nodes.runtime import LoomEnv
+
+        registry = Registry(env=LoomEnv.at(self.base, device="cpu", preview_method=self.preview_method))
+        registry.add_all(nodes.builtin_nodes(), origin="builtin")
+        return registry
 
     def start(self) -> "ServerThread":
         self.thread.start()
@@ -115,19 +123,27 @@ def browser():
         b.close()
 
 
-@pytest.fixture
-def page(browser, loom_server, request):
-    """A fresh editor (empty local storage) on the real server; screenshot saved after the test."""
+@contextmanager
+def editor_page(browser, url: str, name: str):
+    """A fresh editor (empty local storage) at `url`; its screenshot is saved as `name`.png
+    afterwards, and any JavaScript error in the page fails the test."""
     context = browser.new_context(viewport={"width": 1400, "height": 820}, accept_downloads=True)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(loom_server.url + "/")
+    page.goto(url + "/")
     page.wait_for_selector("body[data-ready=true]", timeout=15000)
     page.wait_for_function("window.loom.api.online === true", timeout=10000)
     page.js_errors = errors
     yield page
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{request.node.name}.png"))
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
     context.close()
     assert not errors, f"JavaScript errors in the page: {errors}"
+
+
+@pytest.fixture
+def page(browser, loom_server, request):
+    """A fresh editor on the real server with the built-in nodes."""
+    with editor_page(browser, loom_server.url, request.node.name) as page:
+        yield page

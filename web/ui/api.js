@@ -22,6 +22,14 @@ export class Api extends EventTarget {
 
   url(path) { return this.base + path; }
 
+  // ComfyUI's names, for plug-in extensions: routes under /api, raw fetch Responses.
+  get api_base() { return this.base; }
+  apiURL(route) { return `${this.base}/api${route}`; }
+  fileURL(route) { return this.base + route; }
+  fetchApi(route, options = {}) { return fetch(this.apiURL(route), options); }
+  workflows() { return this.request("/workflows"); }
+  workflow(name) { return this.request(`/workflows/${encodeURIComponent(name)}`); }
+
   async request(path, options = {}) {
     let response;
     try {

@@ -32,6 +32,8 @@ export class Editor extends EventTarget {
     this.batchCount = 1;
     this.mouse = [0, 0];
     this.spaceDown = false;
+    // Set by the extension app: called as nodes appear and finish running.
+    this.hooks = { created: () => {}, executed: () => {} };
     this.renderer = new Renderer(canvas, this);
     this.bindInput();
     new ResizeObserver(() => this.renderer.resize()).observe(canvas);
@@ -69,7 +71,10 @@ export class Editor extends EventTarget {
     // Links to slots that the load dropped (unlinked widget slots) keep their indices right.
     for (const node of graph.nodes.values()) node.inputs.forEach((slot, i) => { const l = graph.links.get(slot.link); if (l) l.target_slot = i; });
     this.graph = graph;
-    for (const node of graph.nodes.values()) this.refreshInputPreview(node);
+    for (const node of graph.nodes.values()) {
+      this.refreshInputPreview(node);
+      this.announceLoaded(node);
+    }
     this.selection.clear();
     this.selectedGroup = null;
     this.errors = { nodes: new Map(), execution: null };
@@ -162,9 +167,18 @@ export class Editor extends EventTarget {
 
   // ---------------------------------------------------------------- edits
 
+  /** Extensions' nodeCreated for a node read from a file: as in ComfyUI (created,
+   *  then configured), what the file says about title and colours wins. */
+  announceLoaded(node) {
+    const saved = { title: node.title, color: node.color, bgcolor: node.bgcolor };
+    this.hooks.created(node, { loaded: true });
+    for (const [key, value] of Object.entries(saved)) if (value !== undefined) node[key] = value;
+  }
+
   addNode(type, pos) {
     const node = this.graph.addNode(type, pos);
     this.refreshInputPreview(node);
+    this.hooks.created(node, { loaded: false });
     this.selection = new Set([node.id]);
     this.commit();
     return node;
@@ -259,6 +273,7 @@ export class Editor extends EventTarget {
     }
     // Widget slots that stayed unlinked go back to being widgets.
     for (const n of added) n.inputs = n.inputs.filter((i) => !(i.widget && i.link == null));
+    for (const n of added) this.announceLoaded(n);
     this.selection = new Set(added.map((n) => n.id));
     this.graph.touch();
     this.commit();
