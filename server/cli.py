@@ -99,6 +99,14 @@ async def _serve(host, options: ServerOptions, started: float) -> int:
     # requests and websocket pings fast during long jobs.
     sys.setswitchinterval(0.001)
 
+    # Handlers first: a SIGTERM during start-up still stops cleanly.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
     server = LoomServer(host.registry, options, device=host.env.device)
     if host.on_server is not None:  # ComfyUI compat: PromptServer.instance is this server
         host.on_server(server)
@@ -116,17 +124,9 @@ async def _serve(host, options: ServerOptions, started: float) -> int:
         f"queue: {server.db_path} ({server.queue.remaining()} queued"
         f"{', paused' if server.queue.paused else ''})",
     ]
-    print("\n".join(lines), flush=True)
     if not is_loopback(options.listen) and not options.auth_token:
         print(WARNING.format(listen=options.listen), file=sys.stderr, flush=True)
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):
-            pass
+    print("\n".join(lines), flush=True)
     await stop.wait()
     print("stopping (a running prompt stays queued)...", flush=True)
     await server.stop()
