@@ -200,13 +200,11 @@ class Worker:
         _lower_priority()
         executor = None
         while not self._stopping:
-            self._maybe_free()
+            executor = self._apply_free(executor)
             item = self.queue.take(timeout=0.5)
             if item is None:
                 continue
-            if executor is None or self._free_request is not None:
-                self._maybe_free()
-                executor = None
+            executor = self._apply_free(executor)  # asked for while we waited
             if executor is None:
                 try:
                     executor = self.make_executor()
@@ -221,14 +219,25 @@ class Worker:
                 log.exception("prompt %s failed in the server", item.prompt_id)
                 self.queue.finish(item.prompt_id)
                 self.running = None
+        if executor is not None:
+            executor.close()
 
-    def _maybe_free(self) -> None:
-        request, self._free_request = self._free_request, None
-        if request is not None:
-            try:
-                self.free_hook(*request)
-            except Exception:
-                log.exception("freeing memory failed")
+    def _apply_free(self, executor: Any) -> Any:
+        """Honour a ``/free`` request between prompts; returns the executor
+        to use (None when its caches had to go)."""
+        if self._free_request is None:
+            return executor
+        unload, free = self._free_request
+        self._free_request = None
+        if unload and executor is not None:
+            # Cached results hold the models: drop them with the executor.
+            executor.close()
+            executor = None
+        try:
+            self.free_hook(unload, free)
+        except Exception:
+            log.exception("freeing memory failed")
+        return executor
 
     def _run(self, item: QueueItem, executor: Any) -> None:
         self.interrupt.clear()

@@ -181,3 +181,31 @@ async def test_every_route_is_also_served_under_api(server):
         prompt_id = (await response.json())["prompt_id"]
     await server.wait_history(prompt_id)
     assert prompt_id in await server.get_json("/api/history")
+
+
+async def test_free_with_unload_models_drops_cached_results(server):
+    listener = await listen(server)
+    await listener.until_done(await server.queue(text_prompt("warm"), listener.client_id))
+    async with await server.post("/free", {"unload_models": True, "free_memory": True}) as response:
+        assert await response.json() == {"unload_models": True, "free_memory": True}
+    messages = await listener.until_done(await server.queue(text_prompt("warm"), listener.client_id))
+    ran = [m["data"]["node"] for m in messages if m["type"] == "executing" and m["data"]["node"]]
+    assert ran == ["1", "2", "3"]
+
+
+async def test_a_ui_workflow_can_be_posted_instead_of_a_prompt(server):
+    workflow = {
+        "last_node_id": 2, "last_link_id": 1, "version": 0.4,
+        "nodes": [
+            {"id": 1, "type": "Text", "mode": 0, "inputs": [],
+             "outputs": [{"name": "STRING", "type": "STRING", "links": [1]}], "widgets_values": ["from ui"]},
+            {"id": 2, "type": "Show", "mode": 0, "inputs": [{"name": "text", "type": "STRING", "link": 1}],
+             "outputs": [], "widgets_values": []},
+        ],
+        "links": [[1, 1, 0, 2, 0, "STRING"]],
+    }
+    async with await server.post("/prompt", {"workflow": workflow}) as response:
+        body = await response.json()
+    assert response.status == 200, body
+    entry = await server.wait_history(body["prompt_id"])
+    assert entry["outputs"] == {"2": {"text": ["from ui"]}}
