@@ -23,6 +23,7 @@ from .hub import Hub
 from .prompt_queue import PromptQueue
 from .records import QueueItem
 from .routes_files import FileRoutes
+from .routes_editor import EditorRoutes
 from .routes_info import InfoRoutes
 from .routes_queue import QueueRoutes
 from .security import Guard
@@ -126,13 +127,8 @@ class LoomServer:
 
     def _free(self, unload_models: bool, free_memory: bool) -> None:
         env = self.env
-        if getattr(env, "models_loaded", False):
-            manager = env.models
-            for name in ("unload_all", "free_memory", "clear"):
-                method = getattr(manager, name, None)
-                if callable(method):
-                    method()
-                    break
+        if getattr(env, "models_loaded", False):  # never create the manager (and import torch) just to free it
+            env.models.free(unload_models=unload_models, free_memory=free_memory)
 
     async def set_paused(self, paused: bool) -> None:
         self.queue.set_paused(paused)
@@ -155,6 +151,7 @@ class LoomServer:
         QueueRoutes(self).register(add)
         FileRoutes(self).register(add)
         InfoRoutes(self).register(add)
+        EditorRoutes(self).register(add)
         for route in self.routes:  # plug-ins' own routes, also under /api
             if isinstance(route, web.RouteDef):
                 add(route.method, route.path, route.handler)
@@ -167,6 +164,7 @@ class LoomServer:
         self.loop = asyncio.get_running_loop()
         self.hub = Hub(self.loop)
         self.store = Store(self.db_path, self.options.max_history)
+        self.store.bind_loop(self.loop)
         self._number, self._seq = self.store.counters()
         self.queue = PromptQueue(on_change=self.hub.status_changed)
         self.hub.status_source = self.queue_info

@@ -285,6 +285,17 @@ PATHS: dict[str, Any] = {
     "/system_stats": {"get": {"summary": "Machine and device", "responses": {"200": _json(_ref("SystemStats"))}}},
     "/features": {"get": {"summary": "Server feature flags", "responses": {"200": _json(_ref("Features"))}}},
     "/extensions": {"get": {"summary": "Editor extension scripts", "responses": {"200": _json(_STR_LIST)}}},
+    "/workflows": {"get": {"summary": "Workflows the editor can open: shipped ones and the user's (names under user/)",
+                           "responses": {"200": _json({"type": "array", "items": {
+                               "type": "object", "required": ["name", "source"],
+                               "properties": {"name": {"type": "string"},
+                                              "source": {"enum": ["shipped", "user"]}}}})}}},
+    "/workflows/{name}": {
+        "get": {"summary": "One workflow file (UI format JSON, as stored)",
+                "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": _json({"type": "object"}), "404": _error("No such workflow"),
+                              "413": _error("Workflow file too large")}},
+    },
     "/openapi.json": {"get": {"summary": "This document", "responses": {"200": _json({"type": "object"})}}},
     "/ws": {
         "get": {"summary": "Websocket of events: connect with ?clientId=; see the README for messages",

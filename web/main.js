@@ -45,14 +45,31 @@ async function loadFile(file) {
     } else {
       data = parseJSONLenient(await file.text());
     }
-    if (isApiPrompt(data)) data = apiToGraph(data, lookup).serialize();
-    if (!Array.isArray(data?.nodes)) throw new Error("this file is not a workflow (no 'nodes' list, not an API prompt)");
-    editor.loadWorkflow(data, { undoable: true, fit: !data.extra?.ds });
-    workflowName = file.name.replace(/\.(json|png)$/i, "");
-    editor.markSaved();
-    toast(`Loaded ${file.name}`);
+    openData(data, file.name);
   } catch (err) {
     toast(`Could not open ${file.name}: ${err.message}`, "error", 8000);
+  }
+}
+
+/** Puts a parsed workflow (UI format or API prompt) on the canvas, named `name`. */
+function openData(data, name) {
+  if (isApiPrompt(data)) data = apiToGraph(data, lookup).serialize();
+  if (!Array.isArray(data?.nodes)) throw new Error("this file is not a workflow (no 'nodes' list, not an API prompt)");
+  editor.loadWorkflow(data, { undoable: true, fit: !data.extra?.ds });
+  workflowName = name.replace(/^.*\//, "").replace(/\.(json|png)$/i, "");
+  editor.markSaved();
+  toast(`Loaded ${name}`);
+}
+
+/** One entry of the Open list (GET /workflows/{name}); read leniently (ComfyUI writes NaN). */
+async function openWorkflow(name) {
+  try {
+    const response = await fetch(api.url(`/workflows/${name.split("/").map(encodeURIComponent).join("/")}`));
+    const text = await response.text();
+    if (!response.ok) throw new Error(JSON.parse(text)?.error?.message ?? response.statusText);
+    openData(parseJSONLenient(text), name);
+  } catch (err) {
+    toast(`Could not open ${name}: ${err.message}`, "error", 8000);
   }
 }
 
@@ -231,6 +248,8 @@ const panels = new Panels($("#panels"), editor, api, {
     editor.loadWorkflow(data, { undoable: true });
     toast("Loaded the run's workflow");
   },
+  openWorkflow,
+  openFile,
 });
 
 function updateTitle() {
@@ -244,13 +263,13 @@ editor.addEventListener("graph", updateTitle);
 editor.addEventListener("errors", () => renderErrors($("#errors"), editor));
 editor.addEventListener("queue-request", (e) => queue(e.detail));
 editor.addEventListener("save-request", save);
-editor.addEventListener("open-request", openFile);
+editor.addEventListener("open-request", () => panels.show("workflows", { toggle: false }));
 editor.addEventListener("lightbox", (e) => showLightbox(e.detail.images, e.detail.index));
 
 $("#queue").addEventListener("click", (e) => queue({ front: e.shiftKey }));
 $("#interrupt").addEventListener("click", async () => { try { await api.interrupt(); } catch (err) { toast(err.message, "error"); } });
 $("#save").addEventListener("click", save);
-$("#open").addEventListener("click", openFile);
+$("#open").addEventListener("click", () => panels.show("workflows"));
 $("#export-api").addEventListener("click", exportApi);
 $("#new").addEventListener("click", () => { workflowName = "Unsaved workflow"; loadDefault(); });
 $("#clear").addEventListener("click", () => { editor.loadWorkflow({ nodes: [], links: [], groups: [], version: 0.4 }, { undoable: true }); workflowName = "Unsaved workflow"; updateTitle(); });

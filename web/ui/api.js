@@ -28,7 +28,6 @@ export class Api extends EventTarget {
   fileURL(route) { return this.base + route; }
   fetchApi(route, options = {}) { return fetch(this.apiURL(route), options); }
   workflows() { return this.request("/workflows"); }
-  workflow(name) { return this.request(`/workflows/${encodeURIComponent(name)}`); }
 
   async request(path, options = {}) {
     let response;

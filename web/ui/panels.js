@@ -13,18 +13,20 @@ const el = (tag, attrs = {}, ...children) => {
 };
 
 export class Panels {
-  constructor(root, editor, api, { loadHistoryItem }) {
+  constructor(root, editor, api, { loadHistoryItem, openWorkflow, openFile }) {
     this.root = root;
     this.editor = editor;
     this.api = api;
     this.loadHistoryItem = loadHistoryItem;
+    this.openWorkflow = openWorkflow;
+    this.openFile = openFile;
     this.tab = null;
     this.body = root.querySelector(".panel-body");
     for (const button of root.querySelectorAll("[data-tab]")) button.addEventListener("click", () => this.show(button.dataset.tab));
   }
 
-  show(tab) {
-    this.tab = this.tab === tab ? null : tab;
+  show(tab, { toggle = true } = {}) {
+    this.tab = toggle && this.tab === tab ? null : tab;
     this.root.classList.toggle("open", Boolean(this.tab));
     for (const b of this.root.querySelectorAll("[data-tab]")) b.classList.toggle("active", b.dataset.tab === this.tab);
     this.refresh();
@@ -36,6 +38,7 @@ export class Panels {
       if (this.tab === "queue") await this.renderQueue();
       else if (this.tab === "history") await this.renderHistory();
       else if (this.tab === "library") this.renderLibrary();
+      else if (this.tab === "workflows") await this.renderWorkflows();
     } catch (err) {
       this.body.replaceChildren(el("p", { class: "muted" }, `Could not load: ${err.message}`));
     }
@@ -56,6 +59,23 @@ export class Panels {
       el("ul", { class: "queue-list" }, ...running.map((i) => row(i, true)), ...pending.map((i) => row(i, false))),
       el("button", { onclick: async () => { await this.api.clearQueue(); this.refresh(); } }, "Clear pending"),
     );
+  }
+
+  /** The Open list: shipped example workflows and the user's saved ones (GET /workflows). */
+  async renderWorkflows() {
+    const entries = await this.api.workflows();
+    const section = (source, title, empty) => {
+      const mine = entries.filter((e) => e.source === source);
+      return [el("h4", {}, title), mine.length
+        ? el("ul", { class: "workflow-list" }, ...mine.map((e) => el("li", {},
+          el("button", { class: "workflow-entry", title: `Open ${e.name}`, "data-name": e.name, onclick: () => this.openWorkflow(e.name) },
+            e.name.replace(/^user\//, "").replace(/\.json$/i, "")))))
+        : el("p", { class: "muted" }, empty)];
+    };
+    this.body.replaceChildren(el("h3", {}, "Open a workflow"),
+      el("button", { onclick: () => this.openFile() }, "From a file on this computer…"),
+      ...section("shipped", "Examples", "No example workflows are installed."),
+      ...section("user", "Saved", "No saved workflows (user/workflows/ is empty)."));
   }
 
   async renderHistory() {

@@ -1,0 +1,73 @@
+"""Routes the editor's "Open" list needs: the workflows it can open.
+
+``GET /workflows`` lists the repository's shipped ``workflows/*.json`` and the
+user's saved ones under ``<user>/workflows/`` (subfolders included);
+``GET /workflows/{name}`` answers one file's JSON.  A user file's name starts with
+``user/`` so the two folders never shadow each other.  Names never leave their folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from .http_errors import ApiError
+from .static import safe_child
+
+if TYPE_CHECKING:
+    from .app import LoomServer
+
+#: The example workflows shipped with Loom (issue 8).
+SHIPPED_WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
+USER_PREFIX = "user/"
+#: A workflow is kilobytes; this only keeps a stray huge file from being read.
+MAX_WORKFLOW_BYTES = 64 * 1024 * 1024
+
+
+class EditorRoutes:
+    def __init__(self, server: "LoomServer"):
+        self.server = server
+
+    def register(self, add) -> None:
+        add("GET", "/workflows", self.list_workflows)
+        add("GET", "/workflows/{name:.+}", self.get_workflow)
+
+    @property
+    def user_workflows(self) -> Path:
+        return Path(self.server.folders.user) / "workflows"
+
+    async def list_workflows(self, request: web.Request) -> web.Response:
+        entries = [{"name": p.name, "source": "shipped"} for p in _json_files(SHIPPED_WORKFLOWS, recursive=False)]
+        user = self.user_workflows
+        entries += [{"name": USER_PREFIX + p.relative_to(user).as_posix(), "source": "user"}
+                    for p in _json_files(user, recursive=True)]
+        return web.json_response(entries)
+
+    async def get_workflow(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        if name.startswith(USER_PREFIX):
+            folder, relative = self.user_workflows, name[len(USER_PREFIX):]
+        else:
+            folder, relative = SHIPPED_WORKFLOWS, name
+            if "/" in relative:  # shipped workflows are one flat folder
+                relative = "\x00"
+        path = safe_child(folder, relative) if relative.lower().endswith(".json") else None
+        if path is None:
+            raise ApiError(404, "workflow_not_found",
+                           f"no workflow named {name[:200]!r}; GET /workflows lists them")
+        if path.stat().st_size > MAX_WORKFLOW_BYTES:
+            raise ApiError(413, "workflow_too_large", f"workflow {name[:200]!r} is over {MAX_WORKFLOW_BYTES} bytes")
+        # Sent as stored: ComfyUI's files may hold bare NaN/Infinity, which the editor reads.
+        return web.FileResponse(path, headers={"Content-Type": "application/json", "Cache-Control": "no-cache"})
+
+
+def _json_files(folder: Path, *, recursive: bool) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    real = folder.resolve()
+    found = folder.rglob("*.json") if recursive else folder.glob("*.json")
+    # Symlinks that point outside the folder are not listed (nor served).
+    return sorted((p for p in found if p.is_file() and p.resolve().is_relative_to(real)),
+                  key=lambda p: p.relative_to(folder).as_posix().lower())
