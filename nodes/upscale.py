@@ -33,4 +33,25 @@ def ImageScaleToTotalPixels(
     return resize(image, int(width), int(height), upscale_method)
 
 
-NODES = [ImageScaleToTotalPixels]
+def _upscale_models(env):
+    return [] if env is None else env.folders.list_models("upscale_models")
+
+
+@node(category="loaders", display_name="Load Upscale Model")
+def UpscaleModelLoader(ctx: NodeContext, model_name: str = Combo(_upscale_models)) -> UPSCALE_MODEL:
+    """Loads an ESRGAN-family upscale model (.pth or .safetensors) from models/upscale_models."""
+    from diffusion.upscale import load_upscale_model
+
+    return load_upscale_model(ctx.env.folders.model_path("upscale_models", model_name))
+
+
+@node(category="image/upscaling", display_name="Upscale Image (using Model)")
+def ImageUpscaleWithModel(ctx: NodeContext, upscale_model: UPSCALE_MODEL, image: IMAGE) -> IMAGE:
+    """Upscales images with a model, tile by tile (512 px tiles, 32 px blended overlap)."""
+    from diffusion.upscale import upscale
+
+    device = ctx.env.models.device if ctx.env is not None and ctx.env.device != "cpu" else None
+    return upscale(upscale_model, image, progress=lambda done, total: ctx.progress(done, total), device=device)
+
+
+NODES = [ImageScaleToTotalPixels, UpscaleModelLoader, ImageUpscaleWithModel]
