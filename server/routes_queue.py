@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import random
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +39,9 @@ def _optional_int(request: web.Request, name: str, minimum: int = 0) -> int | No
 class QueueRoutes:
     def __init__(self, server: "LoomServer"):
         self.server = server
+        # uuid4() reads os.urandom per call (a system call, and under load a
+        # GIL hand-over); ids need to be unique, not secret.
+        self._ids = random.Random(os.urandom(32))
 
     def register(self, add) -> None:
         add("POST", "/prompt", self.post_prompt)
@@ -76,7 +81,7 @@ class QueueRoutes:
             extra_data["client_id"] = str(expect(client_id, str, "client_id"))
         prompt_id = data.get("prompt_id")
         if prompt_id is None:
-            prompt_id = str(uuid.uuid4())
+            prompt_id = str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
         else:
             expect(prompt_id, str, "prompt_id")
             if not prompt_id or len(prompt_id) > 200:

@@ -12,6 +12,7 @@ tests); an OS crash may lose the last commits, which is the usual trade.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import queue
 import sqlite3
@@ -71,6 +72,16 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=repr)
 
 
+def _resolve(results: list) -> None:
+    for future, value, error in results:
+        if future.done():  # the request was cancelled (client went away)
+            continue
+        if error is None:
+            future.set_result(value)
+        else:
+            future.set_exception(error)
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -95,10 +106,22 @@ class Store:
         self._local = threading.local()
         self._closed = False
         self._completed = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
 
     # ---------------------------------------------------------------- writes
+    def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Writes submitted from this event loop's thread get asyncio futures,
+        resolved with one wake-up per committed batch (not one per write)."""
+        self._loop = loop
+        self._loop_thread = threading.get_ident()
+
     def _submit(self, op: Callable[[sqlite3.Connection], Any]) -> Future:
-        future: Future = Future()
+        future: Any
+        if self._loop is not None and threading.get_ident() == self._loop_thread:
+            future = self._loop.create_future()
+        else:
+            future = Future()
         if self._closed:
             future.set_exception(RuntimeError("the queue database is closed"))
             return future
@@ -123,11 +146,20 @@ class Store:
                     break
                 batch.append(more)
             results = self._commit(conn, batch)
+            on_loop = []
             for future, value, error in results:
-                if error is None:
-                    future.set_result(value)
+                if isinstance(future, Future):
+                    if error is None:
+                        future.set_result(value)
+                    else:
+                        future.set_exception(error)
                 else:
-                    future.set_exception(error)
+                    on_loop.append((future, value, error))
+            if on_loop:
+                try:
+                    self._loop.call_soon_threadsafe(_resolve, on_loop)
+                except RuntimeError:  # the loop is gone (shutdown)
+                    pass
             if stop:
                 return
 
