@@ -127,13 +127,8 @@ class LoomServer:
 
     def _free(self, unload_models: bool, free_memory: bool) -> None:
         env = self.env
-        if getattr(env, "models_loaded", False):
-            manager = env.models
-            for name in ("unload_all", "free_memory", "clear"):
-                method = getattr(manager, name, None)
-                if callable(method):
-                    method()
-                    break
+        if getattr(env, "models_loaded", False):  # never create the manager (and import torch) just to free it
+            env.models.free(unload_models=unload_models, free_memory=free_memory)
 
     async def set_paused(self, paused: bool) -> None:
         self.queue.set_paused(paused)
@@ -169,6 +164,7 @@ class LoomServer:
         self.loop = asyncio.get_running_loop()
         self.hub = Hub(self.loop)
         self.store = Store(self.db_path, self.options.max_history)
+        self.store.bind_loop(self.loop)
         self._number, self._seq = self.store.counters()
         self.queue = PromptQueue(on_change=self.hub.status_changed)
         self.hub.status_source = self.queue_info
