@@ -9,6 +9,7 @@ import { parseJSONLenient } from "./lib/json.js";
 import { pngTextChunks } from "./lib/png.js";
 import { apiToGraph, isApiPrompt } from "./lib/api_to_graph.js";
 import { defaultWorkflow } from "./lib/default_workflow.js";
+import { a1111ToApi } from "./lib/a1111.js";
 
 const $ = (sel) => document.querySelector(sel);
 const editor = new Editor($("#canvas"), api);
@@ -40,7 +41,7 @@ async function loadFile(file) {
       const chunks = pngTextChunks(await file.arrayBuffer());
       if (chunks.workflow) data = parseJSONLenient(chunks.workflow);
       else if (chunks.prompt) data = parseJSONLenient(chunks.prompt);
-      else if (chunks.parameters) throw new Error("this PNG has A1111 parameters but no Loom/ComfyUI workflow; importing those is not supported yet");
+      else if (chunks.parameters) data = a1111ToApi(chunks.parameters, checkpointNames());
       else throw new Error("this PNG carries no workflow");
     } else {
       data = parseJSONLenient(await file.text());
@@ -49,6 +50,11 @@ async function loadFile(file) {
   } catch (err) {
     toast(`Could not open ${file.name}: ${err.message}`, "error", 8000);
   }
+}
+
+/** The server's checkpoint files (the loader's choices), to match A1111's "Model:" names. */
+function checkpointNames() {
+  return editor.schemas.get("CheckpointLoaderSimple")?.inputs.find((i) => i.name === "ckpt_name")?.choices ?? [];
 }
 
 /** Puts a parsed workflow (UI format or API prompt) on the canvas, named `name`. */
