@@ -27,7 +27,9 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     sid = request.query.get("clientId") or uuid.uuid4().hex
     if len(sid) > MAX_CLIENT_ID:
         raise ApiError(400, "invalid_client_id", f"clientId is longer than {MAX_CLIENT_ID} characters")
-    ws = web.WebSocketResponse(heartbeat=30, max_msg_size=1024 * 1024)
+    # No permessage-deflate: compressing each small event costs more CPU than
+    # the bytes are worth on a local link, and previews are already compressed.
+    ws = web.WebSocketResponse(heartbeat=30, max_msg_size=1024 * 1024, compress=False)
     if not ws.can_prepare(request).ok:
         raise ApiError(400, "not_a_websocket", "/ws expects a websocket upgrade request")
     await ws.prepare(request)
