@@ -32,6 +32,8 @@ OUTBOX_LIMIT = 4096
 PREVIEW_BACKLOG = 8
 #: While messages flow, the loop collects them this often instead of being woken per message.
 POLL_INTERVAL = 0.002
+#: Bytes a client's socket may hold unsent before we stop writing to it.
+WRITE_HIGH_WATER = 256 * 1024
 #: Queue-size broadcasts are sent at most this often.
 STATUS_INTERVAL = 0.05
 
@@ -62,10 +64,29 @@ class Outgoing:
         return isinstance(self.payload, bytes)
 
 
+def ws_frame(payload: str | bytes) -> bytes:
+    """One unmasked, uncompressed websocket frame (server to client, RFC 6455)."""
+    if isinstance(payload, str):
+        opcode, data = 0x81, payload.encode("utf-8")
+    else:
+        opcode, data = 0x82, payload
+    size = len(data)
+    if size < 126:
+        header = struct.pack("!BB", opcode, size)
+    elif size < 65536:
+        header = struct.pack("!BBH", opcode, 126, size)
+    else:
+        header = struct.pack("!BBQ", opcode, 127, size)
+    return header + data
+
+
 class Client:
-    def __init__(self, sid: str, ws: Any):
+    def __init__(self, sid: str, ws: Any, transport: Any = None):
         self.sid = sid
         self.ws = ws
+        #: The raw connection, for writing queued frames in one system call;
+        #: None: send one message at a time through aiohttp.
+        self.transport = transport
         self.outbox: collections.deque[str | bytes] = collections.deque()
         self.wakeup = asyncio.Event()
         self.closing = False
@@ -95,11 +116,29 @@ class Client:
                 await self.wakeup.wait()
                 self.wakeup.clear()
                 while self.outbox and not self.closing:
-                    payload = self.outbox.popleft()
-                    if isinstance(payload, bytes):
-                        await ws.send_bytes(payload)
-                    else:
-                        await ws.send_str(payload)
+                    transport = self.transport
+                    if transport is None or ws.closed:
+                        payload = self.outbox.popleft()
+                        if isinstance(payload, bytes):
+                            await ws.send_bytes(payload)
+                        else:
+                            await ws.send_str(payload)
+                        continue
+                    # Everything queued goes out as one write: a burst of
+                    # events costs one system call, not one per message.
+                    frames = []
+                    while self.outbox and len(frames) < 256:
+                        frames.append(ws_frame(self.outbox.popleft()))
+                    if transport.is_closing():
+                        return
+                    transport.write(b"".join(frames))
+                    # Back-pressure: a client that doesn't read fills the
+                    # socket buffer; stop taking from the outbox (where
+                    # previews are dropped and an overflow disconnects it).
+                    while transport.get_write_buffer_size() > WRITE_HIGH_WATER:
+                        if transport.is_closing() or self.closing:
+                            return
+                        await asyncio.sleep(0.01)
         except (ConnectionError, RuntimeError, asyncio.CancelledError):
             pass  # the socket went away; the handler cleans up
         except Exception:  # never let one client's failure escape
@@ -227,8 +266,8 @@ class Hub:
         except Exception:
             pass
 
-    def attach(self, sid: str, ws: Any) -> Client:
-        client = Client(sid, ws)
+    def attach(self, sid: str, ws: Any, transport: Any = None) -> Client:
+        client = Client(sid, ws, transport)
         old = self.clients.get(sid)
         if old is not None:
             # Same clientId again (a reloaded tab): the newest socket gets the

@@ -34,7 +34,9 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         raise ApiError(400, "not_a_websocket", "/ws expects a websocket upgrade request")
     await ws.prepare(request)
     hub = server.hub
-    client = hub.attach(sid, ws)
+    # Negotiated extensions would change the framing we write ourselves.
+    plain = not getattr(ws, "compress", False)
+    client = hub.attach(sid, ws, request.transport if plain else None)
     hub.send_now(client, "status", {"status": server.queue_info(), "sid": sid})
     running = server.worker.running
     if running is not None and running.client_id == sid and running.node is not None:
