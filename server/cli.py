@@ -73,6 +73,12 @@ def _options(args: argparse.Namespace) -> ServerOptions:
         raise SystemExit("loom: --max-history must be at least 1")
     if args.max_upload_size <= 0:
         raise SystemExit("loom: --max-upload-size must be positive")
+    from engine.cache import make_cache
+
+    try:
+        make_cache(args.cache)
+    except ValueError as exc:
+        raise SystemExit(f"loom: --cache: {exc}") from None
     return ServerOptions(
         listen=args.listen, port=args.port, max_upload_size=args.max_upload_size,
         auth_token=args.auth_token or None, cors_origin=args.enable_cors_header, cache=args.cache,

@@ -70,3 +70,11 @@ def test_serving_and_object_info_import_no_torch(tmp_path):
     ''')
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert "torch imported: False" in result.stdout, result.stderr[-2000:]
+
+
+def test_a_bad_option_value_is_refused_before_starting(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "server", "--base-directory", str(tmp_path),
+                             "--cache", "lru:many"], cwd=REPO, capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    assert "--cache: unknown cache policy 'lru:many'" in result.stderr
+    assert "Traceback" not in result.stderr
