@@ -184,7 +184,7 @@ api.addEventListener("executing", (e) => {
   if (exec.running != null) exec.done += 1;
   exec.running = id == null ? null : String(id).split(":")[0];
   exec.progress = null;
-  setOverall(exec.done, exec.total);
+  setOverall(id == null ? 0 : exec.done, id == null ? 0 : exec.total);  // node null: the run is over
   editor.redraw();
 });
 api.addEventListener("progress", (e) => {
@@ -229,8 +229,10 @@ api.addEventListener("b_preview", (e) => {
   if (!node) return;
   const img = new Image();
   img.onload = () => {
+    const first = !node.preview;
     if (node.preview?.src?.startsWith("blob:")) URL.revokeObjectURL(node.preview.src);
     node.preview = img;
+    if (first) editor.graph.touch();  // the node grows to show it
     throttledDraw();
   };
   img.src = URL.createObjectURL(e.detail);

@@ -12,7 +12,7 @@ import { schemasFromObjectInfo } from "../../web/lib/schema.js";
 import { Graph } from "../../web/lib/graph.js";
 import { UndoStack } from "../../web/lib/undo.js";
 import { hitNode, hitTest } from "../../web/lib/hit.js";
-import { inputPos, outputPos, widgetRects, TITLE_H } from "../../web/lib/layout.js";
+import { imageRect, inputPos, outputPos, widgetRects, TITLE_H } from "../../web/lib/layout.js";
 import { SpatialGrid } from "../../web/lib/spatial.js";
 import { applyControl, clampNumber, cycleChoice, stepNumber } from "../../web/lib/widget_values.js";
 import { searchNodes } from "../../web/lib/search.js";
@@ -256,4 +256,12 @@ test("PNG text chunks are read (tEXt workflow and prompt)", () => {
 });
 test("a file that is not a PNG is refused with a clear error", () => {
   assert.throws(() => pngTextChunks(Buffer.from("hello")), /not a PNG/);
+});
+
+test("a sampler with a live preview grows an image area to show it", () => {
+  const g = new Graph(lookup);
+  const sampler = g.addNode("KSampler", [0, 0]);
+  assert.ok(imageRect(sampler, lookup("KSampler")).h < 20);
+  sampler.preview = { complete: true, naturalWidth: 64, naturalHeight: 64 };
+  assert.ok(imageRect(sampler, lookup("KSampler")).h >= 150);
 });

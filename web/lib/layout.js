@@ -35,7 +35,8 @@ export function contentSize(node, schema) {
   const rows = Math.max(node.inputs.length, node.outputs.length);
   let h = rows * SLOT_H + PAD;
   for (const w of nodeWidgets(node, schema)) h += widgetHeight(w) + (w.control ? WIDGET_H + WIDGET_GAP : 0) + WIDGET_GAP;
-  if (node.images?.length || schema?.outputNode && /Image/.test(node.type)) h += IMAGE_MIN_H;
+  // Room for output images, and for live previews on a sampler while (and after) it runs.
+  if (node.images?.length || node.preview || schema?.outputNode && /Image/.test(node.type)) h += IMAGE_MIN_H;
   return [MIN_W, Math.max(h + PAD, SLOT_H + PAD)];
 }
 
