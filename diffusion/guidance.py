@@ -100,6 +100,8 @@ class GuidedModel:
             out = self.unet(x_in, t_in, encoder_hidden_states=context, added_cond_kwargs=added,
                             return_dict=False)[0].float()
         out = out.reshape(rows, b, *out.shape[1:])
+        if rows == 1 + self.use_negative:  # one cond (and one uncond): no averaging to do
+            return out[0] if not self.use_negative else out[1] + self.cfg * (out[0] - out[1])
         w = self.strengths.reshape(rows, 1, 1, 1, 1)
         cond = (out[: self.n_pos] * w[: self.n_pos]).sum(0) / w[: self.n_pos].sum(0)
         if not self.use_negative:
