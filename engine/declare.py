@@ -221,6 +221,10 @@ class FunctionNode(NodeDefinition):
             )
         for name, annotation, _ in self._params:  # fail at declaration, not first use
             _type_name(annotation)
+        # Only combos whose options are read from the host change between
+        # requests; every other schema is built once.
+        self._dynamic = any(isinstance(d, Combo) and callable(d.options) for _, _, d in self._params)
+        self._schema: NodeSchema | None = None
 
     def _input_spec(self, env: Any, name: str, annotation: Any, default: Any) -> InputSpec:
         type_name, optional = _type_name(annotation)
@@ -232,6 +236,14 @@ class FunctionNode(NodeDefinition):
         return InputSpec(name=name, type=type_name, section=section, default=default)
 
     def schema(self, env: Any = None) -> NodeSchema:
+        if self._schema is not None:
+            return self._schema
+        schema = self._build_schema(env)
+        if not self._dynamic:
+            self._schema = schema
+        return schema
+
+    def _build_schema(self, env: Any) -> NodeSchema:
         return NodeSchema(
             class_type=self.class_type,
             inputs=tuple(self._input_spec(env, *param) for param in self._params),

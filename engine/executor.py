@@ -88,9 +88,15 @@ class Executor:
         flag = interrupt or InterruptFlag()
         flag.clear()
         run = _PromptRun(self, validation, prompt_id, sink, flag, dict(extra_data or {}))
+        return run.run()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop async nodes run on, made the first time one needs it: most
+        prompts have no async node and should not pay for a loop turn."""
         if self._loop is None or self._loop.is_closed():
             self._loop = asyncio.new_event_loop()
-        return self._loop.run_until_complete(run.run())
+        return self._loop
 
     def instance(self, node_id: str, definition: NodeDefinition) -> Any:
         key = (node_id, definition.class_type)
@@ -251,7 +257,7 @@ class _PromptRun:
 
     # -- running --------------------------------------------------------------
 
-    async def run(self) -> ExecutionOutcome:
+    def run(self) -> ExecutionOutcome:
         self.emit(ev.ExecutionStart(self.prompt_id), record=True)
         try:
             self.sign(self.order)
@@ -259,16 +265,16 @@ class _PromptRun:
             self.outcome.cached = cached
             self.emit(ev.ExecutionCached(cached, self.prompt_id), record=True)
             self.stage(reversed(self.outputs_wanted))
-            await self.drain()
+            self.drain()
         except Interrupted:
-            await self.cancel_tasks()
+            self.cancel_tasks()
             self.outcome.status = "interrupted"
             node = self.current
             self.emit(ev.ExecutionInterrupted(
                 self.prompt_id, node, self.calls[node].class_type if node else None,
                 list(self.outcome.executed)), record=True)
         except Exception as exc:  # a node's failure ends this prompt, never the engine
-            await self.cancel_tasks()
+            self.cancel_tasks()
             self.fail(exc)
         else:
             self.emit(ev.ExecutionSuccess(self.prompt_id), record=True)
@@ -305,14 +311,16 @@ class _PromptRun:
         self.outcome.error = error
         self.emit(error, record=True)
 
-    async def cancel_tasks(self) -> None:
+    def cancel_tasks(self) -> None:
         for task in self.tasks:
             task.cancel()
         if self.tasks:
-            await asyncio.gather(*self.tasks, return_exceptions=True)
+            self.executor.loop.run_until_complete(asyncio.gather(*self.tasks, return_exceptions=True))
         self.tasks.clear()
 
-    async def drain(self) -> None:
+    def drain(self) -> None:
+        """Run ready nodes in order; when only async nodes are left running,
+        turn the loop until one of them finishes."""
         while True:
             if self.interrupt.is_set():
                 raise Interrupted()
@@ -325,7 +333,9 @@ class _PromptRun:
                 self.visit(node_id)
                 continue
             if self.tasks:
-                done, _ = await asyncio.wait(list(self.tasks), return_when=asyncio.FIRST_COMPLETED)
+                # Bounded waits, so an interrupt reaches a long async node too.
+                done, _ = self.executor.loop.run_until_complete(
+                    asyncio.wait(list(self.tasks), timeout=0.05, return_when=asyncio.FIRST_COMPLETED))
                 for task in done:
                     node_id = self.tasks.pop(task)
                     self.current = node_id
@@ -417,7 +427,7 @@ class _PromptRun:
         finally:
             current_context.reset(token)
         if any(inspect.isawaitable(r) for r in raw):
-            self.tasks[asyncio.ensure_future(self.await_all(raw, ctx))] = node_id
+            self.tasks[self.executor.loop.create_task(self.await_all(raw, ctx))] = node_id
             return
         self.complete(node_id, raw)
 

@@ -266,3 +266,19 @@ def test_dynprompt_is_a_live_view_of_the_prompt_with_expansions(registry):
     assert Executor(registry).execute(prompt, prompt_id="p").outputs["3"] == {"value": [5]}
     assert seen == {"self": {"class_type": "Inspect", "inputs": {"x": ["1", 0]}}, "display": "2",
                     "source": {"class_type": "Number", "inputs": {"value": 5}}}
+
+
+def test_an_async_node_is_interrupted_while_it_waits(executor):
+    import threading
+
+    from engine.interrupt import InterruptFlag
+
+    prompt = {"1": {"class_type": "Number", "inputs": {"value": 1}},
+              "2": {"class_type": "AsyncSleep", "inputs": {"value": ["1", 0], "seconds": 30.0}},
+              "3": {"class_type": "Show", "inputs": {"value": ["2", 0]}}}
+    flag = InterruptFlag()
+    threading.Timer(0.2, flag.set).start()
+    started = time.perf_counter()
+    outcome = executor.execute(prompt, prompt_id="p", interrupt=flag)
+    assert outcome.status == "interrupted"
+    assert time.perf_counter() - started < 10
