@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 from typing import Any
 
 import pytest
@@ -20,6 +21,8 @@ class Recorder:
     def __init__(self) -> None:
         self.calls: collections.Counter[str] = collections.Counter()
         self.events: list[Any] = []
+        #: node id → (start, end) of its run, for checks on overlap
+        self.spans: dict[str, tuple[float, float]] = {}
 
     def sink(self, event: Any) -> None:
         self.events.append(event)
@@ -89,7 +92,9 @@ def make_nodes(rec: Recorder) -> list:
     @node(category="test")
     async def AsyncSleep(value: Any, seconds: float = Float(0.2), ctx: NodeContext = None) -> Any:
         rec.calls[ctx.node_id] += 1
+        started = time.monotonic()
         await asyncio.sleep(seconds)
+        rec.spans[ctx.node_id] = (started, time.monotonic())
         return value
 
     return [Number, Add, Scale, Text, Show, Fail, Switch, Range, Sum, Slow, AsyncSleep]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from engine.declare import node
@@ -146,11 +145,10 @@ def test_independent_async_nodes_overlap(executor, rec):
               "3": {"class_type": "AsyncSleep", "inputs": {"value": ["1", 0], "seconds": 0.31}},
               "4": {"class_type": "Show", "inputs": {"value": ["2", 0]}},
               "5": {"class_type": "Show", "inputs": {"value": ["3", 0]}}}
-    started = time.perf_counter()
     outcome = executor.execute(prompt, prompt_id="p")
-    elapsed = time.perf_counter() - started
     assert outcome.outputs == {"4": {"value": [1]}, "5": {"value": [1]}}
-    assert elapsed < 0.55  # run one after the other they would take at least 0.61 s
+    (start_a, end_a), (start_b, end_b) = rec.spans["2"], rec.spans["3"]
+    assert start_b < end_a and start_a < end_b  # each started before the other ended
 
 
 def test_ui_dicts_of_mapped_calls_merge_by_key(executor):
@@ -278,7 +276,5 @@ def test_an_async_node_is_interrupted_while_it_waits(executor):
               "3": {"class_type": "Show", "inputs": {"value": ["2", 0]}}}
     flag = InterruptFlag()
     threading.Timer(0.2, flag.set).start()
-    started = time.perf_counter()
     outcome = executor.execute(prompt, prompt_id="p", interrupt=flag)
-    assert outcome.status == "interrupted"
-    assert time.perf_counter() - started < 10
+    assert outcome.status == "interrupted"  # not "success" after the full 30 s sleep
