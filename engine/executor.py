@@ -10,6 +10,7 @@ as tasks, so independent async nodes overlap.
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import inspect
 import traceback
@@ -128,8 +129,7 @@ class _PromptRun:
         self.interrupt = interrupt
         self.extra_data = extra_data
         self.calls: dict[str, NodeCall] = dict(validation.calls)
-        self.wire_prompt = validation.prompt
-        self.dynamic_prompt = DynamicPrompt(self.calls, self.wire_prompt)
+        self.validation = validation
         self.outputs_wanted = list(validation.outputs)
         self.order: dict[str, int] = {n: i for i, n in enumerate(validation.order)}
         self.schemas: dict[str, NodeSchema] = {}
@@ -149,6 +149,16 @@ class _PromptRun:
         self.outcome = ExecutionOutcome(prompt_id, "success")
         self.current: str | None = None
         self._ui: dict[str, dict[str, Any]] = {}
+
+    # Built on first use: only nodes asking for PROMPT / DYNPROMPT need them,
+    # and re-serialising a large prompt costs more than a cached run.
+    @functools.cached_property
+    def wire_prompt(self) -> dict[str, Any]:
+        return self.validation.prompt
+
+    @functools.cached_property
+    def dynamic_prompt(self) -> DynamicPrompt:
+        return DynamicPrompt(self.calls, self.wire_prompt)
 
     # -- events ---------------------------------------------------------------
 

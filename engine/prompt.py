@@ -6,12 +6,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 
-@dataclass(frozen=True)
-class Link:
-    """An input fed by output ``slot`` of node ``node``."""
+class Link(NamedTuple):
+    """An input fed by output ``slot`` of node ``node``.  A NamedTuple, not a
+    frozen dataclass: prompts hold thousands and those are slow to build."""
 
     node: str
     slot: int
@@ -20,7 +20,7 @@ class Link:
         return [self.node, self.slot]
 
 
-@dataclass
+@dataclass(slots=True)
 class NodeCall:
     id: str
     class_type: str

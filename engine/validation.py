@@ -15,7 +15,7 @@ from .node import NodeDefinition
 from .planning import DependencyGraph, natural_key
 from .prompt import Link, ListLiteral, NodeCall, parse_node, unparse
 from .registry import Registry
-from .schema import InputSpec, NodeSchema, types_compatible
+from .schema import MISSING, InputSpec, NodeSchema, types_compatible
 
 
 @dataclass(frozen=True)
@@ -109,22 +109,24 @@ class _NodeChecker:
 
     def run(self) -> list[ValidationIssue]:
         hook = self.definition.validation
-        hooked = (lambda name: name in hook.takes or hook.takes_all) if hook else (lambda name: False)
+        inputs = self.call.inputs
         received_types: dict[str, str] = {}
         for spec in self.schema.inputs:
             if spec.section == "hidden":
                 continue
-            if spec.name not in self.call.inputs:
+            value = inputs.get(spec.name, MISSING)
+            if value is MISSING:
                 if spec.section == "required":
                     self.issue("required_input_missing", "Required input is missing", spec)
                 continue
-            value = self.call.inputs[spec.name]
-            if isinstance(value, Link):
+            kind = type(value)
+            if kind is Link:
                 received = self.check_link(spec, value, hook is not None and hook.wants_input_types)
                 if received is not None:
                     received_types[spec.name] = received
-            elif not isinstance(value, ListLiteral):
-                self.check_literal(spec, value, skip_range=hooked(spec.name))
+            elif kind is not ListLiteral:
+                skip_range = hook is not None and (hook.takes_all or spec.name in hook.takes)
+                self.check_literal(spec, value, skip_range)
         if hook is not None:
             self.run_hook(hook, received_types)
         return self.issues
