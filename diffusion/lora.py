@@ -167,25 +167,13 @@ def parse_lora(state: Mapping[str, torch.Tensor], name: str) -> LoraFile:
 
 
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """All tensors of a small weights file (LoRA, ControlNet, upscaler...), without pickle.
-
-    safetensors files go through safetensors' own reader: kohya files hold 0-dim
-    ``alpha`` tensors, which ``weights_file.SafetensorsFile`` cannot read yet."""
-    from .weights_file import SafetensorsFile, load_state_dict
+    """All tensors of a small weights file (LoRA, ControlNet, upscaler...), without pickle."""
+    from .weights_file import load_state_dict
 
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"file not found: {path}")
-    if path.suffix.lower() not in (".safetensors", ".sft"):
-        return load_state_dict(path)
-    SafetensorsFile(path)  # validates the header and sizes with clear messages
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ModelLoadError(f"{path.name}: cannot be read as safetensors ({exc})") from exc
+    return load_state_dict(path)
 
 
 def load_lora(path: str | Path) -> LoraFile:

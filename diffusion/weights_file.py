@@ -112,7 +112,8 @@ class SafetensorsFile:
                         f"{list(info.shape)} {info.dtype}")
                 if nbytes:
                     f.seek(self.data_start + info.start)
-                    view = memoryview(tensor.view(torch.uint8).reshape(-1).numpy())
+                    # flatten first: a 0-dim tensor (kohya's ``alpha``) cannot be viewed as bytes directly
+                    view = memoryview(tensor.reshape(-1).view(torch.uint8).numpy())
                     got = 0
                     while got < nbytes:
                         n = f.readinto(view[got:])
