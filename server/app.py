@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from aiohttp import web
 
@@ -39,8 +39,12 @@ DB_NAME = "loom-queue.sqlite3"
 
 class LoomServer:
     def __init__(self, registry: Registry, options: ServerOptions | None = None, *,
-                 device: str = "auto", db_path: Path | None = None):
+                 device: str = "auto", db_path: Path | None = None,
+                 make_dispatcher: Callable[["LoomServer"], Any] | None = None):
         self.registry = registry
+        #: Builds what runs the queue instead of the in-process worker thread
+        #: (``loom serve --workers ray``: ``server.ray_dispatch.RayDispatcher``).
+        self.make_dispatcher = make_dispatcher
         self.env = registry.env
         self.folders = registry.env.folders
         self.options = options or ServerOptions()
@@ -175,9 +179,12 @@ class LoomServer:
             log.info("resuming %d queued prompt(s) from %s", len(recovered), self.db_path)
         if self.store.get_setting("paused", False):
             self.queue.set_paused(True)
-        self.worker = Worker(queue=self.queue, store=self.store, hub=self.hub,
-                             make_executor=self._make_executor, validate=self._revalidate,
-                             free=self._free, preview_interval=self.options.preview_interval)
+        if self.make_dispatcher is not None:
+            self.worker = self.make_dispatcher(self)
+        else:
+            self.worker = Worker(queue=self.queue, store=self.store, hub=self.hub,
+                                 make_executor=self._make_executor, validate=self._revalidate,
+                                 free=self._free, preview_interval=self.options.preview_interval, env=self.env)
         self.app = self.build_app()
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -185,7 +192,12 @@ class LoomServer:
         await site.start()
         sockets = getattr(site._server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else self.options.port
-        self.worker.start()
+        # In a thread: a dispatcher may connect to a cluster first.
+        await asyncio.get_running_loop().run_in_executor(None, self.worker.start)
+
+    async def describe_workers(self) -> list[dict[str, Any]]:
+        """What runs prompts: one entry per worker (``/system_stats``)."""
+        return await asyncio.get_running_loop().run_in_executor(None, self.worker.describe)
 
     async def stop(self) -> None:
         """Stop taking work; a running prompt is interrupted and stays queued."""

@@ -38,6 +38,19 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--enable-cors-header", nargs="?", const="*", default=None, metavar="ORIGIN",
                    help="allow cross-origin requests from ORIGIN (alone: any origin)")
     p.add_argument("--web-root", type=Path, default=DEFAULT_WEB_ROOT, help=argparse.SUPPRESS)
+    workers = p.add_argument_group("workers")
+    workers.add_argument("--workers", default="local", metavar="local|ray[=ADDRESS]",
+                         help="who runs the queue: this process (local, default) or one worker per GPU"
+                              " on a Ray cluster (ray: start or join a local one; ray=HOST:PORT: join)")
+    workers.add_argument("--ray-cpu-workers", type=int, default=1, metavar="N",
+                         help="workers to start when the Ray cluster has no GPUs (default 1)")
+    workers.add_argument("--ray-max-in-flight", type=int, default=1, metavar="N",
+                         help="prompts handed to one worker at a time; the rest wait in the queue (default 1)")
+    workers.add_argument("--ray-torch-threads", type=int, default=None, metavar="N",
+                         help="torch threads in each CPU worker (default: Ray's, one per CPU it asks for)")
+    workers.add_argument("--shared-output", action="store_true",
+                         help="every Ray worker writes to this server's output folder (a shared mount):"
+                              " do not send output files back")
 
 
 def _run_parser(sub: argparse._SubParsersAction) -> None:
@@ -86,17 +99,47 @@ def _options(args: argparse.Namespace) -> ServerOptions:
     )
 
 
+def _dispatcher(args: argparse.Namespace):
+    """The factory for ``--workers ray``; None for the local worker thread."""
+    from .ray_dispatch import parse_workers
+
+    try:
+        kind, address = parse_workers(args.workers)
+    except ValueError as exc:
+        raise SystemExit(f"loom: {exc}") from None
+    if kind == "local":
+        return None
+    for flag, value in (("--ray-cpu-workers", args.ray_cpu_workers), ("--ray-max-in-flight", args.ray_max_in_flight),
+                        ("--ray-torch-threads", args.ray_torch_threads or 1)):
+        if value < 1:
+            raise SystemExit(f"loom: {flag} must be at least 1")
+
+    def make(server):
+        from .ray_dispatch import RayDispatcher, RayOptions
+        from .remote_worker import HostSpec
+
+        ray_options = RayOptions(address=address, cpu_workers=args.ray_cpu_workers,
+                                 max_in_flight=args.ray_max_in_flight, shared_output=args.shared_output,
+                                 torch_threads=args.ray_torch_threads)
+        return RayDispatcher(queue=server.queue, store=server.store, hub=server.hub, validate=server._revalidate,
+                             folders=server.folders, spec=HostSpec.from_args(args), options=ray_options,
+                             preview_interval=server.options.preview_interval)
+
+    return make
+
+
 def serve(args: argparse.Namespace, started: float) -> int:
     options = _options(args)
+    make_dispatcher = _dispatcher(args)
     try:
         host = build_host(args)
     except (ValueError, OSError) as exc:
         print(f"loom: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(_serve(host, options, started))
+    return asyncio.run(_serve(host, options, started, make_dispatcher))
 
 
-async def _serve(host, options: ServerOptions, started: float) -> int:
+async def _serve(host, options: ServerOptions, started: float, make_dispatcher=None) -> int:
     from .app import LoomServer
     from .device import detect_device
 
@@ -113,7 +156,9 @@ async def _serve(host, options: ServerOptions, started: float) -> int:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
-    server = LoomServer(host.registry, options, device=host.env.device)
+    from .remote_jobs import WorkerStartError
+
+    server = LoomServer(host.registry, options, device=host.env.device, make_dispatcher=make_dispatcher)
     if host.on_server is not None:  # ComfyUI compat: PromptServer.instance is this server
         host.on_server(server)
     try:
@@ -121,11 +166,16 @@ async def _serve(host, options: ServerOptions, started: float) -> int:
     except OSError as exc:
         print(f"loom: cannot listen on {options.listen}:{options.port}: {exc.strerror or exc}", file=sys.stderr)
         return 2
+    except WorkerStartError as exc:
+        print(f"loom: {exc}", file=sys.stderr)
+        await server.stop()
+        return 2
     elapsed = time.perf_counter() - started
     device = detect_device(host.env.device)
     lines = [
         f"Loom is ready at {server.url}  (started in {elapsed:.2f} s)",
-        f"device: {device.describe()}",
+        f"device: {device.describe()}" if make_dispatcher is None
+        else f"workers: {len(getattr(server.worker, 'workers', []))} on Ray",
         plugin_summary(host),
         f"queue: {server.db_path} ({server.queue.remaining()} queued"
         f"{', paused' if server.queue.paused else ''})",

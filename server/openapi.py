@@ -186,6 +186,12 @@ SCHEMAS: dict[str, Any] = {
                 "properties": {"name": {"type": "string"}, "type": {"type": "string"},
                                "index": {"type": ["integer", "null"]},
                                "vram_total": {"type": "integer"}, "vram_free": {"type": "integer"}}}},
+            "workers": {"type": "array", "description": "What runs prompts: the local worker, or each Ray worker",
+                        "items": {"type": "object", "required": ["worker"],
+                                  "properties": {"worker": {"type": "string"}, "host": {"type": "string"},
+                                                 "device": {"type": "string"},
+                                                 "resident_models": _STR_LIST,
+                                                 "current_prompt": {"type": ["string", "null"]}}}},
         },
     },
     "Features": {

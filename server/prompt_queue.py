@@ -133,6 +133,15 @@ class PromptQueue:
             self._running.pop(prompt_id, None)
         self._on_change()
 
+    def give_back(self, item: QueueItem) -> None:
+        """Return a running item to pending, in its old place (its worker died
+        before finishing it): it runs again from scratch."""
+        with self._cond:
+            self._running.pop(item.prompt_id, None)
+            bisect.insort(self._pending, item, key=QueueItem.sort_key)
+            self._cond.notify()
+        self._on_change()
+
     def close(self) -> None:
         with self._cond:
             self._closed = True

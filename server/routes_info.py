@@ -107,6 +107,7 @@ class InfoRoutes:
                 "torch_vram_total": device.vram_total,
                 "torch_vram_free": device.vram_free,
             }],
+            "workers": await self.server.describe_workers(),
         })
 
     async def features(self, request: web.Request) -> web.Response:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 import traceback
@@ -159,8 +160,10 @@ class Worker:
         validate: Callable[[QueueItem], Any],
         free: Callable[[bool, bool], None] = lambda unload, free: None,
         preview_interval: float = 0.0,
+        env: Any = None,
     ):
         self.preview_interval = preview_interval
+        self.env = env
         self.queue = queue
         self.store = store
         self.hub = hub
@@ -270,26 +273,53 @@ class Worker:
 
     def _finish(self, item: QueueItem, router: EventRouter | None, *, status: str,
                 outputs: dict[str, Any], messages: list[Any], error: Event | None) -> None:
-        if status == "error" and error is not None and not any(
-                isinstance(m, (list, tuple)) and m and m[0] == "execution_error" for m in messages):
-            messages.append(["execution_error", error.data()])
-        entry = HistoryEntry(item=item, outputs=outputs,
-                             status_str="success" if status == "success" else "error",
-                             completed=status == "success", messages=messages)
-        try:
-            self.store.complete(entry).result()
-        except Exception:
-            log.exception("could not record prompt %s in history", item.prompt_id)
-        self.running = None
-        self.queue.finish(item.prompt_id)
+        record_outcome(self.store, self.queue, self.hub, item, router, status=status, outputs=outputs,
+                       messages=messages, error=error, before_release=self._clear_running)
         self.completed += 1
-        if router is None:
-            router = EventRouter(self.hub, item, self._set_running)
-        if error is not None:
-            fallback: Event | None = error
-        elif status == "success":
-            fallback = ExecutionSuccess(prompt_id=item.prompt_id)
-        else:
-            fallback = ExecutionInterrupted(prompt_id=item.prompt_id, node_id=None,
-                                            node_type=None, executed=[])
-        router.release(fallback)
+
+    def _clear_running(self) -> None:
+        self.running = None
+
+    def describe(self) -> list[dict[str, Any]]:
+        """This worker as ``/system_stats`` lists workers."""
+        running = self.running
+        return [{"worker": "local", "host": socket.gethostname(), "pid": os.getpid(),
+                 "device": getattr(self.env, "device", "auto"), "resident_models": resident_models(self.env),
+                 "current_prompt": running.prompt_id if running else None,
+                 "completed": self.completed}]
+
+
+def resident_models(env: Any) -> list[str]:
+    """The checkpoint files the env's model manager holds (never creating it)."""
+    if env is None or not getattr(env, "models_loaded", False):
+        return []
+    return sorted({model.source for model in env.models.loaded_models()})
+
+
+def record_outcome(store: Store, queue: PromptQueue, hub: Hub, item: QueueItem, router: EventRouter | None,
+                   *, status: str, outputs: dict[str, Any], messages: list[Any], error: Event | None,
+                   before_release: Callable[[], None] = lambda: None) -> None:
+    """Move a finished prompt to history, then tell the clients: the terminal
+    events go out only after the history row is committed."""
+    if status == "error" and error is not None and not any(
+            isinstance(m, (list, tuple)) and m and m[0] == "execution_error" for m in messages):
+        messages.append(["execution_error", error.data()])
+    entry = HistoryEntry(item=item, outputs=outputs,
+                         status_str="success" if status == "success" else "error",
+                         completed=status == "success", messages=messages)
+    try:
+        store.complete(entry).result()
+    except Exception:
+        log.exception("could not record prompt %s in history", item.prompt_id)
+    before_release()
+    queue.finish(item.prompt_id)
+    if router is None:
+        router = EventRouter(hub, item, lambda running: None)
+    if error is not None:
+        fallback: Event | None = error
+    elif status == "success":
+        fallback = ExecutionSuccess(prompt_id=item.prompt_id)
+    else:
+        fallback = ExecutionInterrupted(prompt_id=item.prompt_id, node_id=None,
+                                        node_type=None, executed=[])
+    router.release(fallback)
