@@ -245,15 +245,19 @@ class RayDispatcher:
             if result is None:
                 result = JobResult(item.prompt_id, "error", {}, [],
                                    error_event(item.prompt_id, RuntimeError("the worker sent no result")))
-            self._release(worker, result)
-            if result.status == "interrupted" and self._stopping:
-                return  # shutting down: it stays queued and runs again next start
-            outputs = land_files(self.folders, result.files, dict(result.outputs), item.prompt_id)
-            record_outcome(self.store, self.queue, self.hub, item, router, status=result.status,
-                           outputs=outputs, messages=list(result.messages), error=result.error,
-                           before_release=lambda: self._forget(worker, item.prompt_id))
-            self._attempts.pop(item.prompt_id, None)
-            self.completed += 1
+            try:
+                if result.status == "interrupted" and self._stopping:
+                    return  # shutting down: it stays queued and runs again next start
+                outputs = land_files(self.folders, result.files, dict(result.outputs), item.prompt_id)
+                record_outcome(self.store, self.queue, self.hub, item, router, status=result.status,
+                               outputs=outputs, messages=list(result.messages), error=result.error,
+                               before_release=lambda: self._forget(worker, item.prompt_id))
+                self._attempts.pop(item.prompt_id, None)
+                self.completed += 1
+            finally:
+                # Only now: the queue never shows more prompts running than
+                # the workers have room for.
+                self._release(worker, result)
         finally:
             self._jobs.discard(threading.current_thread())
 
