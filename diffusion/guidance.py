@@ -1,110 +1,141 @@
-"""Turning CONDITIONING into one batched UNet call with classifier-free guidance."""
+"""Classifier-free guidance over composed CONDITIONING, with ComfyUI's semantics.
+
+Every conditioning entry predicts over its area (the whole latent by default),
+weighted by ``strength`` × its mask (or, for an area without a mask, a soft ramp of
+up to 8 latent pixels at inner edges).  The positive entries' predictions are
+averaged by those weights, the negative entries' likewise, then combined with CFG.
+Entries outside their timestep range (``start_percent``/``end_percent``) sit out;
+entries that carry a ControlNet chain add its residuals to the UNet.  Entries
+sharing an area run in one batched UNet call.
+
+:mod:`diffusion.cond_rows` turns the CONDITIONING lists into resolved rows.
+"""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
-from .errors import SamplingError
+from .cond_rows import CondRow, resolve_rows
 from .models import DiffusionModel
 
-#: SDXL size conditioning defaults when a conditioning carries none (ComfyUI's).
-SDXL_DEFAULT_SIZE = 768
-
-
-@dataclass
-class PreparedConds:
-    """Conditioning rows ready for the UNet: ``context`` [n, T, D] and per-row weights."""
-
-    context: Any
-    added: dict[str, Any] | None
-    strengths: list[float]
-    n_positive: int
-
-
-def _repeat_to(t, length: int):
-    # Cross-attention over a token sequence repeated k times equals attention over the
-    # original, so conds of different lengths (77·n) share one batch at their LCM.
-    return t.repeat(1, length // t.shape[1], 1)
-
-
-def _sdxl_added(meta: dict, width: int) -> tuple[Any, Any]:
-    import torch
-
-    pooled = meta.get("pooled_output")
-    if pooled is None:
-        raise SamplingError("SDXL needs a pooled text embedding: encode the prompt with this model's CLIP")
-    h = meta.get("height", SDXL_DEFAULT_SIZE)
-    w = meta.get("width", SDXL_DEFAULT_SIZE)
-    ids = [h, w, meta.get("crop_h", 0), meta.get("crop_w", 0), meta.get("target_height", h), meta.get("target_width", w)]
-    return pooled.reshape(1, -1), torch.tensor([ids], dtype=torch.float32)
-
-
-def prepare(model: DiffusionModel, positive: Sequence, negative: Sequence, use_negative: bool) -> PreparedConds:
-    import torch
-
-    pairs = list(positive) + (list(negative) if use_negative else [])
-    if not positive:
-        raise SamplingError("positive conditioning is empty")
-    if use_negative and not negative:
-        raise SamplingError("negative conditioning is empty")
-    width = int(model.unet.config.cross_attention_dim)
-    for cond, _ in pairs:
-        if cond.shape[-1] != width:
-            raise SamplingError(
-                f"conditioning is {cond.shape[-1]} wide but this {model.family} model expects {width}: "
-                "encode the prompt with the CLIP of the same checkpoint")
-    length = math.lcm(*(int(c.shape[1]) for c, _ in pairs))
-    context = torch.cat([_repeat_to(c.float(), length) for c, _ in pairs])
-    added = None
-    if model.family == "sdxl":
-        embeds, ids = zip(*(_sdxl_added(m, width) for _, m in pairs))
-        added = {"text_embeds": torch.cat(embeds).float(), "time_ids": torch.cat(ids)}
-    strengths = [float(m.get("strength", 1.0)) for _, m in pairs]
-    return PreparedConds(context, added, strengths, len(positive))
+#: Keeps a pixel no entry covers at 0 instead of 0/0 (ComfyUI's choice, too).
+_EMPTY_WEIGHT = 1e-37
 
 
 class GuidedModel:
-    """``f(x, t) → guided model output`` (epsilon or v, as the UNet predicts)."""
+    """``f(x, t) → guided model output`` (epsilon or v, as the UNet predicts).
 
-    def __init__(self, model: DiffusionModel, positive, negative, cfg: float, extra_channels=None):
-        import torch
+    ``x`` is the UNet's (scheduler-scaled) 4-channel input ``[B, 4, h, w]``, ``t`` the
+    timestep on the training scale (0..999).  ``extra_channels`` ``[B, k, h, w]`` are
+    concatenated to ``x`` for inpainting UNets (never shown to ControlNets)."""
 
+    def __init__(self, model: DiffusionModel, positive, negative, cfg: float, extra_channels=None,
+                 latent_shape: tuple[int, ...] | None = None):
         self.model = model
         self.unet = model.manager.use(model.unet)
         p = next(self.unet.parameters())
         self.device, self.dtype = p.device, p.dtype
         self.cfg = float(cfg)
         self.use_negative = self.cfg != 1.0
-        conds = prepare(model, positive, negative, self.use_negative)
-        self.n_pos = conds.n_positive
-        self.strengths = torch.tensor(conds.strengths, dtype=torch.float32, device=self.device)
-        self.context = conds.context.to(self.device, self.dtype)
-        self.added = None if conds.added is None else {k: v.to(self.device, self.dtype) for k, v in conds.added.items()}
-        self.extra_channels = extra_channels  # [B, k, h, w] concatenated to x (inpainting models)
+        size = None if latent_shape is None else (int(latent_shape[-2]), int(latent_shape[-1]))
+        self.rows: list[CondRow] = resolve_rows(model, positive, negative, self.use_negative, size,
+                                                self.device, self.dtype)
+        for row in self.rows:
+            for node in row.control_chain():
+                model.manager.use(node.control.model)
+        self.extra_channels = extra_channels
+        self._plain = all(r.area is None and r.mask is None and r.control is None for r in self.rows)
 
+    # -- one step ---------------------------------------------------------------------------
     def __call__(self, x, t):
         import torch
 
-        rows = self.context.shape[0]
-        b = x.shape[0]
-        x_in = x
-        if self.extra_channels is not None:
-            x_in = torch.cat([x, self.extra_channels.to(x)], dim=1)
-        x_in = x_in.to(self.device, self.dtype).repeat(rows, 1, 1, 1)
-        context = self.context.repeat_interleave(b, dim=0)
-        added = None if self.added is None else {k: v.repeat_interleave(b, dim=0) for k, v in self.added.items()}
-        t_in = torch.as_tensor(t, device=self.device).float().reshape(-1)[:1].expand(rows * b)
+        t_value = float(torch.as_tensor(t).reshape(-1)[0])
+        active = [r for r in self.rows if r.active_at(t_value)]
+        x = x.to(self.device, self.dtype)
+        extra = None if self.extra_channels is None else self.extra_channels.to(x)
         with torch.inference_mode():
-            out = self.unet(x_in, t_in, encoder_hidden_states=context, added_cond_kwargs=added,
-                            return_dict=False)[0].float()
-        out = out.reshape(rows, b, *out.shape[1:])
-        if rows == 1 + self.use_negative:  # one cond (and one uncond): no averaging to do
-            return out[0] if not self.use_negative else out[1] + self.cfg * (out[0] - out[1])
-        w = self.strengths.reshape(rows, 1, 1, 1, 1)
-        cond = (out[: self.n_pos] * w[: self.n_pos]).sum(0) / w[: self.n_pos].sum(0)
+            if self._plain and len(active) == len(self.rows) == 1 + self.use_negative:
+                # the usual one cond (+ one uncond): one call, no averaging to do
+                out = self._predict(active, x, extra, t, None)
+                b = x.shape[0]
+                if not self.use_negative:
+                    return out[:b]
+                cond, uncond = out[:b], out[b:]
+                return uncond + self.cfg * (cond - uncond)
+            cond, uncond = self._averaged(active, x, extra, t)
         if not self.use_negative:
             return cond
-        uncond = (out[self.n_pos:] * w[self.n_pos:]).sum(0) / w[self.n_pos:].sum(0)
         return uncond + self.cfg * (cond - uncond)
+
+    def _averaged(self, active: list[CondRow], x, extra, t):
+        import torch
+
+        full = x.shape[-2:]
+        sums = {True: torch.zeros(x.shape, dtype=torch.float32, device=x.device), False: None}
+        weights = {True: torch.full(x.shape, _EMPTY_WEIGHT, dtype=torch.float32, device=x.device), False: None}
+        if self.use_negative:
+            sums[False] = torch.zeros_like(sums[True])
+            weights[False] = torch.full_like(weights[True], _EMPTY_WEIGHT)
+        groups: dict[tuple, list[CondRow]] = {}
+        for row in active:
+            groups.setdefault(row.box(full), []).append(row)
+        b = x.shape[0]
+        for (h, w, y0, x0), rows in groups.items():
+            region = (slice(None), slice(None), slice(y0, y0 + h), slice(x0, x0 + w))
+            x_area = x[region]
+            extra_area = None if extra is None else extra[region]
+            out = self._predict(rows, x_area, extra_area, t, (h, w, y0, x0))
+            for j, row in enumerate(rows):
+                mult = row.weight((h, w, y0, x0), full, b).to(x.device)
+                sums[row.positive][region] += out[j * b:(j + 1) * b] * mult
+                weights[row.positive][region] += mult.expand(b, x.shape[1], h, w)
+        cond = sums[True] / weights[True]
+        uncond = None if sums[False] is None else sums[False] / weights[False]
+        return cond, uncond
+
+    def _predict(self, rows: list[CondRow], x, extra, t, box):
+        """The UNet's output for ``rows`` on ``x`` (one batch of ``len(rows) × B``), as float32."""
+        import torch
+
+        b = x.shape[0]
+        n = len(rows)
+        x_in = x if extra is None else torch.cat([x, extra], dim=1)
+        x_in = x_in.repeat(n, 1, 1, 1)
+        context = torch.cat([r.context.expand(b, -1, -1) for r in rows])
+        added = None
+        if rows[0].added is not None:
+            added = {k: torch.cat([r.added[k].expand(b, -1) for r in rows]) for k in rows[0].added}
+        t_in = torch.as_tensor(t, device=self.device).float().reshape(-1)[:1].expand(n * b)
+        kwargs = self._control(rows, x, t_in[:1], b)
+        return self.unet(x_in, t_in, encoder_hidden_states=context, added_cond_kwargs=added,
+                         return_dict=False, **kwargs)[0].float()
+
+    def _control(self, rows: list[CondRow], x, t, b) -> dict[str, Any]:
+        """ControlNet residuals for the batch of ``rows`` (zeros for rows without one)."""
+        import torch
+
+        if all(r.control is None for r in rows):
+            return {}
+        per_row: list[tuple | None] = []
+        for row in rows:
+            if row.control is None:
+                per_row.append(None)
+                continue
+            added = None if row.added is None else {k: v.expand(b, -1) for k, v in row.added.items()}
+            per_row.append(row.control.residuals(x, t, row.context.expand(b, -1, -1), added))
+        found = next((r for r in per_row if r is not None), None)
+        if found is None:  # every chain is outside its percent range at this step
+            return {}
+        down_ref, mid_ref = found
+        downs, mids = [], []
+        for res in per_row:
+            if res is None:
+                downs.append([torch.zeros_like(d) for d in down_ref])
+                mids.append(torch.zeros_like(mid_ref))
+            else:
+                downs.append(list(res[0]))
+                mids.append(res[1])
+        down = [torch.cat([d[i] for d in downs]).to(self.dtype) for i in range(len(down_ref))]
+        return {"down_block_additional_residuals": down,
+                "mid_block_additional_residual": torch.cat(mids).to(self.dtype)}

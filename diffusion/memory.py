@@ -35,7 +35,7 @@ class LoadedModel:
     """One entry of :meth:`ModelManager.loaded_models`."""
 
     source: str
-    component: str      # "unet" | "vae" | "text_encoder"
+    component: str      # "unet" | "vae" | "text_encoder" | "controlnet"
     device: str
     dtype: str
     size_bytes: int
@@ -190,6 +190,20 @@ class ModelManager:
             raise ModelLoadError(f"{Path(path).name}: not a CLIP text encoder (no *embeddings.token_embedding.weight)")
 
         return self._cached(self._file_key(path, "clip"), load)
+
+    def load_controlnet(self, path: str | os.PathLike):
+        """A ControlNet (single file or diffusers folder), loaded once and placed like the UNet."""
+        def load():
+            from .controlnet import load_controlnet
+
+            control = load_controlnet(path)
+            if next(control.model.parameters()).dtype != self.unet_dtype:
+                control.model.to(dtype=self.unet_dtype)
+            self._own(Path(path).name, "controlnet", control.model)
+            return control
+
+        what = "controlnet-folder" if Path(path).is_dir() else "controlnet"
+        return self._cached(self._file_key(path, what), load)
 
     # -- placement -----------------------------------------------------------------------
     def use(self, module):

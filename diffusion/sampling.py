@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 
 from .errors import SamplingError
 from .guidance import GuidedModel
+from .inpaint import keep_unmasked, latent_mask, unet_extra_channels
 from .models import DiffusionModel
 from .noise import prepare_noise
 from .schedules import plan
@@ -85,32 +86,23 @@ def sample(model: DiffusionModel, *, seed: int, steps: int, cfg: float, sampler_
         out["samples"] = latent_image
         return out
     run = plan(sampler_name, scheduler, model.prediction_type)
-    extra = _inpaint_channels(model, latent_image)
-    guided = GuidedModel(model, positive, negative, cfg, extra)
+    mask = None if latent.get("noise_mask") is None else latent_mask(latent["noise_mask"], latent_image.shape)
+    extra = unet_extra_channels(model, latent_image, mask)
+    guided = GuidedModel(model, positive, negative, cfg, extra, latent_shape=latent_image.shape)
     generator = torch.Generator("cpu").manual_seed(int(seed) & 0xFFFFFFFFFFFFFFFF)
     with torch.inference_mode():
         if run.own is None:
-            x = _diffusers_loop(model, run.scheduler, guided, latent_image, noise, rng, add_noise, generator, callback)
+            x = _diffusers_loop(model, run.scheduler, guided, latent_image, noise, rng, add_noise, generator, callback,
+                                mask)
         else:
             x = _own_loop(model, run.scheduler, run.own, guided, latent_image, noise, rng, add_noise, generator,
-                          callback)
+                          callback, mask)
     out["samples"] = x.float().cpu()
     return out
 
 
-def _inpaint_channels(model: DiffusionModel, latent_image):
-    """Inputs an inpainting UNet (9 channels) needs besides the latent: mask + masked latent.
-    Without an inpainting setup, the whole image is "masked" (generate everything)."""
-    import torch
-
-    extra = model.in_channels - latent_image.shape[1]
-    if extra <= 0:
-        return None
-    b, _, h, w = latent_image.shape
-    return torch.cat([torch.ones(b, 1, h, w), torch.zeros(b, extra - 1, h, w)], dim=1)
-
-
-def _diffusers_loop(model, scheduler, guided, latent_image, noise, rng: StepRange, add_noise, generator, callback):
+def _diffusers_loop(model, scheduler, guided, latent_image, noise, rng: StepRange, add_noise, generator, callback,
+                    mask=None):
     import torch
 
     device = guided.device
@@ -132,6 +124,11 @@ def _diffusers_loop(model, scheduler, guided, latent_image, noise, rng: StepRang
         x = scheduler.add_noise(clean, noise, t0.reshape(1))
     else:  # the latent already carries the noise of step `first` (ComfyUI's VE convention)
         x = latent_image * math.sqrt(_alpha_bar(scheduler, t0)) if vp else latent_image
+    if mask is not None:
+        mask = mask.to(device)
+        # as diffusers' inpaint pipeline: the unmasked part is the original latent noised to
+        # the level the sample is at (scheduler.add_noise knows each scheduler's space)
+        x = keep_unmasked(x, mask, scheduler.add_noise(latent_image, noise, t0.reshape(1)))
     step_kwargs = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
     total = end - begin
     for n, i in enumerate(range(begin, end)):
@@ -148,6 +145,12 @@ def _diffusers_loop(model, scheduler, guided, latent_image, noise, rng: StepRang
                 sigma = float(scheduler.sigmas[scheduler.step_index - 1 if scheduler.step_index else i])
                 x0 = _x0(model, x / math.sqrt(sigma ** 2 + 1), out, 1 / (sigma ** 2 + 1))
         x = x0 if final_jump else result.prev_sample
+        if mask is not None:
+            x0 = keep_unmasked(x0, mask, latent_image)
+            if final_jump or i + 1 >= len(timesteps):
+                x = keep_unmasked(x, mask, latent_image)
+            else:
+                x = keep_unmasked(x, mask, scheduler.add_noise(latent_image, noise, timesteps[i + 1].reshape(1)))
         if callback is not None:
             callback(n + 1, total, x0)
     if rng.last < rng.total and not rng.force_full_denoise and vp:
@@ -164,16 +167,25 @@ class _Denoiser:
         self.model, self.guided = model, guided
         ac = torch.as_tensor(scheduler.alphas_cumprod, dtype=torch.float64)
         self.log_sigmas = (((1 - ac) / ac) ** 0.5).log()
+        self.mask = self.original = self.noise = None
 
     def t(self, sigma: float) -> float:
         import numpy as np
 
         return float(np.interp(math.log(sigma), self.log_sigmas.numpy(), np.arange(len(self.log_sigmas))))
 
+    def inpaint(self, mask, original, noise) -> None:
+        """Keep the unmasked part at ``original`` (ComfyUI's KSamplerX0Inpaint): the model
+        sees it noised to the current sigma, and its prediction there is ``original``."""
+        self.mask, self.original, self.noise = mask, original, noise
+
     def __call__(self, x, sigma: float):
+        if self.mask is not None:
+            x = keep_unmasked(x, self.mask, self.original + self.noise * sigma)
         c_in = 1 / math.sqrt(sigma ** 2 + 1)
         out = self.guided(x * c_in, self.t(sigma))
-        return _x0(self.model, x * c_in, out, 1 / (sigma ** 2 + 1))
+        x0 = _x0(self.model, x * c_in, out, 1 / (sigma ** 2 + 1))
+        return x0 if self.mask is None else keep_unmasked(x0, self.mask, self.original)
 
 
 def _ancestral(sigma_from: float, sigma_to: float, eta: float = 1.0) -> tuple[float, float]:
@@ -183,7 +195,8 @@ def _ancestral(sigma_from: float, sigma_to: float, eta: float = 1.0) -> tuple[fl
     return math.sqrt(sigma_to ** 2 - up ** 2), up
 
 
-def _own_loop(model, scheduler, name, guided, latent_image, noise, rng: StepRange, add_noise, generator, callback):
+def _own_loop(model, scheduler, name, guided, latent_image, noise, rng: StepRange, add_noise, generator, callback,
+              mask=None):
     import torch
 
     device = guided.device
@@ -192,6 +205,8 @@ def _own_loop(model, scheduler, name, guided, latent_image, noise, rng: StepRang
     if rng.force_full_denoise:
         sigmas[-1] = 0.0
     D = _Denoiser(model, guided, scheduler)
+    if mask is not None:
+        D.inpaint(mask.to(device), latent_image.to(device), noise.to(device))
     x = latent_image.to(device)
     if add_noise:
         scale = float(scheduler.init_noise_sigma) if rng.first == 0 else sigmas[0]
@@ -218,4 +233,6 @@ def _own_loop(model, scheduler, name, guided, latent_image, noise, rng: StepRang
             x = x + randn() * up
         if callback is not None:
             callback(i + 1, total, denoised)
+    if mask is not None and sigmas[-1] == 0:  # exact, not just up to rounding
+        x = keep_unmasked(x, D.mask, D.original)
     return x

@@ -19,9 +19,7 @@ def _controlnets(env):
 @node(category="loaders", display_name="Load ControlNet Model")
 def ControlNetLoader(ctx: NodeContext, control_net_name: str = Combo(_controlnets)) -> CONTROL_NET:
     """Loads a ControlNet (original single-file layout, or a diffusers folder)."""
-    from diffusion.controlnet import load_controlnet
-
-    return load_controlnet(ctx.env.folders.model_path("controlnet", control_net_name))
+    return ctx.env.models.load_controlnet(ctx.env.folders.model_path("controlnet", control_net_name))
 
 
 @node(category="conditioning/controlnet", display_name="Apply ControlNet (OLD)", deprecated=True)

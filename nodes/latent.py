@@ -1,10 +1,11 @@
-"""Latent images: EmptyLatentImage and the VAE nodes (decode, encode, tiled decode)."""
+"""Latent images: EmptyLatentImage, the VAE nodes (decode, encode, tiled decode) and the
+inpainting ones (VAEEncodeForInpaint, SetLatentNoiseMask)."""
 
 from __future__ import annotations
 
 from engine.declare import Input, Int, Socket, node
 
-LATENT, VAE, IMAGE = Socket("LATENT"), Socket("VAE"), Socket("IMAGE")
+LATENT, VAE, IMAGE, MASK = Socket("LATENT"), Socket("VAE"), Socket("IMAGE"), Socket("MASK")
 MAX_RESOLUTION = 16384
 
 
@@ -49,4 +50,22 @@ def VAEDecodeTiled(samples: LATENT, vae: VAE,
     return decode_tiled(vae, samples["samples"], tile_size, overlap)
 
 
-NODES = [EmptyLatentImage, VAEDecode, VAEEncode, VAEDecodeTiled]
+@node(category="latent/inpaint", display_name="VAE Encode (for Inpainting)")
+def VAEEncodeForInpaint(pixels: IMAGE, vae: VAE, mask: MASK,
+                        grow_mask_by: int = Int(6, min=0, max=64, step=1)) -> LATENT:
+    """Encodes the image with the masked pixels greyed out and sets the (grown) mask as the
+    latent's noise mask: the sampler regenerates only the masked part."""
+    from diffusion.inpaint import encode_for_inpaint
+
+    return encode_for_inpaint(vae, pixels, mask, grow_mask_by)
+
+
+@node(category="latent/inpaint", display_name="Set Latent Noise Mask")
+def SetLatentNoiseMask(samples: LATENT, mask: MASK) -> LATENT:
+    """Restricts sampling to the masked part of the latent; the rest keeps the input."""
+    from diffusion.inpaint import set_noise_mask
+
+    return set_noise_mask(samples, mask)
+
+
+NODES = [EmptyLatentImage, VAEDecode, VAEEncode, VAEDecodeTiled, VAEEncodeForInpaint, SetLatentNoiseMask]
