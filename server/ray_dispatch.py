@@ -103,12 +103,22 @@ class RayDispatcher:
         ray = _ray()
         if not ray.is_initialized():
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+            # Loom stops on SIGTERM by itself; Ray's crash handler would dump a
+            # stack trace on it first.
+            os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
+            # Called off the main thread on purpose (Ray would replace the
+            # server's SIGTERM handler there); its warning about that is noise.
+            quiet = logging.getLogger("ray._private.worker")
+            level = quiet.level
+            quiet.setLevel(logging.ERROR)
             try:
                 ray.init(address=self.options.address, include_dashboard=False,
                          log_to_driver=self.spec.verbose, configure_logging=False)
             except Exception as exc:
                 where = self.options.address or "a new local cluster"
                 raise WorkerStartError(f"could not start Ray workers on {where}: {exc}") from exc
+            finally:
+                quiet.setLevel(level)
             self._owns_ray = True
         gpus = int(ray.cluster_resources().get("GPU", 0))
         if gpus:
