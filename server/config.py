@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +45,10 @@ class ServerOptions:
         return is_loopback(self.listen)
 
 
+@functools.lru_cache(maxsize=256)
 def is_loopback(host: str) -> bool:
+    # Asked on every request (Host header check); parsing the address each
+    # time showed up in profiles of trivial prompts.
     host = host.strip("[]")
     if host == "localhost" or host.endswith(".localhost"):
         return True
