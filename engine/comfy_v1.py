@@ -16,7 +16,8 @@ _KNOWN_OPTIONS = {
 }
 
 
-def _input_spec(name: str, declared: Any, section: str) -> InputSpec:
+def input_spec(name: str, declared: Any, section: str) -> InputSpec:
+    """One input as declared in ``INPUT_TYPES`` — which is also its ``/object_info`` wire form."""
     if section == "hidden":
         return InputSpec(name=name, type=str(declared), section="hidden")
     if isinstance(declared, str):
@@ -84,7 +85,7 @@ class V1Node(NodeDefinition):
         cls = self.cls
         declared = cls.INPUT_TYPES() or {}
         inputs = [
-            _input_spec(name, spec, section)
+            input_spec(name, spec, section)
             for section in ("required", "optional", "hidden")
             for name, spec in (declared.get(section) or {}).items()
         ]

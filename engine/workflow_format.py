@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Union
 
+from .comfy_v1 import input_spec
 from .schema import ANY, MISSING, InputSpec, NodeSchema, OutputSpec, types_compatible
 
 SchemaSource = Union[Mapping[str, NodeSchema], Callable[[str], "NodeSchema | None"]]
@@ -80,7 +81,7 @@ def _schema_from_entry(class_type: str, entry: Mapping[str, Any]) -> NodeSchema:
         names = [n for n in order.get(section, []) if n in specs]
         names += [n for n in specs if n not in names]
         for name in names:
-            inputs.append(_input_from_wire(name, specs[name], section))
+            inputs.append(input_spec(name, specs[name], section))
     types = list(entry.get("output") or [])
     names = list(entry.get("output_name") or types)
     is_list = list(entry.get("output_is_list") or [False] * len(types))
@@ -106,40 +107,6 @@ def _schema_from_entry(class_type: str, entry: Mapping[str, Any]) -> NodeSchema:
 
 def _type_name(wire_type: Any) -> str:
     return "COMBO" if isinstance(wire_type, list) else str(wire_type)
-
-
-def _input_from_wire(name: str, wire: Any, section: str) -> InputSpec:
-    if isinstance(wire, str):  # hidden inputs are a bare type name
-        return InputSpec(name=name, type=wire, section=section)  # type: ignore[arg-type]
-    head = wire[0] if isinstance(wire, (list, tuple)) and wire else "*"
-    opts = dict(wire[1]) if isinstance(wire, (list, tuple)) and len(wire) > 1 and isinstance(wire[1], dict) else {}
-    choices = None
-    if isinstance(head, list):
-        choices, type_name = tuple(head), "COMBO"
-    else:
-        type_name = str(head)
-        if type_name == "COMBO" and isinstance(opts.get("options"), list):
-            choices = tuple(opts.pop("options"))
-    known = {"default", "min", "max", "step", "round", "multiline", "tooltip", "forceInput",
-             "control_after_generate", "lazy", "rawLink"}
-    return InputSpec(
-        name=name,
-        type=type_name,
-        section=section,  # type: ignore[arg-type]
-        default=opts.get("default", MISSING),
-        min=opts.get("min"),
-        max=opts.get("max"),
-        step=opts.get("step"),
-        round=opts.get("round"),
-        multiline=bool(opts.get("multiline")),
-        tooltip=opts.get("tooltip"),
-        force_input=bool(opts.get("forceInput")),
-        choices=choices,
-        control_after_generate=bool(opts.get("control_after_generate")),
-        lazy=bool(opts.get("lazy")),
-        raw_link=bool(opts.get("rawLink")),
-        extra={k: v for k, v in opts.items() if k not in known},
-    )
 
 
 # --------------------------------------------------------------------------- parsing

@@ -80,25 +80,15 @@ def load_torch_file(ckpt: str, safe_load: bool = True, device: Any = None, retur
 
 def common_upscale(samples: Any, width: int, height: int, upscale_method: str, crop: str) -> Any:
     """Resize a ``[B, C, H, W]`` tensor (ComfyUI's channel-first helper);
-    ``crop="center"`` keeps the aspect ratio by cropping first."""
-    import torch.nn.functional as F
+    ``crop="center"`` keeps the aspect ratio by cropping first.  Loom's own
+    resizers do the work: latents (bislerp included) and, for lanczos, images."""
+    from nodes.imaging import resize
+    from nodes.latent_resize import resize_latent
 
-    if crop == "center":
-        old_height, old_width = samples.shape[-2], samples.shape[-1]
-        old_aspect, new_aspect = old_width / old_height, width / height
-        x = y = 0
-        if old_aspect > new_aspect:
-            x = round((old_width - old_width * (new_aspect / old_aspect)) / 2)
-        elif old_aspect < new_aspect:
-            y = round((old_height - old_height * (old_aspect / new_aspect)) / 2)
-        samples = samples.narrow(-2, y, old_height - y * 2).narrow(-1, x, old_width - x * 2)
-    modes = {"nearest-exact": "nearest-exact", "nearest": "nearest", "bilinear": "bilinear",
-             "bicubic": "bicubic", "area": "area", "lanczos": "bicubic", "bislerp": "bilinear"}
-    if upscale_method not in modes:
-        raise ValueError(f"unknown upscale method {upscale_method!r}; choose from {', '.join(modes)}")
-    mode = modes[upscale_method]
-    kwargs = {"align_corners": False} if mode in ("bilinear", "bicubic") else {}
-    return F.interpolate(samples, size=(height, width), mode=mode, **kwargs)
+    if upscale_method == "lanczos":
+        return resize(samples.movedim(1, -1), width, height, "lanczos", crop).movedim(-1, 1)
+    method = "nearest-exact" if upscale_method == "nearest" else upscale_method
+    return resize_latent(samples, width, height, method, crop)
 
 
 def __getattr__(name: str) -> Any:
