@@ -30,17 +30,12 @@ class ClipScorer:
 def load_clip_scorer(path: str | os.PathLike) -> ClipScorer:
     from transformers import CLIPConfig, CLIPModel
 
+    from .loading import load_pretrained_folder
     from .lora import read_weights
 
     path = Path(path)
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ModelLoadError(f"{path.name}: not a CLIP model folder (no config.json)")
-        try:
-            model = CLIPModel.from_pretrained(path, local_files_only=True)
-        except (OSError, ValueError, KeyError) as exc:
-            raise ModelLoadError(f"{path.name}: cannot load the CLIP model ({exc})") from exc
-        return ClipScorer(model.eval().requires_grad_(False), path.name)
+        return ClipScorer(load_pretrained_folder(CLIPModel, path, "CLIP model"), path.name)
     config_file = path.with_suffix(".json")
     if not config_file.is_file():
         raise ModelLoadError(f"{path.name}: a single-file CLIP model needs its CLIPConfig beside it as "

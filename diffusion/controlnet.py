@@ -129,14 +129,10 @@ def load_controlnet_file(path: str | os.PathLike) -> ControlNet:
 def load_controlnet_folder(folder: str | os.PathLike) -> ControlNet:
     from diffusers import ControlNetModel
 
+    from .loading import load_pretrained_folder
+
     folder = Path(folder)
-    if not (folder / "config.json").is_file():
-        raise ModelLoadError(f"{folder.name}: not a diffusers ControlNet folder (no config.json)")
-    try:
-        model = ControlNetModel.from_pretrained(folder, local_files_only=True)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelLoadError(f"{folder.name}: cannot load the diffusers ControlNet ({exc})") from exc
-    return ControlNet(model.eval().requires_grad_(False), folder.name)
+    return ControlNet(load_pretrained_folder(ControlNetModel, folder, "diffusers ControlNet"), folder.name)
 
 
 def load_controlnet(path: str | os.PathLike) -> ControlNet:

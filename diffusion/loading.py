@@ -171,3 +171,16 @@ def load_checkpoint_parts(path: str | os.PathLike, dtype=None, *, want_unet=True
             encoders.append(build_text_encoder(source, SDXL_CLIP_L_PREFIX, "clip_l", False, dtype))
             encoders.append(build_text_encoder(source, SDXL_CLIP_G_PREFIX, "openclip", True, dtype))
     return CheckpointParts(arch, unet, vae, encoders)
+
+
+def load_pretrained_folder(model_class: Any, folder: str | os.PathLike, what: str) -> Any:
+    """A transformers/diffusers model saved with ``save_pretrained``, read offline,
+    in eval mode without gradients; a folder that isn't one is a clear error."""
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise ModelLoadError(f"{folder.name}: not a {what} folder (no config.json)")
+    try:
+        model = model_class.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelLoadError(f"{folder.name}: cannot load the {what} ({exc})") from exc
+    return model.eval().requires_grad_(False)
