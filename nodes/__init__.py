@@ -31,6 +31,11 @@ NODE_MODULES = (
     "nodes.lora",
     "nodes.controlnet",
     "nodes.clip_ranking",
+    # nodes ComfyUI's example workflows use (issue 8)
+    "nodes.custom_sampling",
+    "nodes.gligen",
+    "nodes.clip_vision",
+    "nodes.unclip",
 )
 
 
