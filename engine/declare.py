@@ -116,15 +116,18 @@ class Combo(_Widget):
     ``env``, re-read on every schema request (file lists)."""
 
     options: Sequence[Any] | Callable[[Any], Sequence[Any]] = ()
+    model_kind: str | None = None
     type_name = "COMBO"
 
-    def __init__(self, options: Sequence[Any] | Callable[[Any], Sequence[Any]] = (), default: Any = MISSING, **kw: Any):
+    def __init__(self, options: Sequence[Any] | Callable[[Any], Sequence[Any]] = (), default: Any = MISSING,
+                 model_kind: str | None = None, **kw: Any):
         super().__init__(default=default, **kw)
         object.__setattr__(self, "options", options)
+        object.__setattr__(self, "model_kind", model_kind)
 
     def _more(self, env: Any) -> dict[str, Any]:
         options = self.options(env) if callable(self.options) else self.options
-        return {"choices": tuple(options)}
+        return {"choices": tuple(options), "model_kind": self.model_kind}
 
 
 _PY_TYPES = {int: "INT", float: "FLOAT", str: "STRING", bool: "BOOLEAN"}

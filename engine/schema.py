@@ -49,6 +49,9 @@ class InputSpec:
     control_after_generate: bool = False
     lazy: bool = False
     raw_link: bool = False
+    #: The model folder kind ("checkpoints", "loras"...) a combo lists, so a
+    #: missing file can be reported with the folder it belongs in.
+    model_kind: str | None = None
     #: Options Loom does not interpret but passes through to clients
     #: (``image_upload``, ``dynamicPrompts``, ``placeholder``...).
     extra: Mapping[str, Any] = field(default_factory=dict)

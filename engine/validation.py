@@ -172,10 +172,21 @@ class _NodeChecker:
                 self.issue("value_bigger_than_max", f"Value {value} bigger than max of {spec.max}",
                            spec, received_value=value)
         if spec.type == "COMBO" and spec.choices is not None and value not in spec.choices:
+            if spec.model_kind is not None and self.report_missing_model(spec, value):
+                return
             shown = list(spec.choices)
             listing = shown if len(shown) <= 20 else shown[:20] + ["..."]
             self.issue("value_not_in_list", "Value not in list", spec,
                        f"{spec.name}: '{value}' not in {listing}", received_value=value)
+
+    def report_missing_model(self, spec: InputSpec, value: Any) -> bool:
+        """Name the missing file and the folder it belongs in, when the host can."""
+        describe = getattr(self.env, "missing_model_message", None)
+        if describe is None:
+            return False
+        self.issue("value_not_in_list", "Model file not found", spec,
+                   f"{spec.name}: {describe(spec.model_kind, str(value))}", received_value=value)
+        return True
 
     def run_hook(self, hook, received_types: dict[str, str]) -> None:
         literals = {name: v for name, v in self.converted.items() if not isinstance(v, Link)}

@@ -22,7 +22,7 @@ def _clip_models(env):
       output_is_list=(False, True, False))
 def CLIPRankImages(ctx: NodeContext,
                    images: IMAGE,
-                   clip_name: str = Combo(_clip_models),
+                   clip_name: str = Combo(_clip_models, model_kind="clip_vision"),
                    prompt: str = String("", multiline=True),
                    keep_top_k: int = Int(0, min=0, max=4096,
                                          tooltip="How many of the best images to keep; 0 keeps all.")

@@ -4,20 +4,17 @@ names and inputs.  Applying puts the ControlNet, its hint image and strength/ran
 
 from __future__ import annotations
 
-from engine.declare import Combo, Float, Socket, node
+from engine.declare import Float, Socket, node
 from engine.node import NodeContext
 
 from .imaging import IMAGE
+from .model_files import ModelFile
 
 CONDITIONING, CONTROL_NET, VAE = Socket("CONDITIONING"), Socket("CONTROL_NET"), Socket("VAE")
 
 
-def _controlnets(env):
-    return [] if env is None else env.folders.list_models("controlnet")
-
-
 @node(category="loaders", display_name="Load ControlNet Model")
-def ControlNetLoader(ctx: NodeContext, control_net_name: str = Combo(_controlnets)) -> CONTROL_NET:
+def ControlNetLoader(ctx: NodeContext, control_net_name: str = ModelFile("controlnet")) -> CONTROL_NET:
     """Loads a ControlNet (original single-file layout, or a diffusers folder)."""
     return ctx.env.models.load_controlnet(ctx.env.folders.model_path("controlnet", control_net_name))
 

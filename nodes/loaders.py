@@ -9,17 +9,15 @@ from __future__ import annotations
 from engine.declare import Combo, Socket, node
 from engine.node import NodeContext
 
+from .model_files import ModelFile
+
 MODEL, CLIP, VAE = Socket("MODEL"), Socket("CLIP"), Socket("VAE")
-
-
-def _models_of(kind: str):
-    return lambda env: [] if env is None else env.folders.list_models(kind)
 
 
 @node(category="loaders", display_name="Load Checkpoint", output_names=("MODEL", "CLIP", "VAE"),
       description="Loads a diffusion model checkpoint, diffusion models are used to denoise latents.")
 def CheckpointLoaderSimple(ctx: NodeContext,
-                           ckpt_name: str = Combo(_models_of("checkpoints"),
+                           ckpt_name: str = ModelFile("checkpoints",
                                                   tooltip="The name of the checkpoint (model) to load.")
                            ) -> tuple[MODEL, CLIP, VAE]:
     path = ctx.env.folders.model_path("checkpoints", ckpt_name)
@@ -27,19 +25,19 @@ def CheckpointLoaderSimple(ctx: NodeContext,
 
 
 @node(category="advanced/loaders/deprecated", display_name="DiffusersLoader", output_names=("MODEL", "CLIP", "VAE"))
-def DiffusersLoader(ctx: NodeContext, model_path: str = Combo(_models_of("diffusers"))) -> tuple[MODEL, CLIP, VAE]:
+def DiffusersLoader(ctx: NodeContext, model_path: str = ModelFile("diffusers")) -> tuple[MODEL, CLIP, VAE]:
     """Loads a Stable Diffusion model saved as a diffusers folder (models/diffusers)."""
     return ctx.env.models.load_checkpoint(ctx.env.folders.model_path("diffusers", model_path))
 
 
 @node(category="loaders", display_name="Load VAE")
-def VAELoader(ctx: NodeContext, vae_name: str = Combo(_models_of("vae"))) -> VAE:
+def VAELoader(ctx: NodeContext, vae_name: str = ModelFile("vae")) -> VAE:
     """Loads a standalone VAE (original single-file layout)."""
     return ctx.env.models.load_vae(ctx.env.folders.model_path("vae", vae_name))
 
 
 @node(category="advanced/loaders", display_name="Load CLIP")
-def CLIPLoader(ctx: NodeContext, clip_name: str = Combo(_models_of("clip")),
+def CLIPLoader(ctx: NodeContext, clip_name: str = ModelFile("clip"),
                type: str = Combo(("stable_diffusion",), default="stable_diffusion")) -> CLIP:
     """Loads a standalone CLIP-L text encoder (transformers key layout)."""
     return ctx.env.models.load_clip(ctx.env.folders.model_path("clip", clip_name))

@@ -7,15 +7,13 @@ so several prompts with different LoRAs or strengths share one loaded model.
 
 from __future__ import annotations
 
-from engine.declare import Combo, Float, Input, Socket, node
+from engine.declare import Float, Input, Socket, node
 from engine.node import NodeContext
+
+from .model_files import ModelFile
 
 MODEL, CLIP = Socket("MODEL"), Socket("CLIP")
 _STRENGTH = dict(min=-100.0, max=100.0, step=0.01)
-
-
-def _loras(env):
-    return [] if env is None else env.folders.list_models("loras")
 
 
 def _load(ctx: NodeContext, lora_name: str):
@@ -30,7 +28,7 @@ def _load(ctx: NodeContext, lora_name: str):
 def LoraLoader(ctx: NodeContext,
                model: MODEL = Input(tooltip="The diffusion model the LoRA will be applied to."),
                clip: CLIP = Input(tooltip="The CLIP model the LoRA will be applied to."),
-               lora_name: str = Combo(_loras, tooltip="The name of the LoRA."),
+               lora_name: str = ModelFile("loras", tooltip="The name of the LoRA."),
                strength_model: float = Float(1.0, **_STRENGTH,
                                              tooltip="How strongly to modify the diffusion model. "
                                                      "This value can be negative."),
@@ -49,7 +47,7 @@ def LoraLoader(ctx: NodeContext,
 
 @node(category="loaders", display_name="LoraLoaderModelOnly")
 def LoraLoaderModelOnly(ctx: NodeContext, model: MODEL,
-                        lora_name: str = Combo(_loras),
+                        lora_name: str = ModelFile("loras"),
                         strength_model: float = Float(1.0, **_STRENGTH)) -> MODEL:
     """Applies a LoRA to the diffusion model only."""
     if strength_model == 0:

@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from .folders import Folders
+from .folders import Folders, ModelNotFound, UnsafePath
 
 PREVIEW_METHODS = ("latent2rgb", "none")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -42,6 +42,14 @@ class LoomEnv:
     def at(cls, base_dir: Any, **options: Any) -> "LoomEnv":
         """An environment whose folders all sit under ``base_dir`` (tests, scripts)."""
         return cls(folders=Folders.from_options(base_dir), **options)
+
+    def missing_model_message(self, kind: str, name: str) -> str:
+        """Why ``name`` can't be used as a ``kind`` model: the file and the folder to put it in."""
+        try:
+            self.folders.model_path(kind, name)
+        except (ModelNotFound, UnsafePath) as exc:
+            return str(exc)
+        return f"{kind} '{name}' was added after the list was read; run again"
 
     @property
     def models(self) -> Any:

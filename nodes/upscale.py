@@ -12,6 +12,7 @@ from engine.declare import Combo, Float, Int, Socket, node
 from engine.node import NodeContext
 
 from .imaging import IMAGE, UPSCALE_METHODS, resize
+from .model_files import ModelFile
 
 UPSCALE_MODEL = Socket("UPSCALE_MODEL")
 
@@ -33,12 +34,8 @@ def ImageScaleToTotalPixels(
     return resize(image, int(width), int(height), upscale_method)
 
 
-def _upscale_models(env):
-    return [] if env is None else env.folders.list_models("upscale_models")
-
-
 @node(category="loaders", display_name="Load Upscale Model")
-def UpscaleModelLoader(ctx: NodeContext, model_name: str = Combo(_upscale_models)) -> UPSCALE_MODEL:
+def UpscaleModelLoader(ctx: NodeContext, model_name: str = ModelFile("upscale_models")) -> UPSCALE_MODEL:
     """Loads an ESRGAN-family upscale model (.pth or .safetensors) from models/upscale_models."""
     from diffusion.upscale import load_upscale_model
 

@@ -129,6 +129,37 @@ def test_a_value_not_among_combo_options_is_reported():
     assert "'c' not in ['a', 'b']" in issue["details"]
 
 
+class _HostKnowingItsModelFolders:
+    def missing_model_message(self, kind, name):
+        return f"{kind} '{name}' not found; put it in models/{kind}/"
+
+
+def test_a_missing_model_file_is_reported_with_the_folder_it_belongs_in():
+    @node(category="test", output_node=True)
+    def Load(ckpt: str = Combo(("have.safetensors",), model_kind="checkpoints")) -> None:
+        return None
+
+    registry = Registry(env=_HostKnowingItsModelFolders())
+    registry.add(Load)
+    result = validate_prompt(registry, {"1": {"class_type": "Load", "inputs": {"ckpt": "want.safetensors"}}})
+    (issue,) = result.node_errors["1"]["errors"]
+    assert issue["type"] == "value_not_in_list"  # the type ComfyUI clients know
+    assert issue["message"] == "Model file not found"
+    assert issue["details"] == "ckpt: checkpoints 'want.safetensors' not found; put it in models/checkpoints/"
+
+
+def test_a_model_combo_without_a_host_that_knows_folders_falls_back_to_the_option_list():
+    @node(category="test", output_node=True)
+    def Load(ckpt: str = Combo(("have.safetensors",), model_kind="checkpoints")) -> None:
+        return None
+
+    registry = Registry()
+    registry.add(Load)
+    result = validate_prompt(registry, {"1": {"class_type": "Load", "inputs": {"ckpt": "want.safetensors"}}})
+    (issue,) = result.node_errors["1"]["errors"]
+    assert "'want.safetensors' not in ['have.safetensors']" in issue["details"]
+
+
 def test_every_error_of_a_prompt_is_reported_at_once(registry):
     prompt = {"1": {"class_type": "Number", "inputs": {"value": "x"}},
               "2": {"class_type": "Show", "inputs": {"value": ["1", 0]}},
