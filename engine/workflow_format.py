@@ -364,13 +364,44 @@ class _Converter:
         if slot.get("link") is not None:
             return self.resolve_input(parent, instance, slot, visited)
         # An unlinked subgraph input shows a widget on the instance; its value
-        # sits in the instance's widgets_values, in the order of its widget inputs.
-        if slot.get("widget"):
-            widget_slots = [s for s in slots if s.get("widget")]
-            position = widget_slots.index(slot)
-            raw = instance.get("widgets_values")
-            if isinstance(raw, list) and position < len(raw):
-                return _Literal(raw[position])
+        # sits in the instance's widgets_values (see instance_value_positions).
+        raw = instance.get("widgets_values")
+        if slot.get("widget") and isinstance(raw, list):
+            definition = self.subgraphs[str(instance["type"])]
+            positions = instance_value_positions(
+                slots, raw, lambda i: self.promoted_target(definition, i))
+            if index in positions:
+                return _Literal(raw[positions[index]])
+        return None
+
+    def promoted_target(self, definition: Mapping[str, Any], index: int, depth: int = 0) -> InputSpec | None:
+        """The inner widget that subgraph input ``index`` feeds (ComfyUI's promoted
+        widget), following nested instances down to a real node; None if none."""
+        if depth > 32:
+            return None
+        nodes = {str(n["id"]): n for n in definition.get("nodes") or []
+                 if isinstance(n, Mapping) and n.get("id") is not None}
+        for link in _links_of(definition.get("links")).values():
+            if str(link.origin_id) != str(SUBGRAPH_INPUT_ID) or link.origin_slot != index:
+                continue
+            node = nodes.get(str(link.target_id))
+            slots = [s for s in (node.get("inputs") or []) if isinstance(s, Mapping)] if node else []
+            slot = next((s for s in slots if str(s.get("link")) == str(link.id)), None)
+            if slot is None and 0 <= link.target_slot < len(slots):
+                slot = slots[link.target_slot]
+            if slot is None:
+                continue
+            inner = self.subgraphs.get(str(node.get("type")))
+            if inner is not None:
+                found = self.promoted_target(inner, slots.index(slot), depth + 1)
+                if found is not None:
+                    return found
+                continue
+            name = str((slot.get("widget") or {}).get("name") or slot.get("name"))
+            schema = self.schema(node)
+            spec = next((s for s in widget_inputs(schema) if s.name == name), None) if schema else None
+            if spec is not None:
+                return spec
         return None
 
     def resolve_output(self, scope: _Scope, node: Mapping[str, Any], slot: int, want: str,
@@ -436,6 +467,27 @@ class _Converter:
             if types_compatible(t, out_type) and types_compatible(t, want):
                 return i
         return -1
+
+
+def instance_value_positions(slots: list[Any], raw: list[Any],
+                             target_of: Callable[[int], "InputSpec | None"]) -> dict[int, int]:
+    """Where each widget input of a subgraph instance finds its value in the
+    instance's widgets_values: slot index → value index.  One value per slot
+    that has a widget, in slot order; older files also kept a
+    control_after_generate value after a seed, recognised by the count."""
+    widget_slots = [i for i, s in enumerate(slots) if isinstance(s, Mapping) and s.get("widget")]
+    legacy = len(raw) > len(widget_slots)
+    positions: dict[int, int] = {}
+    at = 0
+    for index in widget_slots:
+        if at < len(raw):
+            positions[index] = at
+        at += 1
+        if legacy and at < len(raw) and _is_control(raw[at]):
+            spec = target_of(index)
+            if spec is not None and has_control_widget(spec):
+                at += 1
+    return positions
 
 
 def _is_control(value: Any) -> bool:

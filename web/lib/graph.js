@@ -1,12 +1,17 @@
 // The editor's graph model: nodes, links, groups, and their UI-format JSON.
 // Pure (no DOM), so it is unit tested under node.
 //
-// Files round-trip through ComfyUI's UI format version 0.4. Keys this editor
-// does not understand are kept on every node, link holder and the workflow
-// itself, so a file saved by ComfyUI and re-saved here loses nothing.
+// Files round-trip through ComfyUI's UI format in the version they were read
+// (0.4, or 1 with link objects and top-level reroutes; new graphs are 0.4).
+// Keys this editor does not understand are kept on every node, link holder and
+// the workflow itself, so a file saved by ComfyUI and re-saved here loses nothing.
+// Subgraph instances are drawn from their definitions (subgraphs.js); native
+// reroutes are points links are drawn through (reroutes.js).
 import { ANY, linkRefusal } from "./types.js";
 import { defaultValue, hasControl, socketInputs, widgetInputs } from "./schema.js";
 import { NOTE_TYPES, PRIMITIVE_TYPE, REROUTE_TYPE, widgetValuesOf } from "./workflow_to_api.js";
+import { promotedValues, subgraphDefinitions, subgraphSchema } from "./subgraphs.js";
+import { forgetLink, readReroutes, serializeReroutes } from "./reroutes.js";
 
 export const MODE_ALWAYS = 0;
 export const MODE_MUTED = 2;
@@ -25,7 +30,15 @@ export const EDITOR_TYPES = {
 
 export class Graph {
   constructor(schemaLookup = () => null) {
-    this.lookup = (type) => EDITOR_TYPES[type] ?? schemaLookup(type);
+    // Types inside subgraph definitions resolve without the subgraphs themselves (those recurse in subgraphs.js).
+    this.innerLookup = (type) => EDITOR_TYPES[type] ?? schemaLookup(type);
+    this.lookup = (type) => EDITOR_TYPES[type] ?? this.subgraphSchemas.get(String(type)) ?? schemaLookup(type);
+    this.subgraphs = new Map();
+    this.subgraphSchemas = new Map();
+    this.reroutes = new Map();
+    this.rerouteKeys = { reroutes: false, linkExtensions: false };
+    this.formatVersion = 0.4;
+    this.state = null;
     this.nodes = new Map();
     this.links = new Map();
     this.groups = [];
@@ -164,6 +177,7 @@ export class Graph {
     const link = this.links.get(id);
     if (!link) return;
     this.links.delete(id);
+    forgetLink(this.reroutes, id);
     const origin = this.nodes.get(link.origin_id);
     const out = origin?.outputs[link.origin_slot];
     if (out?.links) out.links = out.links.filter((l) => l !== id);
@@ -195,19 +209,46 @@ export class Graph {
 
   // ---------------------------------------------------------------- serialisation
 
-  /** The workflow as ComfyUI's UI format 0.4 (plus Loom's widgets_values_named). */
+  /** The workflow in ComfyUI's UI format, the version it was read in (plus Loom's widgets_values_named). */
   serialize() {
     const nodes = [...this.nodes.values()].map((n) => this.serializeNode(n));
-    const links = [...this.links.values()].map((l) => [l.id, l.origin_id, l.origin_slot, l.target_id, l.target_slot, l.type]);
+    // Saved slots may sit elsewhere than in memory (a subgraph instance writes all its inputs).
+    const savedSlot = new Map();
+    for (const n of nodes) n.inputs.forEach((slot, k) => { if (slot.link != null) savedSlot.set(slot.link, k); });
+    const targetSlot = (l) => savedSlot.get(l.id) ?? l.target_slot;
+    const groups = this.groups.map((g) => ({ ...g.rest, title: g.title, bounding: [...g.bounding], color: g.color, font_size: g.font_size ?? 24, flags: g.flags ?? {} }));
+    const reroutes = serializeReroutes(this.reroutes);
+    if (this.formatVersion === 1) {
+      const links = [...this.links.values()].map((l) => ({
+        id: l.id, origin_id: l.origin_id, origin_slot: l.origin_slot, target_id: l.target_id, target_slot: targetSlot(l), type: l.type,
+        ...(l.parentId != null ? { parentId: l.parentId } : {}),
+      }));
+      const lastRerouteId = Math.max(Number(this.state?.lastRerouteId) || 0, ...reroutes.map((r) => Number(r.id) || 0));
+      return {
+        ...this.rest,
+        version: 1,
+        state: { ...(this.state ?? {}), lastNodeId: this.lastNodeId, lastLinkId: this.lastLinkId, lastRerouteId },
+        nodes,
+        links,
+        groups,
+        config: this.config,
+        extra: this.extra,
+        ...(reroutes.length || this.rerouteKeys.reroutes ? { reroutes } : {}),
+      };
+    }
+    const extra = { ...this.extra };
+    if (reroutes.length || this.rerouteKeys.reroutes) extra.reroutes = reroutes;
+    const extensions = [...this.links.values()].filter((l) => l.parentId != null).map((l) => ({ id: l.id, parentId: l.parentId }));
+    if (extensions.length || this.rerouteKeys.linkExtensions) extra.linkExtensions = extensions;
     return {
       ...this.rest,
       last_node_id: this.lastNodeId,
       last_link_id: this.lastLinkId,
       nodes,
-      links,
-      groups: this.groups.map((g) => ({ ...g.rest, title: g.title, bounding: [...g.bounding], color: g.color, font_size: g.font_size ?? 24, flags: g.flags ?? {} })),
+      links: [...this.links.values()].map((l) => [l.id, l.origin_id, l.origin_slot, l.target_id, targetSlot(l), l.type]),
+      groups,
       config: this.config,
-      extra: this.extra,
+      extra,
       version: 0.4,
     };
   }
@@ -223,12 +264,13 @@ export class Graph {
       order: n.order ?? 0,
       mode: n.mode,
       inputs: n.inputs.map((i) => ({ ...i })),
-      outputs: n.outputs.map((o, k) => ({ ...o, links: o.links?.length ? [...o.links] : (o.links === null ? null : []), slot_index: k })),
+      outputs: n.outputs.map((o, k) => ({ ...o, links: o.links?.length ? [...o.links] : (o.links === null || o.nullWhenEmpty ? null : []), slot_index: k })),
       properties: { ...n.properties },
     };
     if (n.title !== undefined) out.title = n.title;
     if (n.color) out.color = n.color;
     if (n.bgcolor) out.bgcolor = n.bgcolor;
+    if (n.subgraph) return this.serializeInstance(n, out);
     if (n.missing) {
       if (n.rawWidgets !== undefined) out.widgets_values = n.rawWidgets;
       if (n.rawNamed !== undefined) out.widgets_values_named = n.rawNamed;
@@ -251,6 +293,31 @@ export class Graph {
     return out;
   }
 
+  /** A subgraph instance as ComfyUI writes one: every input of the definition in
+   *  order (promoted widget inputs carry `widget`), and one value per widget input. */
+  serializeInstance(n, out) {
+    const schema = this.schemaOf(n);
+    const inputs = [];
+    const written = new Set();
+    for (const spec of schema.inputs) {
+      const slot = n.inputs.find((i) => i.name === spec.name && !written.has(i));
+      if (slot) {
+        written.add(slot);
+        inputs.push(spec.isWidget ? { ...slot, widget: slot.widget ?? { name: spec.name } } : { ...slot });
+      } else if (spec.isWidget) {
+        inputs.push({ ...(n.hiddenSlots?.get(spec.name) ?? {}), name: spec.name, type: spec.slotType ?? spec.type, link: null, widget: { name: spec.name } });
+      } else {
+        inputs.push({ name: spec.name, type: spec.type, link: null });
+      }
+    }
+    for (const slot of n.inputs) if (!written.has(slot)) inputs.push({ ...slot });
+    out.inputs = inputs;
+    const values = inputs.filter((i) => i.widget).map((i) => n.values[i.name]);
+    if (values.length) out.widgets_values = values;
+    else if (n.rawWidgets !== undefined) out.widgets_values = n.rawWidgets;
+    return out;
+  }
+
   /** Load a UI-format workflow (0.4, or version 1 with link objects). */
   static fromJSON(data, schemaLookup) {
     const g = new Graph(schemaLookup);
@@ -264,7 +331,15 @@ export class Graph {
     this.links.clear();
     this.rest = Object.fromEntries(Object.entries(data).filter(([k]) => !WORKFLOW_KEYS.has(k)));
     if (data.definitions) this.rest.definitions = data.definitions;  // subgraphs are kept, not edited
-    this.extra = data.extra ?? {};
+    this.formatVersion = data.version === 1 ? 1 : 0.4;
+    this.state = data.state && typeof data.state === "object" ? { ...data.state } : null;
+    this.subgraphs = subgraphDefinitions(data);
+    this.subgraphSchemas = new Map([...this.subgraphs].map(([id, def]) => [id, subgraphSchema(def, this.subgraphs, this.innerLookup)]));
+    const { reroutes, parents, had } = readReroutes(data);
+    this.reroutes = reroutes;
+    this.rerouteKeys = had;
+    this.extra = { ...(data.extra ?? {}) };
+    if (this.formatVersion !== 1) { delete this.extra.reroutes; delete this.extra.linkExtensions; }  // written back from this.reroutes
     this.config = data.config ?? {};
     this.lastNodeId = Number(data.last_node_id ?? data.state?.lastNodeId ?? 0) || 0;
     this.lastLinkId = Number(data.last_link_id ?? data.state?.lastLinkId ?? 0) || 0;
@@ -275,6 +350,7 @@ export class Graph {
       const link = Array.isArray(item)
         ? { id: item[0], origin_id: item[1], origin_slot: item[2], target_id: item[3], target_slot: item[4], type: item[5] ?? ANY }
         : { id: item.id, origin_id: item.origin_id, origin_slot: item.origin_slot, target_id: item.target_id, target_slot: item.target_slot, type: item.type ?? ANY, ...(item.parentId != null ? { parentId: item.parentId } : {}) };
+      if (link.parentId == null && parents.has(link.id)) link.parentId = parents.get(link.id);
       this.links.set(link.id, link);
       this.lastLinkId = Math.max(this.lastLinkId, Number(link.id) || 0);
     }
@@ -282,21 +358,41 @@ export class Graph {
       const { title, bounding, color, font_size, flags, ...rest } = g;
       return { title: title ?? "Group", bounding: [...(bounding ?? [0, 0, 300, 200])], color: color ?? "#3f789e", font_size, flags, rest };
     });
+    this.resolvePrimitives();
+    // Links into slots that the load dropped (unlinked widget slots) keep their indices right.
+    for (const node of this.nodes.values()) node.inputs.forEach((slot, i) => { const l = this.links.get(slot.link); if (l) l.target_slot = i; });
     this.touch();
+  }
+
+  /** Node types this server lacks, inside subgraph definitions too (muted nodes don't count, as in the converter). */
+  missingTypes() {
+    const missing = new Set([...this.nodes.values()].filter((n) => n.missing).map((n) => String(n.type)));
+    for (const def of this.subgraphs.values()) {
+      for (const n of def.nodes ?? []) {
+        const t = String(n?.type);
+        if (n && n.mode !== MODE_MUTED && !this.subgraphs.has(t) && !this.innerLookup(t)) missing.add(t);
+      }
+    }
+    return [...missing];
   }
 
   loadNode(raw) {
     const schema = this.lookup(raw.type);
-    const isSubgraph = (this.rest.definitions?.subgraphs ?? []).some((s) => s.id === raw.type);
     const node = {
       id: raw.id, type: raw.type, pos: sanePair(raw.pos, [0, 0]), size: raw.size ? sanePair(raw.size, [240, 80]) : null,
       flags: { ...(raw.flags ?? {}) }, order: raw.order ?? 0, mode: raw.mode ?? 0,
-      inputs: (raw.inputs ?? []).map((i) => ({ ...i })),
-      outputs: (raw.outputs ?? []).map((o) => ({ ...o, links: o.links == null ? [] : [...o.links] })),
+      inputs: (raw.inputs ?? []).filter(Boolean).map((i) => ({ ...i })),
+      outputs: (raw.outputs ?? []).filter(Boolean).map((o) => outputSlot(o)),
       properties: { ...(raw.properties ?? {}) }, values: {}, controls: {}, title: raw.title, color: raw.color, bgcolor: raw.bgcolor,
       rest: Object.fromEntries(Object.entries(raw).filter(([k]) => !NODE_KEYS.has(k))),
-      missing: !schema || isSubgraph,
+      missing: !schema,
     };
+    if (schema?.subgraph) {
+      this.loadInstance(node, raw, schema);
+      this.nodes.set(node.id, node);
+      this.lastNodeId = Math.max(this.lastNodeId, Number(node.id) || 0);
+      return node;
+    }
     if (node.missing || raw.type === PRIMITIVE_TYPE) {
       node.rawWidgets = raw.widgets_values;
       node.rawNamed = raw.widgets_values_named;
@@ -319,6 +415,27 @@ export class Graph {
     this.nodes.set(node.id, node);
     this.lastNodeId = Math.max(this.lastNodeId, Number(node.id) || 0);
     return node;
+  }
+
+  /** A subgraph instance: promoted widget values; unlinked widget slots become widgets (their keys kept for saving). */
+  loadInstance(node, raw, schema) {
+    node.subgraph = true;
+    const definition = this.subgraphs.get(String(raw.type));
+    node.values = promotedValues(raw, definition, this.subgraphs, this.innerLookup);
+    const widgets = new Set(schema.inputs.filter((s) => s.isWidget).map((s) => s.name));
+    node.hiddenSlots = new Map();
+    node.inputs = node.inputs.filter((i) => {
+      if (i.link != null || !widgets.has(i.name)) return true;
+      node.hiddenSlots.set(i.name, i);
+      return false;
+    });
+    for (const s of schema.inputs) {
+      if (!s.isWidget && !node.inputs.some((i) => i.name === s.name)) node.inputs.push({ name: s.name, type: s.type, link: null });
+    }
+    if (node.outputs.length < schema.outputs.length) {
+      schema.outputs.slice(node.outputs.length).forEach((o) => node.outputs.push({ name: o.name, type: o.type, links: [] }));
+    }
+    if (raw.widgets_values !== undefined && !widgets.size) node.rawWidgets = raw.widgets_values;
   }
 
   loadPrimitive(node, raw) {
@@ -359,6 +476,13 @@ function controlFrom(raw, schema, spec) {
     } else if (s === spec) return null;
   }
   return null;
+}
+
+/** An output slot read from a file; `links: null` is written back as null when still empty. */
+function outputSlot(o) {
+  const slot = { ...o, links: o.links == null ? [] : [...o.links] };
+  if (o.links === null) Object.defineProperty(slot, "nullWhenEmpty", { value: true, enumerable: false });
+  return slot;
 }
 
 function sanePair(v, fallback) {

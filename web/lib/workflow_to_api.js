@@ -55,6 +55,57 @@ function collectSubgraphs(workflow) {
   return found;
 }
 
+/**
+ * The widget inside subgraph `definition` that its input `index` feeds, or
+ * null: {spec, node, name, schema}. Follows nested subgraph instances down
+ * to a real node's widget. (ComfyUI calls such an input a promoted widget.)
+ */
+export function promotedTarget(definition, index, subgraphs, lookup, depth = 0) {
+  if (depth > 32) return null;
+  const nodes = new Map((definition.nodes ?? []).filter((n) => n && n.id != null).map((n) => [String(n.id), n]));
+  for (const link of linksOf(definition.links).values()) {
+    if (String(link.origin_id) !== SUBGRAPH_INPUT_ID || link.origin_slot !== index) continue;
+    const node = nodes.get(String(link.target_id));
+    const slots = (node?.inputs ?? []).filter(Boolean);
+    const slot = slots.find((s) => String(s.link) === String(link.id)) ?? slots[link.target_slot];
+    if (!slot) continue;
+    const inner = subgraphs.get(String(node.type));
+    if (inner) {
+      const found = promotedTarget(inner, slots.indexOf(slot), subgraphs, lookup, depth + 1);
+      if (found) return found;
+      continue;
+    }
+    const name = String(slot.widget?.name ?? slot.name);
+    const schema = lookup(String(node.type));
+    const spec = schema?.inputs.find((s) => s.name === name && s.isWidget);
+    if (spec) return { spec, node, name, schema };
+  }
+  return null;
+}
+
+/**
+ * Where each widget input of a subgraph instance finds its value in the
+ * instance's widgets_values: Map slot index → value index. One value per
+ * slot that has a widget, in slot order; older files also kept a
+ * control_after_generate value after a seed, recognised by the count.
+ */
+export function instanceValuePositions(slots, raw, targetOf) {
+  const widgetSlots = [];
+  slots.forEach((s, i) => { if (s && s.widget) widgetSlots.push(i); });
+  const legacy = raw.length > widgetSlots.length;
+  const positions = new Map();
+  let at = 0;
+  for (const index of widgetSlots) {
+    if (at < raw.length) positions.set(index, at);
+    at += 1;
+    if (legacy && at < raw.length && isControl(raw[at])) {
+      const spec = targetOf(index)?.spec;
+      if (spec && hasControl(spec.name, spec.type, spec.options)) at += 1;
+    }
+  }
+  return positions;
+}
+
 const isControl = (v) => typeof v === "boolean" || (typeof v === "string" && CONTROL_VALUES.has(v));
 const wireValue = (v) => (Array.isArray(v) ? { __value__: v } : v);
 const hasDefault = (spec) => spec.options && "default" in spec.options;
@@ -215,10 +266,11 @@ class Converter {
     if (index >= slots.length) return null;
     const slot = slots[index];
     if (slot.link != null) return this.resolveInput(parent, instance, slot, visited);
-    if (slot.widget) {
-      const position = slots.filter((s) => s.widget).indexOf(slot);
-      const raw = instance.widgets_values;
-      if (Array.isArray(raw) && position < raw.length) return { literal: raw[position] };
+    const raw = instance.widgets_values;
+    if (slot.widget && Array.isArray(raw)) {
+      const definition = this.subgraphs.get(String(instance.type));
+      const positions = instanceValuePositions(slots, raw, (i) => promotedTarget(definition, i, this.subgraphs, this.lookup));
+      if (positions.has(index)) return { literal: raw[positions.get(index)] };
     }
     return null;
   }
