@@ -25,6 +25,7 @@ from .records import QueueItem
 from .routes_files import FileRoutes
 from .routes_editor import EditorRoutes
 from .routes_info import InfoRoutes
+from .routes_models import ModelRoutes
 from .routes_queue import QueueRoutes
 from .security import Guard
 from .static import StaticFiles
@@ -154,6 +155,7 @@ class LoomServer:
         add("GET", "/ws", websocket_handler)
         QueueRoutes(self).register(add)
         FileRoutes(self).register(add)
+        ModelRoutes(self).register(add, app)  # before InfoRoutes: /models/downloads is not a folder
         InfoRoutes(self).register(add)
         EditorRoutes(self).register(add)
         for route in self.routes:  # plug-ins' own routes, also under /api

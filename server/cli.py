@@ -1,5 +1,6 @@
 """``loom``: ``loom serve [options]`` starts the server, ``loom run WORKFLOW`` runs
-one workflow headless."""
+one workflow headless, ``loom models download URL --kind KIND`` fetches a model
+file into its folder."""
 
 from __future__ import annotations
 
@@ -60,11 +61,35 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _models_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="manage model files")
+    models = p.add_subparsers(dest="models_command", required=True)
+    d = models.add_parser("download", help="download a model file into its folder (resumes, checks size and sha256)",
+                          description="Download URL into models/KIND/. The file is written as NAME.part and renamed"
+                                      " when complete and checked; running the same command again after an"
+                                      " interruption resumes it.")
+    d.add_argument("url", help="http:// or https:// URL of the file")
+    d.add_argument("--kind", required=True, metavar="KIND",
+                   help="the model folder: checkpoints, loras, vae, controlnet, upscale_models, embeddings, ...")
+    d.add_argument("--name", metavar="FILE", help="file name in the folder (default: the end of the URL's path)")
+    d.add_argument("--sha256", metavar="HEX", help="expected sha256; a mismatch discards the download")
+    d.add_argument("--size", type=int, metavar="BYTES", help="expected size in bytes")
+    d.add_argument("--retries", type=int, default=3, metavar="N",
+                   help="times to resume after a dropped connection (default 3)")
+    group = d.add_argument_group("folders")
+    group.add_argument("--base-directory", default=".", metavar="DIR",
+                       help="the folder holding models/ (default: .)")
+    group.add_argument("--models-dir", metavar="DIR", help="the models folder (default: BASE/models)")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    d.add_argument("--verbose", action="store_true")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="loom", description="Loom: a node-graph app for Stable Diffusion")
     sub = p.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _run_parser(sub)
+    _models_parser(sub)
     return p
 
 
@@ -78,7 +103,75 @@ def main(argv: list[str] | None = None) -> int:
         from .run import run_workflow
 
         return run_workflow(args)
+    if args.command == "models":
+        return download_model(args)
     return serve(args, started)
+
+
+def download_model(args: argparse.Namespace) -> int:
+    """``loom models download``: 0 when the file is in place, 1 when the download
+    failed (the message says why), 2 for bad input, 130 when interrupted."""
+    from nodes.folders import MODEL_EXTENSIONS, Folders
+
+    from .model_downloads import (BadDownloadRequest, DownloadError, Downloader, DownloadRequest, check_request,
+                                  check_url, name_from_url)
+
+    try:
+        url = check_url(args.url)
+        name = args.name
+        if name is None:
+            name = name_from_url(url)
+            if os.path.splitext(name)[1].lower() not in MODEL_EXTENSIONS:
+                raise BadDownloadRequest(f"cannot tell a model file name from the URL (it ends in {name[:80]!r});"
+                                         " give one with --name FILE.safetensors")
+        if args.retries < 0:
+            raise BadDownloadRequest("--retries must be 0 or more")
+        folders = Folders.from_options(Path(args.base_directory), models_dir=args.models_dir)
+        request = DownloadRequest(url=url, directory=args.kind, name=name, sha256=args.sha256, size=args.size)
+        downloader = Downloader(folders, retries=args.retries)
+        request, dest = check_request(folders, request)
+    except BadDownloadRequest as exc:
+        print(f"loom: {exc}", file=sys.stderr)
+        return 2
+    where = f"models/{dest.directory}/{dest.name}"
+    if dest.part.is_file() and not dest.path.exists():
+        print(f"resuming at {dest.part.stat().st_size:,} bytes from {dest.part}", flush=True)
+    bar = None
+
+    def on_progress(progress) -> None:
+        nonlocal bar
+        if args.quiet:
+            return
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = tqdm(total=progress.total, initial=progress.done, desc=dest.name, unit="B", unit_scale=True,
+                       unit_divisor=1024, dynamic_ncols=True, file=sys.stderr)
+        bar.total = progress.total
+        bar.update(progress.done - bar.n)
+
+    try:
+        result = asyncio.run(downloader.download(request, on_progress))
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        print(f"loom: interrupted; run the same command again to resume ({dest.part.name} is kept)", file=sys.stderr)
+        return 130
+    except BadDownloadRequest as exc:
+        print(f"loom: {exc}", file=sys.stderr)
+        return 2
+    except DownloadError as exc:
+        if bar is not None:
+            bar.close()
+        print(f"loom: {exc}", file=sys.stderr)
+        return 1
+    if bar is not None:
+        bar.close()
+    if result.already_present:
+        print(f"{where} is already there (sha256 {result.sha256})")
+    else:
+        print(f"saved {where} ({result.size:,} bytes, sha256 {result.sha256}) in {dest.path.parent}")
+    return 0
 
 
 def _options(args: argparse.Namespace) -> ServerOptions:

@@ -194,6 +194,29 @@ SCHEMAS: dict[str, Any] = {
                                                  "current_prompt": {"type": ["string", "null"]}}}},
         },
     },
+    "ModelDownloadRequest": {
+        "type": "object",
+        "required": ["url", "directory", "name"],
+        "properties": {
+            "url": {"type": "string", "description": "http:// or https:// URL of the file"},
+            "directory": {"type": "string", "description": "Model folder kind: checkpoints, loras, vae..."},
+            "name": {"type": "string", "description": "File name inside the folder (sub/name.safetensors allowed)"},
+            "sha256": {"type": "string", "description": "Expected sha256 (64 hex digits); checked before the rename"},
+            "hash": {"type": "string", "description": "ComfyUI's spelling of the hash (with hash_type)"},
+            "hash_type": {"type": "string"},
+            "size": {"type": "integer", "minimum": 0, "description": "Expected size in bytes"},
+        },
+    },
+    "ModelDownload": {
+        "type": "object",
+        "required": ["id", "url", "directory", "name", "state", "done"],
+        "properties": {
+            "id": {"type": "string"}, "url": {"type": "string"}, "directory": {"type": "string"},
+            "name": {"type": "string"}, "state": {"enum": ["downloading", "done", "error"]},
+            "done": {"type": "integer"}, "total": {"type": ["integer", "null"]},
+            "error": {"type": ["string", "null"]}, "sha256": {"type": ["string", "null"]},
+        },
+    },
     "Features": {
         "type": "object",
         "required": ["supports_preview_metadata", "max_upload_size"],
@@ -287,6 +310,19 @@ PATHS: dict[str, Any] = {
         "get": {"summary": "Model files of one kind",
                 "parameters": [{"name": "folder", "in": "path", "required": True, "schema": {"type": "string"}}],
                 "responses": {"200": _json(_STR_LIST), "404": _error("Unknown model folder")}},
+    },
+    "/models/download": {
+        "post": {"summary": "Download a model file into its folder (progress: websocket download_progress, "
+                            "download_done, download_error events)",
+                 "requestBody": _body(_ref("ModelDownloadRequest")),
+                 "responses": {"202": _json(_ref("ModelDownload"), "Started"),
+                               "400": _error("Bad URL, folder, name or hash"),
+                               "409": _error("That file is being downloaded already"),
+                               "413": _error("Body too large")}},
+    },
+    "/models/downloads": {
+        "get": {"summary": "Downloads started since the server started (the last 50 finished ones, and running ones)",
+                "responses": {"200": _json({"type": "array", "items": _ref("ModelDownload")})}},
     },
     "/system_stats": {"get": {"summary": "Machine and device", "responses": {"200": _json(_ref("SystemStats"))}}},
     "/features": {"get": {"summary": "Server feature flags", "responses": {"200": _json(_ref("Features"))}}},

@@ -1,0 +1,56 @@
+"""Model downloads over HTTP: ``POST /models/download`` starts one, progress
+goes over the websocket, ``GET /models/downloads`` lists them.
+
+(``GET /models`` and ``GET /models/{folder}``, ComfyUI's listings the editor
+uses to tell which files are present, are in :mod:`server.routes_info`.)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from .http_errors import ApiError, read_json_object
+from .model_downloads import BadDownloadRequest, DownloadConflict, DownloadManager, DownloadRequest
+
+if TYPE_CHECKING:
+    from .app import LoomServer
+
+
+def _sha256_of(entry: dict[str, Any]) -> Any:
+    """The hash, given as ``sha256`` or ComfyUI's ``hash`` with ``hash_type: "sha256"``."""
+    if entry.get("sha256") not in (None, ""):
+        return entry["sha256"]
+    if entry.get("hash") not in (None, "") and str(entry.get("hash_type", "sha256")).lower() == "sha256":
+        return entry["hash"]
+    return None
+
+
+class ModelRoutes:
+    def __init__(self, server: "LoomServer"):
+        self.server = server
+        self.downloads = DownloadManager(server.folders, lambda event, data: server.hub.post(event, data))
+
+    def register(self, add, app: web.Application) -> None:
+        add("POST", "/models/download", self.download)
+        add("GET", "/models/downloads", self.list_downloads)
+        app.on_shutdown.append(self._close)
+
+    async def _close(self, app: web.Application) -> None:
+        await self.downloads.close()
+
+    async def download(self, request: web.Request) -> web.Response:
+        data = await read_json_object(request, self.server.options.json_limit)
+        try:
+            status = self.downloads.start(DownloadRequest(
+                url=data.get("url"), directory=data.get("directory"), name=data.get("name"),
+                sha256=_sha256_of(data), size=data.get("size")))
+        except BadDownloadRequest as exc:
+            raise ApiError(400, exc.kind, str(exc)) from None
+        except DownloadConflict as exc:
+            raise ApiError(409, exc.kind, str(exc)) from None
+        return web.json_response(status.message(), status=202)
+
+    async def list_downloads(self, request: web.Request) -> web.Response:
+        return web.json_response([status.message() for status in self.downloads.list()])
