@@ -4,6 +4,7 @@ import { Graph, MODE_ALWAYS, MODE_BYPASSED, MODE_MUTED } from "../lib/graph.js";
 import { hitTest, numberPart } from "../lib/hit.js";
 import { TITLE_H, inputPos, nodeBounds, outputPos, widgetRects } from "../lib/layout.js";
 import { UndoStack } from "../lib/undo.js";
+import { REROUTE_RADIUS, rerouteAt } from "../lib/reroutes.js";
 import { typesCompatible } from "../lib/types.js";
 import { applyControl, clampNumber, cycleChoice, numberStep, stepNumber } from "../lib/widget_values.js";
 import { WorkflowConversionError, workflowToApi } from "../lib/workflow_to_api.js";
@@ -67,9 +68,6 @@ export class Editor extends EventTarget {
   loadWorkflow(data, { undoable = false, fit = false, resetHistory = true } = {}) {
     const graph = new Graph((t) => this.schemas.get(t) ?? null);
     graph.load(data);
-    graph.resolvePrimitives();
-    // Links to slots that the load dropped (unlinked widget slots) keep their indices right.
-    for (const node of graph.nodes.values()) node.inputs.forEach((slot, i) => { const l = graph.links.get(slot.link); if (l) l.target_slot = i; });
     this.graph = graph;
     for (const node of graph.nodes.values()) {
       this.refreshInputPreview(node);
@@ -82,7 +80,7 @@ export class Editor extends EventTarget {
     const ds = data.extra?.ds;
     if (ds && Number.isFinite(ds.scale) && Array.isArray(ds.offset)) this.view = { scale: ds.scale, offset: [Number(ds.offset[0]) || 0, Number(ds.offset[1]) || 0] };
     if (fit || !ds) this.fitView();
-    const missing = [...new Set([...graph.nodes.values()].filter((n) => n.missing).map((n) => n.type))];
+    const missing = graph.missingTypes();
     if (missing.length) toast(`This workflow uses node types this server lacks: ${missing.join(", ")}. They are kept as placeholders.`, "warn", 8000);
     if (undoable) this.commit();
     else if (resetHistory) { this.undo.reset(this.graph.serialize()); this.savedState = this.undo.current; }
@@ -268,7 +266,8 @@ export class Editor extends EventTarget {
       const target = idMap.get(l.target_id);
       const origin = l.external ? (keepInputs && this.graph.nodes.has(l.origin_id) ? l.origin_id : null) : idMap.get(l.origin_id);
       if (origin == null || target == null) continue;
-      const inputName = clip.nodes.find((n) => n.id === l.target_id)?.inputs?.[l.target_slot]?.name;
+      const inputs = clip.nodes.find((n) => n.id === l.target_id)?.inputs ?? [];
+      const inputName = (inputs.find((i) => i.link === l.id) ?? inputs[l.target_slot])?.name;
       try { this.graph.connect(origin, l.origin_slot, target, inputName); } catch { /* type changed since copy */ }
     }
     // Widget slots that stayed unlinked go back to being widgets.
@@ -347,6 +346,14 @@ export class Editor extends EventTarget {
     if (e.button !== 0) return;
     const hit = this.hitAt(wx, wy);
     const g = this.graph;
+    if (!hit || hit.group) {  // links (and their reroutes) are drawn over groups, under nodes
+      const reroute = rerouteAt(g.reroutes, wx, wy, Math.max(REROUTE_RADIUS, 6 / this.view.scale));
+      if (reroute) {
+        this.drag = { kind: "reroute", reroute, start: [wx, wy], origin: [...reroute.pos], moved: false };
+        this.redraw();
+        return;
+      }
+    }
     if (!hit) {
       if (e.ctrlKey || e.shiftKey || e.metaKey) this.drag = { kind: "box", start: [wx, wy], to: [wx, wy], add: e.shiftKey };
       else this.drag = { kind: "pan", last: [e.clientX, e.clientY], moved: false, clearOnClick: true };
@@ -432,6 +439,11 @@ export class Editor extends EventTarget {
         this.graph.touch();
         break;
       }
+      case "reroute":
+        d.reroute.pos = [d.origin[0] + wx - d.start[0], d.origin[1] + wy - d.start[1]];
+        d.moved = true;
+        this.graph.touch();
+        break;
       case "resize":
         d.node.size = [Math.max(120, d.size[0] + wx - d.start[0]), Math.max(40, d.size[1] + wy - d.start[1])];
         this.graph.touch();
@@ -499,6 +511,9 @@ export class Editor extends EventTarget {
       case "move":
       case "resize":
         this.commit();
+        break;
+      case "reroute":
+        if (d.moved) this.commit();
         break;
       case "box": {
         const [x1, y1] = d.start;

@@ -4,6 +4,7 @@
 import { SpatialGrid } from "../lib/spatial.js";
 import { TITLE_H, SLOT_H, WIDGET_H, bodySize, imageRect, inputPos, nodeBounds, outputPos, widgetRects } from "../lib/layout.js";
 import { MODE_BYPASSED, MODE_MUTED } from "../lib/graph.js";
+import { REROUTE_RADIUS, reroutePath } from "../lib/reroutes.js";
 
 export const TYPE_COLORS = {
   MODEL: "#b39ddb", CLIP: "#ffd500", VAE: "#ff6e6e", CONDITIONING: "#ffa931", LATENT: "#ff9cf9",
@@ -96,6 +97,7 @@ export class Renderer {
     const visible = new Set(ids);
     for (const g of editor.graph.groups) this.drawGroup(g, view, lod);
     this.drawLinks(visible, view, lod);
+    this.drawReroutes(view);
     for (const id of ids) {
       const node = editor.graph.nodes.get(id);
       if (lod) this.drawNodeBox(node);
@@ -137,7 +139,8 @@ export class Renderer {
     }
   }
 
-  linkEnds(link) {
+  /** The points a link is drawn through: its output, its native reroutes (origin side first), its input. */
+  linkPoints(link) {
     const graph = this.editor.graph;
     const a = graph.nodes.get(link.origin_id);
     const b = graph.nodes.get(link.target_id);
@@ -146,7 +149,8 @@ export class Renderer {
     const start = a.flags?.collapsed ? [ga.bounds[0] + ga.bounds[2], ga.bounds[1] + TITLE_H / 2] : [a.pos[0] + ga.w, a.pos[1] + 4 + SLOT_H * (link.origin_slot + 0.5)];
     const ti = b.inputs.findIndex((i) => i.link === link.id);
     const end = inputPos(b, ti === -1 ? link.target_slot : ti);
-    return [start, end];
+    if (link.parentId == null || !graph.reroutes.size) return [start, end];
+    return [start, ...reroutePath(graph.reroutes, link.parentId).map((r) => r.pos), end];
   }
 
   drawLinks(visible, view, lod) {
@@ -155,30 +159,52 @@ export class Renderer {
     ctx.lineWidth = lod ? 2 / editor.view.scale : 3;
     const byColor = new Map();
     for (const link of editor.graph.links.values()) {
+      const points = this.linkPoints(link);
+      if (!points) continue;
       if (!visible.has(link.origin_id) && !visible.has(link.target_id)) {
-        const ends = this.linkEnds(link);
-        if (!ends) continue;
-        const [[x1, y1], [x2, y2]] = ends;
-        if (Math.max(x1, x2) < vx || Math.min(x1, x2) > vx + vw || Math.max(y1, y2) < vy || Math.min(y1, y2) > vy + vh) continue;
+        const xs = points.map((p) => p[0]);
+        const ys = points.map((p) => p[1]);
+        if (Math.max(...xs) < vx || Math.min(...xs) > vx + vw || Math.max(...ys) < vy || Math.min(...ys) > vy + vh) continue;
       }
-      const ends = this.linkEnds(link);
-      if (!ends) continue;
       const color = typeColor(link.type);
       if (!byColor.has(color)) byColor.set(color, []);
-      byColor.get(color).push(ends);
+      byColor.get(color).push(points);
     }
     // One path per colour: far fewer canvas state changes with many links.
     for (const [color, list] of byColor) {
       ctx.strokeStyle = color;
       ctx.beginPath();
-      for (const [[x1, y1], [x2, y2]] of list) {
-        ctx.moveTo(x1, y1);
-        if (lod) ctx.lineTo(x2, y2);
-        else {
-          const d = Math.max(40, Math.abs(x2 - x1) * 0.5);
-          ctx.bezierCurveTo(x1 + d, y1, x2 - d, y2, x2, y2);
+      for (const points of list) {
+        ctx.moveTo(points[0][0], points[0][1]);
+        for (let k = 1; k < points.length; k++) {
+          const [x1, y1] = points[k - 1];
+          const [x2, y2] = points[k];
+          if (lod) ctx.lineTo(x2, y2);
+          else {
+            const d = Math.max(40, Math.abs(x2 - x1) * 0.5);
+            ctx.bezierCurveTo(x1 + d, y1, x2 - d, y2, x2, y2);
+          }
         }
       }
+      ctx.stroke();
+    }
+  }
+
+  /** Native reroutes: a dot in the colour of the links through it. */
+  drawReroutes(view) {
+    const { ctx, editor } = this;
+    const graph = editor.graph;
+    const [vx, vy, vw, vh] = view;
+    for (const r of graph.reroutes.values()) {
+      const [x, y] = r.pos;
+      if (x < vx - 20 || y < vy - 20 || x > vx + vw + 20 || y > vy + vh + 20) continue;
+      const link = graph.links.get(r.linkIds[0]);
+      ctx.fillStyle = link ? typeColor(link.type) : "#9aa0a6";
+      ctx.strokeStyle = editor.drag?.reroute === r ? "#fff" : "#1b1d21";
+      ctx.lineWidth = 2;
+      ctx.beginPath();
+      ctx.arc(x, y, REROUTE_RADIUS - 2, 0, Math.PI * 2);
+      ctx.fill();
       ctx.stroke();
     }
   }
@@ -230,11 +256,12 @@ export class Renderer {
     ctx.textBaseline = "middle";
     const title = this.editor.titleOf(node);
     ctx.fillText(fit(ctx, title, w - 40), x + 26, y + TITLE_H / 2);
-    if (editor.exec.cached.has(String(node.id))) {
-      ctx.fillStyle = "#8b949e";
+    const tag = titleTag(node, editor.exec.cached.has(String(node.id)));
+    if (tag) {
+      ctx.fillStyle = tag.color;
       ctx.font = `11px ${FONT}`;
       ctx.textAlign = "right";
-      ctx.fillText("cached", x + w - 8, y + TITLE_H / 2);
+      ctx.fillText(tag.text, x + w - 8, y + TITLE_H / 2);
       ctx.textAlign = "left";
     }
     // outline: running > error > selected
@@ -424,6 +451,15 @@ export class Renderer {
       ctx.strokeRect(Math.min(x1, x2), Math.min(y1, y2), Math.abs(x2 - x1), Math.abs(y2 - y1));
     }
   }
+}
+
+/** The word at the right of a title bar: what is special about the node. */
+export function titleTag(node, cached) {
+  if (node.mode === MODE_BYPASSED) return { text: "bypassed", color: "#d7a4ef" };
+  if (node.mode === MODE_MUTED) return { text: "muted", color: "#c9d1d9" };
+  if (cached) return { text: "cached", color: "#8b949e" };
+  if (node.subgraph) return { text: "subgraph", color: "#79c0ff" };
+  return null;
 }
 
 function roundRect(ctx, x, y, w, h, r) {

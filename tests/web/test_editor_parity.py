@@ -1,0 +1,71 @@
+"""The editor and the Python converter agree on every workflow fixture.
+
+Each fixture in tests/workflow_format/fixtures is opened the way the editor
+opens a file (web/lib/graph.js), saved, and converted to the prompt a queue
+would send (web/lib/workflow_to_api.js), under node; the result must equal
+engine.workflow_format.ui_to_api on the original file: same node ids, same
+inputs.  A file the Python side refuses must be refused by the editor too,
+naming the same node."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from engine.workflow_format import WorkflowConversionError, load_workflow_text, schemas_from_object_info, ui_to_api
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "workflow_format" / "fixtures"
+CASES = sorted(p for p in FIXTURES.glob("*.json") if p.name != "object_info.json")
+
+
+@pytest.fixture(scope="module")
+def editor_results() -> dict:
+    assert shutil.which("node"), "node (>= 18) is needed to run the editor's converter: apt-get install nodejs"
+    result = subprocess.run(
+        ["node", "tests/web/editor_conversion.mjs", str(FIXTURES / "object_info.json"), *map(str, CASES)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def schemas():
+    return schemas_from_object_info(json.loads((FIXTURES / "object_info.json").read_text()))
+
+
+def python_conversion(path: Path, schemas) -> dict:
+    workflow = load_workflow_text(path.read_text())["workflow"]
+    try:
+        return {"api": ui_to_api(workflow, schemas)}
+    except WorkflowConversionError as exc:
+        return {"error": {"node_id": exc.node_id, "class_type": exc.class_type, "message": str(exc)}}
+
+
+@pytest.mark.parametrize("path", CASES, ids=lambda p: p.stem)
+def test_editor_queues_the_same_prompt_as_the_python_converter(path, editor_results, schemas):
+    python = python_conversion(path, schemas)
+    editor = editor_results[path.name]
+    if "api" in python:
+        assert "error" not in editor, f"the editor refused what Python converts: {editor.get('error')}"
+        assert editor["api"] == python["api"]
+    else:
+        assert "error" in editor, "the editor converted what Python refuses"
+        assert (editor["error"]["node_id"], editor["error"]["class_type"]) == (
+            python["error"]["node_id"], python["error"]["class_type"])
+
+
+@pytest.mark.parametrize("path", CASES, ids=lambda p: p.stem)
+def test_editor_opens_the_fixture_without_placeholders(path, editor_results):
+    """Only a node type the server lacks is a placeholder; subgraphs, reroutes,
+    primitives and notes are all real nodes in the editor."""
+    expected = ["FancyUpscaler"] if path.stem == "error_unknown_node_type" else []
+    editor = editor_results[path.name]
+    if editor.get("error", {}).get("stage") == "load":  # not a UI workflow at all
+        assert path.stem == "error_api_prompt_given"
+        return
+    assert editor["missing"] == expected
