@@ -4,6 +4,7 @@ import { api, app } from "./ui/loom_app.js";
 import { Editor } from "./ui/editor.js";
 import { Panels, renderErrors, showLightbox } from "./ui/panels.js";
 import { toast } from "./ui/popups.js";
+import { MissingModels } from "./ui/missing_models.js";
 import { schemasFromObjectInfo } from "./lib/schema.js";
 import { parseJSONLenient } from "./lib/json.js";
 import { pngTextChunks } from "./lib/png.js";
@@ -16,7 +17,9 @@ const editor = new Editor($("#canvas"), api);
 const lookup = (t) => editor.schemas.get(t) ?? null;
 app.attach(editor);
 app.dispatchError = (message) => toast(message, "error", 8000);
-window.loom = { editor, api, app };  // for the browser tests and the console
+// Lists the models a loaded workflow names (properties.models) that the server lacks, with Download buttons.
+const missingModels = new MissingModels(api, { onDownloaded: () => loadSchemas() });
+window.loom = { editor, api, app, missingModels };  // for the browser tests and the console
 
 // ------------------------------------------------------------------ schemas
 
@@ -26,8 +29,14 @@ async function loadSchemas() {
   editor.setSchemas(schemasFromObjectInfo(info));
 }
 
+/** Puts a workflow on the canvas and checks that the server has the models it names. */
+function showWorkflow(data, options) {
+  editor.loadWorkflow(data, options);
+  missingModels.check(data);
+}
+
 function loadDefault() {
-  editor.loadWorkflow(defaultWorkflow(lookup).serialize(), { fit: true, undoable: editor.undo.current !== null });
+  showWorkflow(defaultWorkflow(lookup).serialize(), { fit: true, undoable: editor.undo.current !== null });
   editor.markSaved();
 }
 
@@ -61,7 +70,7 @@ function checkpointNames() {
 function openData(data, name) {
   if (isApiPrompt(data)) data = apiToGraph(data, lookup).serialize();
   if (!Array.isArray(data?.nodes)) throw new Error("this file is not a workflow (no 'nodes' list, not an API prompt)");
-  editor.loadWorkflow(data, { undoable: true, fit: !data.extra?.ds });
+  showWorkflow(data, { undoable: true, fit: !data.extra?.ds });
   workflowName = name.replace(/^.*\//, "").replace(/\.(json|png)$/i, "");
   editor.markSaved();
   toast(`Loaded ${name}`);
@@ -253,7 +262,7 @@ const panels = new Panels($("#panels"), editor, api, {
     const workflow = extra.extra_pnginfo?.workflow;
     const data = workflow ?? (entry.prompt?.[2] ? apiToGraph(entry.prompt[2], lookup).serialize() : null);
     if (!data) { toast("This run has no workflow stored", "error"); return; }
-    editor.loadWorkflow(data, { undoable: true });
+    showWorkflow(data, { undoable: true });
     toast("Loaded the run's workflow");
   },
   openWorkflow,
@@ -280,7 +289,7 @@ $("#save").addEventListener("click", save);
 $("#open").addEventListener("click", () => panels.show("workflows"));
 $("#export-api").addEventListener("click", exportApi);
 $("#new").addEventListener("click", () => { workflowName = "Unsaved workflow"; loadDefault(); });
-$("#clear").addEventListener("click", () => { editor.loadWorkflow({ nodes: [], links: [], groups: [], version: 0.4 }, { undoable: true }); workflowName = "Unsaved workflow"; updateTitle(); });
+$("#clear").addEventListener("click", () => { showWorkflow({ nodes: [], links: [], groups: [], version: 0.4 }, { undoable: true }); workflowName = "Unsaved workflow"; updateTitle(); });
 $("#fit").addEventListener("click", () => editor.fitView());
 $("#refresh").addEventListener("click", async () => { try { await loadSchemas(); toast("Node list refreshed"); } catch (err) { toast(err.message, "error"); } });
 $("#undo").addEventListener("click", () => editor.doUndo(false));
@@ -332,7 +341,7 @@ async function boot() {
   $("#offline").hidden = true;
   const saved = editor.restoreSaved();
   if (saved?.nodes) {
-    try { editor.loadWorkflow(saved); } catch { loadDefault(); }
+    try { showWorkflow(saved); } catch { loadDefault(); }
   } else loadDefault();
   updateTitle();
   api.connect();
