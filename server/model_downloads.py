@@ -279,6 +279,13 @@ class Downloader:
 
     async def download(self, request: DownloadRequest, on_progress: ProgressCallback | None = None) -> DownloadResult:
         request, dest = check_request(self.folders, request)
+        try:
+            return await self._download(request, dest, on_progress)
+        except OSError as exc:  # the disk, not the network: full, read-only, a file where a folder should be
+            raise DownloadError(f"could not write models/{dest.directory}/{dest.name}: {exc.strerror or exc}") from None
+
+    async def _download(self, request: DownloadRequest, dest: Destination,
+                        on_progress: ProgressCallback | None) -> DownloadResult:
         present = await self._already_present(request, dest)
         if present is not None:
             return present
@@ -344,7 +351,10 @@ class Downloader:
         headers = {"Accept-Encoding": "identity"}
         if offset:
             headers["Range"] = f"bytes={offset}-"
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout, sock_read=self.read_timeout)
+        # No overall limit (models are gigabytes); a host that never answers, or
+        # a connection that stalls, ends the attempt.
+        timeout = aiohttp.ClientTimeout(total=None, connect=self.connect_timeout, sock_connect=self.connect_timeout,
+                                        sock_read=self.read_timeout)
         done = offset
         total: int | None = None
         try:

@@ -575,3 +575,11 @@ def test_cli_without_kind_is_a_usage_error(tmp_path, capsys):
         main(["models", "download", "http://127.0.0.1/m.safetensors"])
     assert exit_info.value.code == 2
     assert "--kind" in capsys.readouterr().err
+
+
+async def test_a_destination_that_cannot_be_written_is_a_clear_error(folders, files):
+    url = files.serve("/m.safetensors")
+    (folders.models / "checkpoints").mkdir(parents=True)
+    (folders.models / "checkpoints" / "sub").write_bytes(b"a file, not a folder")
+    with pytest.raises(DownloadError, match="could not write models/checkpoints/sub/x.safetensors"):
+        await downloader(folders).download(DownloadRequest(url, "checkpoints", "sub/x.safetensors"))
