@@ -117,6 +117,24 @@ def test_dropping_a_png_loads_the_workflow_it_carries(ed, page):
     assert ed.value(3, "filename_prefix") == "from_png"
 
 
+def test_an_image_saved_by_loom_dropped_back_in_reproduces_the_exact_graph(ed, page):
+    load(ed, image_workflow(prefix="png_round_trip"))
+    queued = ed.workflow()  # what the queue embeds in the PNG (extra_pnginfo.workflow)
+    page.locator("#canvas").focus()
+    page.keyboard.press("Control+Enter")
+    wait_for_output_image(page, 3, timeout=60_000)
+    png = base64.b64decode(ed.js("""async () => {
+        const response = await fetch(window.loom.editor.nodeById(3).images[0].src);
+        const bytes = new Uint8Array(await response.arrayBuffer());
+        let text = ""; for (const b of bytes) text += String.fromCharCode(b);
+        return btoa(text); }"""))
+    assert png.startswith(b"\x89PNG")
+    ed.clear_canvas()
+    drop_file(page, "png_round_trip_00001_.png", "image/png", png)
+    page.wait_for_function("window.loom.editor.graph.nodes.size === 3")
+    assert ed.workflow() == queued
+
+
 def test_dropping_a_png_with_only_a_prompt_rebuilds_the_graph(ed, page):
     prompt = {"1": {"class_type": "LoadImage", "inputs": {"image": "sample.png"}},
               "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
