@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,6 @@ IMAGE = Socket("IMAGE")
 def gen():
     spec = importlib.util.spec_from_file_location("gen_nodes_doc", SCRIPT)
     module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("gen_nodes_doc", module)
     spec.loader.exec_module(module)
     return module
 
