@@ -32,6 +32,10 @@ NOTE_TYPES = frozenset({"Note", "MarkdownNote"})
 REROUTE_TYPE = "Reroute"
 PRIMITIVE_TYPE = "PrimitiveNode"
 
+#: Type prefixes of ComfyUI's legacy group nodes (``extra.groupNodes``), before and
+#: after frontend 1.2.63.  Loom does not expand them; subgraphs replaced them.
+GROUP_NODE_PREFIXES = ("workflow>", "workflow/")
+
 #: Ids of a subgraph's own input and output nodes inside its definition.
 SUBGRAPH_INPUT_ID = -10
 SUBGRAPH_OUTPUT_ID = -20
@@ -239,6 +243,13 @@ class _Converter:
             if not self.is_editor_only(node) and str(node.get("type")) not in self.subgraphs
             and self.schema(node) is None and node.get("mode") != MODE_MUTED
         ]
+        groups = [(nid, t) for nid, t in unknown if str(t).startswith(GROUP_NODE_PREFIXES)]
+        if groups:
+            nid, ctype = groups[0]
+            raise WorkflowConversionError(
+                f"node #{scope.exec_id(nid)} '{ctype}' is a ComfyUI group node, which Loom does not run; "
+                "ungroup it in ComfyUI (or convert it to a subgraph) and save the workflow again",
+                node_id=scope.exec_id(nid), class_type=str(ctype))
         if unknown:
             names = ", ".join(f"#{scope.exec_id(nid)} '{t}'" for nid, t in unknown)
             nid, ctype = unknown[0]

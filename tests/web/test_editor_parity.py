@@ -61,9 +61,9 @@ def test_editor_queues_the_same_prompt_as_the_python_converter(path, editor_resu
 
 @pytest.mark.parametrize("path", CASES, ids=lambda p: p.stem)
 def test_editor_opens_the_fixture_without_placeholders(path, editor_results):
-    """Only a node type the server lacks is a placeholder; subgraphs, reroutes,
-    primitives and notes are all real nodes in the editor."""
-    expected = ["FancyUpscaler"] if path.stem == "error_unknown_node_type" else []
+    """Only a node type the server lacks (or a legacy group node) is a placeholder;
+    subgraphs, reroutes, primitives and notes are all real nodes in the editor."""
+    expected = {"error_unknown_node_type": ["FancyUpscaler"], "error_legacy_group_node": ["workflow>Decode and save"]}.get(path.stem, [])
     editor = editor_results[path.name]
     if editor.get("error", {}).get("stage") == "load":  # not a UI workflow at all
         assert path.stem == "error_api_prompt_given"

@@ -9,6 +9,9 @@ export const MODE_BYPASSED = 4;
 export const NOTE_TYPES = new Set(["Note", "MarkdownNote"]);
 export const REROUTE_TYPE = "Reroute";
 export const PRIMITIVE_TYPE = "PrimitiveNode";
+// ComfyUI's legacy group nodes (extra.groupNodes) have these type prefixes; Loom does not expand them.
+export const GROUP_NODE_PREFIXES = ["workflow>", "workflow/"];
+export const isGroupNodeType = (type) => GROUP_NODE_PREFIXES.some((p) => String(type).startsWith(p));
 const SUBGRAPH_INPUT_ID = "-10";
 const SUBGRAPH_OUTPUT_ID = "-20";
 const CONTROL_VALUES = new Set(["fixed", "increment", "decrement", "randomize", "increment-wrap"]);
@@ -203,6 +206,12 @@ class Converter {
     for (const [nid, node] of scope.nodes) {
       const t = String(node.type);
       if (!isEditorOnly(t) && !this.subgraphs.has(t) && !this.schema(node) && node.mode !== MODE_MUTED) unknown.push([nid, node.type]);
+    }
+    const group = unknown.find(([, t]) => isGroupNodeType(t));
+    if (group) {
+      throw new WorkflowConversionError(
+        `node #${scope.execId(group[0])} '${group[1]}' is a ComfyUI group node, which Loom does not run; ungroup it in ComfyUI (or convert it to a subgraph) and save the workflow again`,
+        scope.execId(group[0]), String(group[1]));
     }
     if (unknown.length) {
       const names = unknown.map(([nid, t]) => `#${scope.execId(nid)} '${t}'`).join(", ");

@@ -5,6 +5,7 @@ import { SpatialGrid } from "../lib/spatial.js";
 import { TITLE_H, SLOT_H, WIDGET_H, bodySize, imageRect, inputPos, nodeBounds, outputPos, widgetRects } from "../lib/layout.js";
 import { MODE_BYPASSED, MODE_MUTED } from "../lib/graph.js";
 import { REROUTE_RADIUS, reroutePath } from "../lib/reroutes.js";
+import { isGroupNodeType } from "../lib/workflow_to_api.js";
 
 export const TYPE_COLORS = {
   MODEL: "#b39ddb", CLIP: "#ffd500", VAE: "#ff6e6e", CONDITIONING: "#ffa931", LATENT: "#ff9cf9",
@@ -279,8 +280,9 @@ export class Renderer {
     if (node.missing) {
       ctx.fillStyle = "#ffb4b4";
       ctx.font = `12px ${FONT}`;
-      ctx.fillText("Missing node type: this server", x + 10, node.pos[1] + h - 34);
-      ctx.fillText("does not have it. Data is kept.", x + 10, node.pos[1] + h - 18);
+      const group = isGroupNodeType(node.type);
+      ctx.fillText(group ? "ComfyUI group node: ungroup it" : "Missing node type: this server", x + 10, node.pos[1] + h - 34);
+      ctx.fillText(group ? "in ComfyUI to run it. Data is kept." : "does not have it. Data is kept.", x + 10, node.pos[1] + h - 18);
     } else {
       this.drawWidgets(node, schema, error);
       if (node.images?.length || node.preview) this.drawImages(node, schema);
