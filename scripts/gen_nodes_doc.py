@@ -120,8 +120,14 @@ def input_range(spec: InputSpec) -> str:
     return ", ".join(parts)
 
 
-def choices_text(choices: tuple[Any, ...]) -> str:
-    if not choices:
+def choices_text(spec: InputSpec) -> str:
+    choices = spec.choices or ()
+    if not choices:  # a file list, read from the (empty) folders when the page was made
+        kind = getattr(spec, "model_kind", None)
+        if kind:
+            return f"options: the files in `models/{kind}/`"
+        if spec.extra.get("image_upload"):
+            return "options: the images in `input/`"
         return "options: the files found at run time"
     shown = choices if len(choices) <= MAX_CHOICES else choices[:SHOWN_WHEN_ABBREVIATED]
     text = ", ".join(_code(choice if isinstance(choice, str) else _literal(choice)) for choice in shown)
@@ -131,9 +137,10 @@ def choices_text(choices: tuple[Any, ...]) -> str:
 
 
 def input_notes(spec: InputSpec) -> str:
-    notes = [_paragraphs(spec.tooltip)] if spec.tooltip else []
+    """Options and flags, then the tooltip."""
+    notes = []
     if spec.type == "COMBO" and spec.choices is not None:
-        notes.append(choices_text(spec.choices))
+        notes.append(choices_text(spec))
     if spec.extra.get("image_upload"):
         notes.append("upload button")
     if spec.multiline:
@@ -144,7 +151,10 @@ def input_notes(spec: InputSpec) -> str:
         notes.append("socket only")
     if spec.lazy:
         notes.append("lazy")
-    return "; ".join(notes)
+    text = "; ".join(notes)
+    if spec.tooltip:
+        text += (". " if text else "") + _paragraphs(spec.tooltip)
+    return text
 
 
 def output_row(output: OutputSpec) -> str:

@@ -88,7 +88,8 @@ def test_output_nodes_are_flagged(page):
 
 def test_file_list_combos_do_not_show_the_files_of_the_machine_that_ran_it(page):
     ckpt = row(section(page, "CheckpointLoaderSimple"), "ckpt_name")
-    assert ckpt[4].endswith("options: the files found at run time")
+    assert ckpt[4].startswith("options: the files in `models/checkpoints/`. The name of the checkpoint")
+    assert row(section(page, "LoadImage"), "image")[4].startswith("options: the images in `input/`")
 
 
 # -- the renderer on nodes declared here --------------------------------------------------
