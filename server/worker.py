@@ -5,6 +5,11 @@ ComfyUI routes them.  The terminal ones (``execution_success`` / ``_error`` /
 ``_interrupted`` and ``executing`` with ``node: null``) are held back until the
 history row is committed, so a client that hears "done" always finds the
 prompt in ``/history``.
+
+The worker does not wait for that commit: it starts the next prompt while the
+store's writer commits the last one (the commit is most of a trivial prompt's
+time).  The next prompt's events are gated behind the previous announcement,
+so clients still hear prompts finish and start in order.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import socket
 import threading
 import time
 import traceback
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -71,7 +77,7 @@ class EventRouter:
     """
 
     def __init__(self, hub: Hub, item: QueueItem, on_node: Callable[[Running], None],
-                 preview_interval: float = 0.0):
+                 preview_interval: float = 0.0, after: Future | None = None):
         self.hub = hub
         self.preview_interval = preview_interval
         self._last_preview = float("-inf")
@@ -79,6 +85,27 @@ class EventRouter:
         self.prompt_id = item.prompt_id
         self.on_node = on_node
         self.held: list[Event] = []
+        # Messages waiting for the previous prompt's announcement (see the
+        # module docstring); None once that has gone out.
+        self._gated: list[tuple[str, dict[str, Any], str | None, bool]] | None = None
+        self._gate_lock = threading.Lock()
+        if after is not None and not after.done():
+            self._gated = []
+            after.add_done_callback(lambda _: self._open_gate())
+
+    def _post(self, kind: str, data: dict[str, Any], client_id: str | None, urgent: bool = False) -> None:
+        if self._gated is not None:
+            with self._gate_lock:
+                if self._gated is not None:
+                    self._gated.append((kind, data, client_id, urgent))
+                    return
+        self.hub.post(kind, data, client_id, urgent=urgent)
+
+    def _open_gate(self) -> None:
+        with self._gate_lock:
+            for kind, data, client_id, urgent in self._gated or ():
+                self.hub.post(kind, data, client_id, urgent=urgent)
+            self._gated = None
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, PreviewImage):
@@ -94,29 +121,29 @@ class EventRouter:
             if event.node is None:
                 return  # sent by release(), after the history commit
             self.on_node(Running(self.prompt_id, self.client_id, event.node, event.display_node))
-            self.hub.post(event.type, _data(event), self.client_id)
+            self._post(event.type, _data(event), self.client_id)
         elif isinstance(event, (ExecutionStart, ExecutionCached)):
             if self.client_id is not None:
-                self.hub.post(event.type, _data(event), self.client_id)
+                self._post(event.type, _data(event), self.client_id)
         elif isinstance(event, (Progress, Executed)):
-            self.hub.post(event.type, _data(event), self.client_id)
+            self._post(event.type, _data(event), self.client_id)
         elif isinstance(event, CustomEvent):
             message = event.message()
-            self.hub.post(message["type"], message["data"], self.client_id)
+            self._post(message["type"], message["data"], self.client_id)
         else:  # an event type added to the engine later: pass it on as-is
             message = event.message()
-            self.hub.post(message["type"], message["data"], self.client_id)
+            self._post(message["type"], message["data"], self.client_id)
 
     def release(self, fallback: Event | None) -> None:
         """Send the held terminal events, then ``executing: null``."""
         events = self.held or ([fallback] if fallback is not None else [])
         for event in events:
             if isinstance(event, ExecutionInterrupted):
-                self.hub.post(event.type, _data(event), None)
+                self._post(event.type, _data(event), None)
             elif self.client_id is not None:
-                self.hub.post(event.type, _data(event), self.client_id)
-        self.hub.post("executing", {"node": None, "display_node": None, "prompt_id": self.prompt_id},
-                      self.client_id, urgent=True)
+                self._post(event.type, _data(event), self.client_id)
+        self._post("executing", {"node": None, "display_node": None, "prompt_id": self.prompt_id},
+                   self.client_id, urgent=True)
 
 
 def error_event(prompt_id: str, exc: BaseException, node_id: str = "", node_type: str = "") -> ExecutionError:
@@ -176,6 +203,9 @@ class Worker:
         self._free_request: tuple[bool, bool] | None = None
         self._thread = threading.Thread(target=self._loop, name="loom-worker", daemon=True)
         self.completed = 0
+        #: The last prompt's history commit, whose announcement the next
+        #: prompt's events wait for.
+        self._announced: Future | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -245,7 +275,7 @@ class Worker:
     def _run(self, item: QueueItem, executor: Any) -> None:
         self.interrupt.clear()
         self.running = Running(item.prompt_id, item.client_id)
-        router = EventRouter(self.hub, item, self._set_running, self.preview_interval)
+        router = EventRouter(self.hub, item, self._set_running, self.preview_interval, after=self._announced)
         try:
             # Validated when queued; items recovered from disk are validated
             # again, against the nodes loaded now.
@@ -273,8 +303,9 @@ class Worker:
 
     def _finish(self, item: QueueItem, router: EventRouter | None, *, status: str,
                 outputs: dict[str, Any], messages: list[Any], error: Event | None) -> None:
-        record_outcome(self.store, self.queue, self.hub, item, router, status=status, outputs=outputs,
-                       messages=messages, error=error, before_release=self._clear_running)
+        self._announced = record_outcome(self.store, self.queue, self.hub, item, router, status=status,
+                                         outputs=outputs, messages=messages, error=error,
+                                         before_release=self._clear_running, wait=False)
         self.completed += 1
 
     def _clear_running(self) -> None:
@@ -298,21 +329,19 @@ def resident_models(env: Any) -> list[str]:
 
 def record_outcome(store: Store, queue: PromptQueue, hub: Hub, item: QueueItem, router: EventRouter | None,
                    *, status: str, outputs: dict[str, Any], messages: list[Any], error: Event | None,
-                   before_release: Callable[[], None] = lambda: None) -> None:
+                   before_release: Callable[[], None] = lambda: None, wait: bool = True) -> Future:
     """Move a finished prompt to history, then tell the clients: the terminal
-    events go out only after the history row is committed."""
+    events go out only after the history row is committed.
+
+    With ``wait=False`` this returns at once and the announcement happens in
+    the store's writer thread when the commit lands; the returned future
+    resolves after it."""
     if status == "error" and error is not None and not any(
             isinstance(m, (list, tuple)) and m and m[0] == "execution_error" for m in messages):
         messages.append(["execution_error", error.data()])
     entry = HistoryEntry(item=item, outputs=outputs,
                          status_str="success" if status == "success" else "error",
                          completed=status == "success", messages=messages)
-    try:
-        store.complete(entry).result()
-    except Exception:
-        log.exception("could not record prompt %s in history", item.prompt_id)
-    before_release()
-    queue.finish(item.prompt_id)
     if router is None:
         router = EventRouter(hub, item, lambda running: None)
     if error is not None:
@@ -322,4 +351,27 @@ def record_outcome(store: Store, queue: PromptQueue, hub: Hub, item: QueueItem, 
     else:
         fallback = ExecutionInterrupted(prompt_id=item.prompt_id, node_id=None,
                                         node_type=None, executed=[])
-    router.release(fallback)
+    announced: Future = Future()
+
+    def announce(committed: Any) -> None:
+        try:
+            if committed.exception() is not None:
+                log.error("could not record prompt %s in history: %s", item.prompt_id, committed.exception())
+            # Leaves the queue only now: a client polling /queue then /history
+            # never finds the prompt in neither.
+            queue.finish(item.prompt_id)
+            router.release(fallback)
+        finally:
+            announced.set_result(None)
+
+    committed = store.complete(entry)
+    before_release()
+    if wait:
+        try:
+            committed.result()
+        except Exception:
+            pass  # logged by announce
+        announce(committed)
+    else:
+        committed.add_done_callback(announce)
+    return announced
