@@ -30,8 +30,12 @@ function widgetHeight(w) {
   return WIDGET_H;
 }
 
+// A legacy Reroute node is a small pass-through box, as ComfyUI draws it.
+export const REROUTE_NODE_W = 100;
+
 /** Minimum body size for a node's contents. */
 export function contentSize(node, schema) {
+  if (node.type === "Reroute" && !node.missing) return [REROUTE_NODE_W, SLOT_H + PAD];
   const rows = Math.max(node.inputs.length, node.outputs.length);
   let h = rows * SLOT_H + PAD;
   for (const w of nodeWidgets(node, schema)) h += widgetHeight(w) + (w.control ? WIDGET_H + WIDGET_GAP : 0) + WIDGET_GAP;
