@@ -69,3 +69,41 @@ def test_editor_opens_the_fixture_without_placeholders(path, editor_results):
         assert path.stem == "error_api_prompt_given"
         return
     assert editor["missing"] == expected
+
+
+SHIPPED = sorted((ROOT / "workflows").glob("*.json"))
+
+
+@pytest.fixture(scope="module")
+def builtin_object_info(tmp_path_factory) -> Path:
+    """/object_info of the built-in nodes, as the editor receives it from a server."""
+    import nodes
+    from engine.object_info import object_info
+    from engine.registry import Registry
+    from nodes.runtime import LoomEnv
+
+    base = tmp_path_factory.mktemp("parity")
+    registry = Registry(env=LoomEnv.at(base, device="cpu"))
+    registry.add_all(nodes.builtin_nodes(), origin="builtin")
+    path = base / "object_info.json"
+    path.write_text(json.dumps(object_info(registry)))
+    return path
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_shipped_workflow_queues_the_same_prompt_in_the_editor_as_in_python(path, builtin_object_info):
+    result = subprocess.run(["node", "tests/web/editor_conversion.mjs", str(builtin_object_info), str(path)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-4000:]
+    editor = json.loads(result.stdout)[path.name]
+    schemas = schemas_from_object_info(json.loads(builtin_object_info.read_text()))
+    workflow = load_workflow_text(path.read_text())
+    try:
+        python = {"api": ui_to_api(workflow, schemas)}
+    except WorkflowConversionError as exc:
+        python = {"error": (exc.node_id, exc.class_type)}
+    if "api" in python:
+        assert editor.get("api") == python["api"], editor.get("error")
+    else:
+        assert (editor["error"]["node_id"], editor["error"]["class_type"]) == python["error"]
+    assert editor["missing"] == []
