@@ -2,7 +2,8 @@
 
 Accepts an API-format prompt (also wrapped as ``{"prompt": ...}``), a UI-format
 workflow (converted with ``engine.workflow_format``) or a PNG carrying either
-in its text chunks.  Exit status: 0 success, 1 execution error, 2 unusable
+in its text chunks — or AUTOMATIC1111's ``parameters`` text, run as the
+equivalent txt2img graph.  Exit status: 0 success, 1 execution error, 2 unusable
 input or invalid prompt, 130 interrupted.
 """
 
@@ -14,6 +15,7 @@ import signal
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -36,6 +38,13 @@ class InputError(ValueError):
     """The file given to ``loom run`` can't be turned into a prompt."""
 
 
+@dataclass(frozen=True)
+class A1111Parameters:
+    """The ``parameters`` text AUTOMATIC1111 writes into its PNGs."""
+
+    text: str
+
+
 def read_workflow(path: Path) -> tuple[Any, Any]:
     """(API prompt or UI workflow, the UI workflow to embed in outputs or None)."""
     if not path.is_file():
@@ -56,7 +65,9 @@ def read_workflow(path: Path) -> tuple[Any, Any]:
                     raise InputError(f"{path}: its '{key}' text chunk is not JSON: {exc}") from None
                 workflow = json.loads(text["workflow"]) if "workflow" in text and key == "prompt" else None
                 return data, (workflow if key == "prompt" else data)
-        raise InputError(f"{path} carries no workflow (no 'prompt' or 'workflow' text chunk)")
+        if "parameters" in text:
+            return A1111Parameters(text["parameters"]), None
+        raise InputError(f"{path} carries no workflow (no 'prompt', 'workflow' or A1111 'parameters' text chunk)")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
@@ -71,8 +82,15 @@ def read_workflow(path: Path) -> tuple[Any, Any]:
 
 def to_prompt(data: Any, registry: Any) -> tuple[dict[str, Any], Any]:
     """The API prompt, converting a UI-format workflow."""
-    from engine.workflow_format import WorkflowConversionError, is_ui_workflow, ui_to_api
+    from engine.workflow_format import WorkflowConversionError, a1111_to_api, is_ui_workflow, ui_to_api
 
+    if isinstance(data, A1111Parameters):
+        folders = getattr(registry.env, "folders", None)
+        checkpoints = folders.list_models("checkpoints") if folders is not None else []
+        try:
+            return a1111_to_api(data.text, checkpoints), None
+        except WorkflowConversionError as exc:
+            raise InputError(f"could not read the A1111 parameters: {exc}") from None
     if is_ui_workflow(data):
         try:
             return ui_to_api(data, registry.schema), data

@@ -127,3 +127,37 @@ def test_progress_bars_are_drawn_per_node(tmp_path, capsys):
     assert main(["run", str(_write(tmp_path, TEXT_PROMPT)), "--base-directory", str(tmp_path / "b")]) == 0
     err = capsys.readouterr().err
     assert "#1 PrimitiveString" in err and "#2 PreviewAny" in err
+
+
+A1111_PARAMETERS = ("a lighthouse at dusk\nNegative prompt: blurry\n"
+                    "Steps: 2, Sampler: Euler, CFG scale: 5, Seed: 7, Size: 64x48, Model: tiny_sd15")
+
+
+def _a1111_png(tmp_path: Path) -> Path:
+    info = PngInfo()
+    info.add_text("parameters", A1111_PARAMETERS)
+    path = tmp_path / "from_a1111.png"
+    Image.new("RGB", (64, 48)).save(path, pnginfo=info)
+    return path
+
+
+def test_run_reruns_an_a1111_png_as_the_equivalent_graph(tmp_path, capsys):
+    from tests.fixtures.tiny_models import build
+
+    tiny = build("sd1", tmp_path / "tiny")
+    checkpoints = tmp_path / "base" / "models" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    (checkpoints / "tiny_sd15.safetensors").write_bytes(tiny.checkpoint.read_bytes())
+    assert _run(tmp_path, _a1111_png(tmp_path), "--cpu") == 0
+    (saved,) = (tmp_path / "base" / "output").rglob("*.png")
+    with Image.open(saved) as image:
+        assert image.size == (64, 48)
+        embedded = json.loads(image.text["prompt"])
+    sampler = next(n for n in embedded.values() if n["class_type"] == "KSampler")["inputs"]
+    assert (sampler["seed"], sampler["steps"], sampler["cfg"]) == (7, 2, 5.0)
+
+
+def test_an_a1111_png_whose_model_is_missing_exits_2_naming_the_file_and_folder(tmp_path, capsys):
+    assert _run(tmp_path, _a1111_png(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert "tiny_sd15.safetensors" in err and "models/checkpoints" in err
