@@ -161,7 +161,7 @@ def split_annotation(name: str, default: str = "input") -> tuple[str, str]:
     return default, name
 
 
-def _safe_parts(relative: str, what: str) -> list[str]:
+def safe_parts(relative: str, what: str) -> list[str]:
     """The components of a relative POSIX path, refusing anything that could escape."""
     if not isinstance(relative, str):
         raise UnsafePath(f"{what} must be a string, not {type(relative).__name__}")
@@ -406,7 +406,7 @@ class Folders:
         """
         kind = canonical_kind(kind)
         noun = _KIND_NOUNS.get(kind, f"{kind} model")
-        parts = _safe_parts(name, f"{noun} name")
+        parts = safe_parts(name, f"{noun} name")
         dirs = self.model_dirs(kind)
         if parts:
             for directory in dirs:
@@ -442,10 +442,10 @@ class Folders:
         for any name that would leave ``root`` (``..``, absolute paths, NUL,
         backslashes, symlinks pointing outside)."""
         base = self.root_dir(root)
-        name_parts = _safe_parts(filename, "filename")
+        name_parts = safe_parts(filename, "filename")
         if not name_parts:
             raise UnsafePath("empty filename")
-        parts = _safe_parts(subfolder or "", "subfolder") + name_parts
+        parts = safe_parts(subfolder or "", "subfolder") + name_parts
         real_base = base.resolve()
         real = base.joinpath(*parts).resolve()
         if not real.is_relative_to(real_base):
@@ -483,7 +483,7 @@ class Folders:
         folder is created.
         """
         expanded = expand_prefix(prefix, width, height, now)
-        parts = _safe_parts(expanded, "filename_prefix")
+        parts = safe_parts(expanded, "filename_prefix")
         if not parts or expanded.endswith("/"):
             raise ValueError(f"filename_prefix {prefix!r} names no file; give e.g. 'ComfyUI' or 'folder/name'")
         base = self.root_dir(root)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 from urllib.parse import unquote, urlsplit
 
-from nodes.folders import MODEL_EXTENSIONS, MODEL_KINDS, Folders, UnsafePath, _safe_parts, canonical_kind
+from nodes.folders import MODEL_EXTENSIONS, MODEL_KINDS, Folders, UnsafePath, safe_parts, canonical_kind
 
 log = logging.getLogger("loom.downloads")
 
@@ -153,7 +153,7 @@ def plan_destination(folders: Folders, directory: Any, name: Any) -> Destination
     if not isinstance(name, str) or not name.strip():
         raise BadDownloadRequest("'name' must be a file name such as 'model.safetensors'")
     try:
-        parts = _safe_parts(name, "model file name")
+        parts = safe_parts(name, "model file name")
     except UnsafePath as exc:
         raise BadDownloadRequest(str(exc)) from None
     if not parts:
