@@ -1,0 +1,1 @@
+"""The shipped example workflows (workflows/*.json): each converts, validates and runs."""

@@ -1,0 +1,655 @@
+"""Writes the shipped example workflows (workflows/*.json) and their example input
+images (workflows/inputs/*.png).
+
+    .venv/bin/python -m tests.workflows.generate
+
+The files are committed; this script is how they were made, so a change to one
+is made here and the files regenerated (the tests check the files themselves,
+not this script).  Each workflow is described as columns of nodes, left to
+right, and the links between them; node classes, socket order and widget order
+come from Loom's own node schemas, so a file can never name an input a node
+does not have.  Node sizes follow the editor's layout rules (web/lib/layout.js)
+so what is stored is what the editor draws.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOWS = ROOT / "workflows"
+INPUTS = WORKFLOWS / "inputs"
+
+# -- the real public models each loader needs (as ComfyUI's templates name them) -----------
+
+SD15 = {"name": "v1-5-pruned-emaonly-fp16.safetensors",
+        "url": "https://huggingface.co/Comfy-Org/stable-diffusion-v1-5-archive/resolve/main/"
+               "v1-5-pruned-emaonly-fp16.safetensors",
+        "directory": "checkpoints"}
+SDXL = {"name": "sd_xl_base_1.0.safetensors",
+        "url": "https://huggingface.co/stabilityai/stable-diffusion-xl-base-1.0/resolve/main/sd_xl_base_1.0.safetensors",
+        "directory": "checkpoints"}
+SD15_INPAINT = {"name": "sd-v1-5-inpainting.safetensors",
+                "url": "https://huggingface.co/webui/stable-diffusion-inpainting/resolve/main/"
+                       "sd-v1-5-inpainting.safetensors",
+                "directory": "checkpoints"}
+LCM_LORA = {"name": "lcm-lora-sdv1-5.safetensors",
+            "url": "https://huggingface.co/latent-consistency/lcm-lora-sdv1-5/resolve/main/"
+                   "pytorch_lora_weights.safetensors",
+            "directory": "loras"}
+CANNY = {"name": "control_v11p_sd15_canny_fp16.safetensors",
+         "url": "https://huggingface.co/comfyanonymous/ControlNet-v1-1_fp16_safetensors/resolve/main/"
+                "control_v11p_sd15_canny_fp16.safetensors",
+         "directory": "controlnet"}
+ESRGAN = {"name": "RealESRGAN_x4plus.safetensors",
+          "url": "https://huggingface.co/Comfy-Org/Real-ESRGAN_repackaged/resolve/main/RealESRGAN_x4plus.safetensors",
+          "directory": "upscale_models"}
+CLIP_L14 = {"name": "clip-vit-large-patch14.safetensors",
+            "url": "https://huggingface.co/openai/clip-vit-large-patch14/resolve/main/model.safetensors",
+            "directory": "clip_vision"}
+#: The single-file CLIP model needs its CLIPConfig beside it (diffusion/clip_ranking.py);
+#: downloads only take model files, so the note says where this one comes from.
+CLIP_L14_CONFIG_URL = "https://huggingface.co/openai/clip-vit-large-patch14/resolve/main/config.json"
+
+# -- example input images --------------------------------------------------------------------
+
+SCENE = "loom_scene.png"
+SCENE_INPAINT = "loom_scene_inpaint.png"
+PATTERN = "loom_pattern.png"
+#: Where the cottage stands in the scene: the inpainting example makes it transparent.
+COTTAGE_BOX = (286, 236, 446, 392)
+
+
+def draw_scene():
+    """A 512x512 landscape: banded sky, sun, two hills, a lake, a cottage and a tree."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (512, 512))
+    draw = ImageDraw.Draw(image)
+    for band in range(16):  # a banded sky keeps the PNG small
+        top = band * 20
+        shade = (92 + band * 6, 150 + band * 5, 226 - band * 2)
+        draw.rectangle((0, top, 511, top + 19), fill=shade)
+    draw.ellipse((64, 48, 144, 128), fill=(255, 214, 90))
+    draw.ellipse((-160, 250, 330, 620), fill=(86, 150, 72))
+    draw.ellipse((200, 230, 720, 640), fill=(70, 132, 60))
+    draw.rectangle((0, 420, 511, 511), fill=(60, 112, 170))
+    draw.ellipse((40, 436, 200, 470), fill=(96, 150, 205))
+    x0, y0, x1, y1 = COTTAGE_BOX
+    draw.rectangle((x0 + 16, y0 + 60, x1 - 16, y1 - 12), fill=(224, 200, 160))
+    draw.polygon([(x0, y0 + 64), ((x0 + x1) // 2, y0), (x1, y0 + 64)], fill=(170, 50, 40))
+    draw.rectangle((x0 + 66, y0 + 96, x0 + 94, y1 - 12), fill=(110, 70, 40))
+    draw.rectangle((x0 + 30, y0 + 84, x0 + 56, y0 + 108), fill=(150, 200, 235))
+    draw.rectangle((x1 - 56, y0 + 84, x1 - 30, y0 + 108), fill=(150, 200, 235))
+    draw.rectangle((150, 300, 166, 380), fill=(100, 66, 36))
+    draw.ellipse((112, 226, 204, 320), fill=(40, 104, 48))
+    return image
+
+
+def draw_scene_for_inpainting():
+    """The scene with the cottage cut out (alpha 0): LoadImage's mask is 1 - alpha,
+    so the transparent part is what gets repainted."""
+    from PIL import ImageDraw
+
+    image = draw_scene().convert("RGBA")
+    alpha = image.getchannel("A")
+    ImageDraw.Draw(alpha).rectangle(COTTAGE_BOX, fill=0)
+    image.putalpha(alpha)
+    return image
+
+
+def draw_pattern():
+    """A 256x256 warm/cool checker of 32-pixel squares with a circle on each: a texture to blend."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (256, 256))
+    draw = ImageDraw.Draw(image)
+    for row in range(8):
+        for col in range(8):
+            box = (col * 32, row * 32, col * 32 + 31, row * 32 + 31)
+            warm = (row + col) % 2 == 0
+            draw.rectangle(box, fill=(250, 226, 196) if warm else (206, 222, 250))
+            draw.ellipse((box[0] + 8, box[1] + 8, box[2] - 8, box[3] - 8),
+                         fill=(236, 170, 120) if warm else (150, 180, 236))
+    return image
+
+
+# -- the editor's layout rules (web/lib/layout.js) -----------------------------------------
+
+TITLE_H, SLOT_H, WIDGET_H, WIDGET_GAP, PAD, MIN_W, IMAGE_MIN_H = 30, 22, 24, 4, 8, 230, 200
+COLUMN_GAP, ROW_GAP, LEFT, TOP = 80, 40, 40, 80
+
+
+@dataclass
+class Node:
+    """One node as the workflow describes it; ids, sockets and sizes are filled in."""
+
+    key: str
+    type: str
+    widgets: dict[str, Any] = field(default_factory=dict)
+    title: str | None = None
+    width: int = 0
+    extra_height: int = 0
+    models: list[dict[str, str]] | None = None
+    color: str | None = None
+    bgcolor: str | None = None
+    #: Widget inputs fed by a link instead (ComfyUI's "converted widget" sockets).
+    linked_widgets: tuple[str, ...] = ()
+
+
+@dataclass
+class Workflow:
+    file: str
+    title: str
+    note: str
+    columns: list[list[Node]]
+    #: (source node key, output name, target node key, input name)
+    links: list[tuple[str, str, str, str]]
+    note_width: int = 420
+
+
+POSITIVE = dict(color="#232", bgcolor="#353")
+NEGATIVE = dict(color="#322", bgcolor="#533")
+NOTE_COLORS = dict(color="#432", bgcolor="#653")
+
+
+def note(text: str, width: int = 420) -> Node:
+    lines = sum(max(1, math.ceil(len(line) / 58)) for line in text.split("\n"))
+    return Node("note", "Note", {"text": text}, title="About this workflow", width=width,
+                extra_height=max(0, lines * 16 - 3 * WIDGET_H), **NOTE_COLORS)
+
+
+def checkpoint(model: dict[str, str]) -> Node:
+    return Node("ckpt", "CheckpointLoaderSimple", {"ckpt_name": model["name"]}, width=315, models=[model])
+
+
+def prompts(positive: str, negative: str) -> list[Node]:
+    return [Node("positive", "CLIPTextEncode", {"text": positive}, title="Positive prompt", width=400, **POSITIVE),
+            Node("negative", "CLIPTextEncode", {"text": negative}, title="Negative prompt", width=400, **NEGATIVE)]
+
+
+def sampler(key: str = "sampler", **widgets: Any) -> Node:
+    values = dict(seed=42, control_after_generate="randomize", steps=20, cfg=8.0, sampler_name="euler",
+                  scheduler="normal", denoise=1.0)
+    values.update(widgets)
+    return Node(key, "KSampler", values, width=315)
+
+
+def decode_and_save(prefix: str, samples_from: str = "sampler", vae_from: str = "ckpt") -> tuple[list[list[Node]], list]:
+    """The last two columns of most workflows: VAE Decode, then Save Image."""
+    columns = [[Node("decode", "VAEDecode", width=230)],
+               [Node("save", "SaveImage", {"filename_prefix": prefix}, width=400, extra_height=150)]]
+    links = [(samples_from, "LATENT", "decode", "samples"), (vae_from, "VAE", "decode", "vae"),
+             ("decode", "IMAGE", "save", "images")]
+    return columns, links
+
+
+def sd_links(sampler_key: str = "sampler", latent_from: str = "latent", latent_output: str = "LATENT",
+             model_from: str = "ckpt", clip_from: str = "ckpt") -> list:
+    return [(clip_from, "CLIP", "positive", "clip"), (clip_from, "CLIP", "negative", "clip"),
+            (model_from, "MODEL", sampler_key, "model"), ("positive", "CONDITIONING", sampler_key, "positive"),
+            ("negative", "CONDITIONING", sampler_key, "negative"), (latent_from, latent_output, sampler_key, "latent_image")]
+
+
+INPUT_HOWTO = ("The example image is workflows/inputs/{name} in Loom's source: copy it into your input "
+               "folder, or pick your own with the Load Image node's upload button.")
+
+
+def workflows() -> list[Workflow]:
+    made: list[Workflow] = []
+
+    # 1. txt2img, SD 1.5
+    save, save_links = decode_and_save("txt2img_sd15")
+    made.append(Workflow(
+        "txt2img_sd15.json", "Text to image (SD 1.5)",
+        "Text to image (SD 1.5)\n"
+        "Makes a 512x512 image from a prompt with Stable Diffusion 1.5.\n"
+        "Model: v1-5-pruned-emaonly-fp16.safetensors in models/checkpoints (the editor offers to download it).\n"
+        "Change the green prompt (what you want) and the red one (what to avoid); the seed, steps and cfg on "
+        "the KSampler; the size on Empty Latent Image (SD 1.5 works best near 512).",
+        [[checkpoint(SD15)],
+         [*prompts("a cosy cottage by a lake at sunset, oil painting, warm light, detailed",
+                   "blurry, low quality, watermark, text"),
+          Node("latent", "EmptyLatentImage", {"width": 512, "height": 512, "batch_size": 1})],
+         [sampler()], *save],
+        [*sd_links(), *save_links]))
+
+    # 2. txt2img, SDXL base
+    save, save_links = decode_and_save("txt2img_sdxl")
+    made.append(Workflow(
+        "txt2img_sdxl.json", "Text to image (SDXL base)",
+        "Text to image (SDXL base)\n"
+        "Makes a 1024x1024 image from a prompt with Stable Diffusion XL base 1.0.\n"
+        "Model: sd_xl_base_1.0.safetensors in models/checkpoints (the editor offers to download it).\n"
+        "Change the prompts, the seed and steps on the KSampler. SDXL wants about a megapixel: keep "
+        "width x height near 1024x1024 (e.g. 1152x896 or 896x1152).",
+        [[checkpoint(SDXL)],
+         [*prompts("a lighthouse on a rocky coast in a storm, dramatic clouds, cinematic photo, highly detailed",
+                   "blurry, low quality, cartoon, watermark"),
+          Node("latent", "EmptyLatentImage", {"width": 1024, "height": 1024, "batch_size": 1})],
+         [sampler(steps=25, cfg=7.0)], *save],
+        [*sd_links(), *save_links]))
+
+    # 3. img2img
+    save, save_links = decode_and_save("img2img")
+    made.append(Workflow(
+        "img2img.json", "Image to image (SD 1.5)",
+        "Image to image (SD 1.5)\n"
+        "Redraws an existing picture following the prompt: the image is encoded to a latent and "
+        "partly re-noised, so denoise on the KSampler sets how much changes (0.3 keeps the layout, "
+        "0.8 keeps little).\n"
+        "Model: v1-5-pruned-emaonly-fp16.safetensors in models/checkpoints.\n"
+        + INPUT_HOWTO.format(name=SCENE),
+        [[checkpoint(SD15), Node("image", "LoadImage", {"image": SCENE}, width=315, extra_height=240)],
+         [*prompts("a watercolor painting of a cottage on a green hill by a lake, soft colors",
+                   "blurry, low quality, photo"),
+          Node("encode", "VAEEncode")],
+         [sampler(denoise=0.6)], *save],
+        [*sd_links(latent_from="encode"), ("image", "IMAGE", "encode", "pixels"), ("ckpt", "VAE", "encode", "vae"),
+         *save_links]))
+
+    # 4. inpainting
+    save, save_links = decode_and_save("inpainting")
+    made.append(Workflow(
+        "inpainting.json", "Inpainting (SD 1.5 inpainting model)",
+        "Inpainting (SD 1.5 inpainting model)\n"
+        "Repaints the transparent part of an image and keeps the rest: Load Image's MASK output is the "
+        "image's transparency. Make a mask by erasing to transparency in any image editor.\n"
+        "Model: sd-v1-5-inpainting.safetensors in models/checkpoints (an inpainting checkpoint: its UNet "
+        "also sees the mask and the masked image).\n"
+        "Change the prompt to say what goes in the hole; grow_mask_by softens the seam.\n"
+        + INPUT_HOWTO.format(name=SCENE_INPAINT),
+        [[checkpoint(SD15_INPAINT),
+          Node("image", "LoadImage", {"image": SCENE_INPAINT}, width=315, extra_height=240)],
+         [*prompts("a small stone chapel with a bell tower, painted in the same style",
+                   "blurry, low quality, seams"),
+          Node("encode", "VAEEncodeForInpaint", {"grow_mask_by": 6})],
+         [sampler(steps=25, cfg=7.5)], *save],
+        [*sd_links(latent_from="encode"), ("image", "IMAGE", "encode", "pixels"), ("ckpt", "VAE", "encode", "vae"),
+         ("image", "MASK", "encode", "mask"), *save_links]))
+
+    # 5. hires fix
+    save, save_links = decode_and_save("hires_fix", samples_from="second_pass")
+    made.append(Workflow(
+        "hires_fix.json", "Hires fix: two-pass txt2img (SD 1.5)",
+        "Hires fix: two-pass txt2img (SD 1.5)\n"
+        "Makes a 512x512 image, enlarges its latent 1.5x (768x768) and samples it again at denoise 0.5, "
+        "so the second pass adds detail without changing the composition (SD 1.5 goes wrong when asked "
+        "for 768 directly).\n"
+        "Model: v1-5-pruned-emaonly-fp16.safetensors in models/checkpoints.\n"
+        "Change scale_by for the final size and the second KSampler's denoise (0.4-0.6) for how much it redraws.",
+        [[checkpoint(SD15)],
+         [*prompts("a fantasy castle on a cliff above the clouds, matte painting, intricate detail",
+                   "blurry, low quality, watermark"),
+          Node("latent", "EmptyLatentImage", {"width": 512, "height": 512, "batch_size": 1})],
+         [Node("first_pass", "KSampler", sampler().widgets, title="First pass (512x512)", width=315)],
+         [Node("upscale", "LatentUpscaleBy", {"upscale_method": "nearest-exact", "scale_by": 1.5},
+               title="Upscale latent 1.5x")],
+         [Node("second_pass", "KSampler", sampler(steps=14, denoise=0.5).widgets, title="Second pass (denoise 0.5)",
+               width=315)],
+         *save],
+        [*[link for link in sd_links("first_pass")],
+         ("first_pass", "LATENT", "upscale", "samples"),
+         ("ckpt", "MODEL", "second_pass", "model"), ("positive", "CONDITIONING", "second_pass", "positive"),
+         ("negative", "CONDITIONING", "second_pass", "negative"), ("upscale", "LATENT", "second_pass", "latent_image"),
+         *save_links]))
+
+    # 6. LoRA
+    save, save_links = decode_and_save("lora")
+    made.append(Workflow(
+        "lora.json", "LoRA: LCM-LoRA for 6-step images (SD 1.5)",
+        "LoRA: LCM-LoRA for 6-step images (SD 1.5)\n"
+        "Load LoRA patches the model and the text encoder with a LoRA; this one (LCM-LoRA) lets SD 1.5 "
+        "make an image in about 6 steps with the lcm sampler and a low cfg.\n"
+        "Models: v1-5-pruned-emaonly-fp16.safetensors in models/checkpoints, lcm-lora-sdv1-5.safetensors "
+        "in models/loras.\n"
+        "Any SD 1.5 LoRA works here: pick it in Load LoRA, set the strengths, and for a style LoRA go back "
+        "to euler, 20 steps, cfg 7.",
+        [[checkpoint(SD15)],
+         [Node("lora", "LoraLoader", {"lora_name": LCM_LORA["name"], "strength_model": 1.0, "strength_clip": 1.0},
+               width=315, models=[LCM_LORA]),
+          Node("latent", "EmptyLatentImage", {"width": 512, "height": 512, "batch_size": 1})],
+         prompts("a red fox in a snowy forest, morning light, detailed fur, photo", "blurry, low quality"),
+         [sampler(steps=6, cfg=1.5, sampler_name="lcm", scheduler="sgm_uniform")], *save],
+        [("ckpt", "MODEL", "lora", "model"), ("ckpt", "CLIP", "lora", "clip"),
+         *sd_links(model_from="lora", clip_from="lora"), *save_links]))
+
+    # 7. ControlNet (canny)
+    save, save_links = decode_and_save("controlnet_canny")
+    made.append(Workflow(
+        "controlnet_canny.json", "ControlNet: follow the edges of an image (canny, SD 1.5)",
+        "ControlNet: follow the edges of an image (canny, SD 1.5)\n"
+        "Canny finds the edges of the input picture (shown in the preview); the canny ControlNet makes "
+        "the new image keep those outlines while the prompt decides everything else.\n"
+        "Models: v1-5-pruned-emaonly-fp16.safetensors in models/checkpoints, "
+        "control_v11p_sd15_canny_fp16.safetensors in models/controlnet.\n"
+        "Change the thresholds (lower finds more edges), the ControlNet strength, or end_percent < 1 to "
+        "free the last steps.\n"
+        + INPUT_HOWTO.format(name=SCENE),
+        [[checkpoint(SD15),
+          Node("image", "LoadImage", {"image": SCENE}, width=315, extra_height=240)],
+         [*prompts("a snowy winter village at night, glowing windows, aurora in the sky, digital art",
+                   "blurry, low quality"),
+          Node("controlnet", "ControlNetLoader", {"control_net_name": CANNY["name"]}, width=315, models=[CANNY]),
+          Node("canny", "Canny", {"low_threshold": 0.4, "high_threshold": 0.8})],
+         [Node("apply", "ControlNetApplyAdvanced", {"strength": 1.0, "start_percent": 0.0, "end_percent": 1.0},
+               width=315),
+          Node("edges", "PreviewImage", title="Edges (preview)", width=315, extra_height=100),
+          Node("latent", "EmptyLatentImage", {"width": 512, "height": 512, "batch_size": 1})],
+         [sampler(steps=20, cfg=7.0)], *save],
+        [("ckpt", "CLIP", "positive", "clip"), ("ckpt", "CLIP", "negative", "clip"),
+         ("image", "IMAGE", "canny", "image"), ("canny", "IMAGE", "edges", "images"),
+         ("positive", "CONDITIONING", "apply", "positive"), ("negative", "CONDITIONING", "apply", "negative"),
+         ("controlnet", "CONTROL_NET", "apply", "control_net"), ("canny", "IMAGE", "apply", "image"),
+         ("ckpt", "MODEL", "sampler", "model"), ("apply", "positive", "sampler", "positive"),
+         ("apply", "negative", "sampler", "negative"), ("latent", "LATENT", "sampler", "latent_image"),
+         *save_links]))
+
+    # 8. area composition
+    save, save_links = decode_and_save("area_composition")
+    made.append(Workflow(
+        "area_composition.json", "Area composition: two regions, two prompts (SD 1.5)",
+        "Area composition: two regions, two prompts (SD 1.5)\n"
+        "A 768x512 image whose left half follows one prompt and right half another: each prompt is "
+        "limited to its area (in pixels) with Conditioning (Set Area), then the conditionings are combined "
+        "with a prompt for the whole picture.\n"
+        "Model: v1-5-pruned-emaonly-fp16.safetensors in models/checkpoints.\n"
+        "Change each area's prompt, its x/y/width/height (multiples of 8) and strength.",
+        [[checkpoint(SD15)],
+         [Node("positive", "CLIPTextEncode",
+               {"text": "a wide panoramic landscape painting, golden hour, highly detailed"},
+               title="Whole picture", width=400, **POSITIVE),
+          Node("left_text", "CLIPTextEncode", {"text": "snowy mountains, pine forest, winter"},
+               title="Left half", width=400, **POSITIVE),
+          Node("right_text", "CLIPTextEncode", {"text": "a sunny tropical beach, palm trees, turquoise sea"},
+               title="Right half", width=400, **POSITIVE),
+          Node("negative", "CLIPTextEncode", {"text": "blurry, low quality, watermark"},
+               title="Negative prompt", width=400, **NEGATIVE)],
+         [Node("left_area", "ConditioningSetArea", {"width": 384, "height": 512, "x": 0, "y": 0, "strength": 1.0},
+               title="Left area (x 0)", width=260),
+          Node("right_area", "ConditioningSetArea", {"width": 384, "height": 512, "x": 384, "y": 0, "strength": 1.0},
+               title="Right area (x 384)", width=260)],
+         [Node("both_areas", "ConditioningCombine", title="Combine areas", width=260),
+          Node("latent", "EmptyLatentImage", {"width": 768, "height": 512, "batch_size": 1})],
+         [Node("all", "ConditioningCombine", title="Combine with whole picture", width=260)],
+         [sampler(steps=20, cfg=7.0)], *save],
+        [("ckpt", "CLIP", "positive", "clip"), ("ckpt", "CLIP", "left_text", "clip"),
+         ("ckpt", "CLIP", "right_text", "clip"), ("ckpt", "CLIP", "negative", "clip"),
+         ("left_text", "CONDITIONING", "left_area", "conditioning"),
+         ("right_text", "CONDITIONING", "right_area", "conditioning"),
+         ("left_area", "CONDITIONING", "both_areas", "conditioning_1"),
+         ("right_area", "CONDITIONING", "both_areas", "conditioning_2"),
+         ("both_areas", "CONDITIONING", "all", "conditioning_1"), ("positive", "CONDITIONING", "all", "conditioning_2"),
+         ("ckpt", "MODEL", "sampler", "model"), ("all", "CONDITIONING", "sampler", "positive"),
+         ("negative", "CONDITIONING", "sampler", "negative"), ("latent", "LATENT", "sampler", "latent_image"),
+         *save_links]))
+
+    # 9. upscale with a model
+    made.append(Workflow(
+        "upscale_with_model.json", "Upscale an image 4x with a model (Real-ESRGAN)",
+        "Upscale an image 4x with a model (Real-ESRGAN)\n"
+        "Enlarges a picture 4x (512 -> 2048) with an ESRGAN-family upscale model, which redraws fine "
+        "detail instead of blurring it. No Stable Diffusion checkpoint needed.\n"
+        "Model: RealESRGAN_x4plus.safetensors in models/upscale_models (any ESRGAN .safetensors/.pth "
+        "works, e.g. 4x-UltraSharp).\n"
+        + INPUT_HOWTO.format(name=SCENE),
+        [[Node("image", "LoadImage", {"image": SCENE}, width=315, extra_height=240),
+          Node("upscaler", "UpscaleModelLoader", {"model_name": ESRGAN["name"]}, width=315, models=[ESRGAN])],
+         [Node("upscale", "ImageUpscaleWithModel", width=260)],
+         [Node("save", "SaveImage", {"filename_prefix": "upscaled"}, width=400, extra_height=150)]],
+        [("image", "IMAGE", "upscale", "image"), ("upscaler", "UPSCALE_MODEL", "upscale", "upscale_model"),
+         ("upscale", "IMAGE", "save", "images")]))
+
+    # 10. batch of 8, keep the best 2 by CLIP score
+    text = "a bowl of ripe oranges on a wooden table, still life photo, soft window light"
+    made.append(Workflow(
+        "batch8_best2_clip.json", "Batch of 8, keep the best 2 by CLIP score (SD 1.5)",
+        "Batch of 8, keep the best 2 by CLIP score (SD 1.5)\n"
+        "Makes 8 images in one batch, scores each against the prompt with a CLIP model and saves only "
+        "the 2 that match it best; all 8 show in the preview, the scores in the text node.\n"
+        "Models: v1-5-pruned-emaonly-fp16.safetensors in models/checkpoints, "
+        "clip-vit-large-patch14.safetensors in models/clip_vision with its config saved beside it as "
+        f"clip-vit-large-patch14.json (from {CLIP_L14_CONFIG_URL}).\n"
+        "The one prompt node feeds both the sampler and the ranking. Change batch_size and keep_top_k.",
+        [[checkpoint(SD15),
+          Node("text", "PrimitiveStringMultiline", {"value": text}, title="Prompt", width=400, **POSITIVE)],
+         [Node("positive", "CLIPTextEncode", {"text": text}, title="Positive prompt", width=400,
+               linked_widgets=("text",), **POSITIVE),
+          Node("negative", "CLIPTextEncode", {"text": "blurry, low quality, watermark, text"},
+               title="Negative prompt", width=400, **NEGATIVE),
+          Node("latent", "EmptyLatentImage", {"width": 512, "height": 512, "batch_size": 8})],
+         [sampler(steps=20, cfg=7.0)],
+         [Node("decode", "VAEDecode")],
+         [Node("all", "PreviewImage", title="All 8 candidates", width=400, extra_height=150),
+          Node("rank", "CLIPRankImages", {"clip_name": CLIP_L14["name"], "prompt": text, "keep_top_k": 2},
+               title="Keep the best 2", width=400, models=[CLIP_L14], linked_widgets=("prompt",))],
+         [Node("save", "SaveImage", {"filename_prefix": "best_of_8"}, title="Best 2", width=400, extra_height=150),
+          Node("scores", "PreviewAny", title="CLIP scores", width=400, extra_height=40)]],
+        [*sd_links(), ("text", "STRING", "positive", "text"), ("text", "STRING", "rank", "prompt"),
+         ("sampler", "LATENT", "decode", "samples"), ("ckpt", "VAE", "decode", "vae"),
+         ("decode", "IMAGE", "all", "images"), ("decode", "IMAGE", "rank", "images"),
+         ("rank", "images", "save", "images"), ("rank", "scores_text", "scores", "source")], note_width=460))
+
+    # 11. image only: no model at all
+    made.append(Workflow(
+        "image_only.json", "Image only: scale and blend two pictures (no model needed)",
+        "Image only: scale and blend two pictures (no model needed)\n"
+        "Runs without any checkpoint: loads two images, scales the 256x256 pattern 2x to the scene's "
+        "512x512, multiplies it over the scene at half strength and saves the result.\n"
+        "Change blend_factor and blend_mode, or the scale method and factor.\n"
+        "The example images are workflows/inputs/loom_scene.png and workflows/inputs/loom_pattern.png in "
+        "Loom's source: copy them into your input folder, or upload your own with the Load Image nodes.",
+        [[Node("scene", "LoadImage", {"image": SCENE}, title="Load scene", width=315, extra_height=240),
+          Node("pattern", "LoadImage", {"image": PATTERN}, title="Load pattern", width=315, extra_height=240)],
+         [Node("scale", "ImageScaleBy", {"upscale_method": "nearest-exact", "scale_by": 2.0},
+               title="Scale pattern 2x", width=260)],
+         [Node("blend", "ImageBlend", {"blend_factor": 0.5, "blend_mode": "multiply"}, width=260)],
+         [Node("save", "SaveImage", {"filename_prefix": "image_only"}, width=400, extra_height=150)]],
+        [("pattern", "IMAGE", "scale", "image"), ("scene", "IMAGE", "blend", "image1"),
+         ("scale", "IMAGE", "blend", "image2"), ("blend", "IMAGE", "save", "images")]))
+
+    return made
+
+
+# -- building the UI-format JSON ---------------------------------------------------------------
+
+
+def _registry():
+    from engine.registry import Registry
+    from nodes import builtin_nodes
+    from nodes.runtime import LoomEnv
+
+    registry = Registry(env=LoomEnv.at(tempfile.mkdtemp(prefix="loom-workflows-")))
+    registry.add_all(builtin_nodes(), "builtin")
+    return registry
+
+
+def _widget_values(node: Node, schema) -> list[Any]:
+    from engine.schema import MISSING
+    from engine.workflow_format import has_control_widget, widget_inputs
+
+    if schema is None:  # a Note
+        return [node.widgets["text"]]
+    specs = widget_inputs(schema)
+    known = {s.name for s in specs} | {"control_after_generate"}
+    unknown = set(node.widgets) - known
+    if unknown:
+        raise ValueError(f"{node.key}: {node.type} has no widget {sorted(unknown)}")
+    values: list[Any] = []
+    for spec in specs:
+        if spec.name in node.widgets:
+            values.append(node.widgets[spec.name])
+        elif spec.default is not MISSING:
+            values.append(spec.default)
+        else:
+            raise ValueError(f"{node.key}: {node.type}.{spec.name} has no default; give a value")
+        if has_control_widget(spec):
+            values.append(node.widgets.get("control_after_generate", "fixed"))
+    return values
+
+
+def _body_size(node: Node, schema, sockets_in: int, sockets_out: int) -> list[int]:
+    from engine.workflow_format import has_control_widget, widget_inputs
+
+    rows = max(sockets_in, sockets_out)
+    height = rows * SLOT_H + PAD
+    specs = [] if schema is None else [s for s in widget_inputs(schema) if s.name not in node.linked_widgets]
+    if schema is None:
+        height += WIDGET_H * 3 + WIDGET_GAP
+    for spec in specs:
+        tall = spec.type == "STRING" and spec.multiline
+        height += (WIDGET_H * 3 if tall else WIDGET_H) + WIDGET_GAP
+        if has_control_widget(spec):
+            height += WIDGET_H + WIDGET_GAP
+        if spec.extra.get("image_upload"):
+            height += WIDGET_H + WIDGET_GAP
+    if schema is not None and schema.output_node and "Image" in node.type:
+        height += IMAGE_MIN_H
+    return [max(MIN_W, node.width), max(height + PAD, SLOT_H + PAD) + node.extra_height]
+
+
+def build(workflow: Workflow, registry) -> dict[str, Any]:
+    # The note, whose text starts with the title, heads the first column.
+    columns = [[note(workflow.note, workflow.note_width), *workflow.columns[0]], *workflow.columns[1:]]
+    all_nodes = [n for column in columns for n in column]
+    ids = {n.key: i + 1 for i, n in enumerate(all_nodes)}
+    if len(ids) != len(all_nodes):
+        raise ValueError(f"{workflow.file}: two nodes share a key")
+    schemas = {n.key: (None if n.type == "Note" else registry.schema(n.type)) for n in all_nodes}
+    for n in all_nodes:
+        if n.type != "Note" and schemas[n.key] is None:
+            raise ValueError(f"{workflow.file}: Loom has no node {n.type}")
+
+    def sockets_in(n: Node):
+        schema = schemas[n.key]
+        if schema is None:
+            return []
+        slots = [{"name": s.name, "type": s.type, "link": None}
+                 for s in schema.inputs if s.section != "hidden" and not s.is_widget]
+        for name in n.linked_widgets:
+            spec = next(s for s in schema.inputs if s.name == name)
+            slots.append({"name": name, "type": spec.type, "widget": {"name": name}, "link": None})
+        return slots
+
+    def sockets_out(n: Node):
+        schema = schemas[n.key]
+        if schema is None:
+            return []
+        return [{"name": o.name, "type": o.type, "links": [], "slot_index": i} for i, o in enumerate(schema.outputs)]
+
+    inputs = {n.key: sockets_in(n) for n in all_nodes}
+    outputs = {n.key: sockets_out(n) for n in all_nodes}
+    links = []
+    for link_id, (src, out_name, dst, in_name) in enumerate(workflow.links, start=1):
+        out_slots, in_slots = outputs[src], inputs[dst]
+        out_index = next((i for i, o in enumerate(out_slots) if o["name"] == out_name), None)
+        in_index = next((i for i, s in enumerate(in_slots) if s["name"] == in_name), None)
+        if out_index is None or in_index is None:
+            raise ValueError(f"{workflow.file}: no socket for link {src}.{out_name} -> {dst}.{in_name}")
+        if in_slots[in_index]["link"] is not None:
+            raise ValueError(f"{workflow.file}: {dst}.{in_name} is linked twice")
+        link_type = out_slots[out_index]["type"]
+        in_slots[in_index]["link"] = link_id
+        out_slots[out_index]["links"].append(link_id)
+        links.append([link_id, ids[src], out_index, ids[dst], in_index, link_type])
+    for n in all_nodes:
+        schema = schemas[n.key]
+        if schema is None:
+            continue
+        required = [s.name for s in schema.inputs if s.section == "required" and not s.is_widget]
+        unlinked = [s["name"] for s in inputs[n.key] if s["link"] is None and s["name"] in required]
+        if unlinked:
+            raise ValueError(f"{workflow.file}: {n.key} ({n.type}) has unlinked inputs {unlinked}")
+
+    order = _execution_order(all_nodes, ids, links)
+    nodes_json = []
+    x = LEFT
+    for column in columns:
+        y = TOP
+        width = 0
+        for n in column:
+            size = _body_size(n, schemas[n.key], len(inputs[n.key]), len(outputs[n.key]))
+            entry: dict[str, Any] = {"id": ids[n.key], "type": n.type, "pos": [x, y], "size": size, "flags": {},
+                                     "order": order[n.key], "mode": 0, "inputs": inputs[n.key],
+                                     "outputs": outputs[n.key]}
+            if n.title:
+                entry["title"] = n.title
+            properties: dict[str, Any] = {"Node name for S&R": n.type}
+            if n.type == "Note":
+                properties = {"text": ""}
+            if n.models:
+                properties["models"] = [dict(m) for m in n.models]
+            entry["properties"] = properties
+            entry["widgets_values"] = _widget_values(n, schemas[n.key])
+            if n.color:
+                entry["color"], entry["bgcolor"] = n.color, n.bgcolor
+            nodes_json.append(entry)
+            y += size[1] + TITLE_H + ROW_GAP
+            width = max(width, size[0])
+        x += width + COLUMN_GAP
+    nodes_json.sort(key=lambda e: e["id"])
+    return {
+        "last_node_id": max(ids.values()),
+        "last_link_id": len(links),
+        "nodes": nodes_json,
+        "links": links,
+        "groups": [],
+        "config": {},
+        "extra": {"title": workflow.title},
+        "version": 0.4,
+    }
+
+
+def _execution_order(nodes: list[Node], ids: dict[str, int], links: list[list]) -> dict[str, int]:
+    by_id = {ids[n.key]: n.key for n in nodes}
+    parents: dict[int, set[int]] = {i: set() for i in by_id}
+    for _, src, _, dst, _, _ in links:
+        parents[dst].add(src)
+    order: dict[str, int] = {}
+    done: set[int] = set()
+    while len(done) < len(by_id):
+        ready = sorted(i for i in by_id if i not in done and parents[i] <= done)
+        if not ready:
+            raise ValueError("the links form a cycle")
+        for i in ready:
+            order[by_id[i]] = len(order)
+            done.add(i)
+    return order
+
+
+def dumps(value: Any, indent: str = "") -> str:
+    """JSON indented like ComfyUI's files, but with lists of plain values (positions,
+    sizes, links, widget values) kept on one line, so a file reads node by node."""
+    inner = indent + "  "
+    if isinstance(value, dict) and value:
+        items = [f"{inner}{json.dumps(k)}: {dumps(v, inner)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + "\n" + indent + "}"
+    if isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value):
+        return "[\n" + ",\n".join(inner + dumps(v, inner) for v in value) + "\n" + indent + "]"
+    return json.dumps(value, ensure_ascii=False)
+
+
+def write_all() -> list[Path]:
+    registry = _registry()
+    written = []
+    WORKFLOWS.mkdir(exist_ok=True)
+    for workflow in workflows():
+        path = WORKFLOWS / workflow.file
+        path.write_text(dumps(build(workflow, registry)) + "\n")
+        written.append(path)
+    INPUTS.mkdir(exist_ok=True)
+    for name, draw in ((SCENE, draw_scene), (SCENE_INPAINT, draw_scene_for_inpainting), (PATTERN, draw_pattern)):
+        path = INPUTS / name
+        draw().save(path, optimize=True)
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    for path in write_all():
+        print(path.relative_to(ROOT), path.stat().st_size)
