@@ -44,6 +44,7 @@ class CondRow:
     t_min: float = -math.inf
     control: Any = None             # diffusion.controlnet.ControlApplication
     meta: dict = field(default_factory=dict, repr=False)
+    class_labels: Any = None        # unCLIP: the adm vector [1, W] (diffusion.unclip)
 
     def active_at(self, t: float) -> bool:
         return self.t_min <= t <= self.t_max
@@ -200,8 +201,11 @@ def _control_to_uncond(entries: list[_Entry]) -> None:
 
 
 def resolve_rows(model: DiffusionModel, positive: Sequence, negative: Sequence, use_negative: bool,
-                 size: tuple[int, int] | None, device, dtype) -> list[CondRow]:
-    """The rows of ``positive`` (and ``negative`` with CFG) for a latent of ``size`` (h, w)."""
+                 size: tuple[int, int] | None, device, dtype, seed: int | None = None) -> list[CondRow]:
+    """The rows of ``positive`` (and ``negative`` with CFG) for a latent of ``size`` (h, w);
+    ``seed`` (the sampler's) draws unCLIP's noise augmentation."""
+    from .unclip import class_labels_for
+
     if not positive:
         raise SamplingError("positive conditioning is empty")
     if use_negative and not negative:
@@ -237,11 +241,13 @@ def resolve_rows(model: DiffusionModel, positive: Sequence, negative: Sequence, 
             embeds, ids = _sdxl_added(e.meta)
             added = {"text_embeds": embeds.to(device, dtype), "time_ids": ids.to(device, dtype)}
         start, end = float(e.meta.get("start_percent", 0.0)), float(e.meta.get("end_percent", 1.0))
+        labels = class_labels_for(model, e.meta, seed)
         rows.append(CondRow(
             context=context.to(device, dtype), added=added, positive=e.positive,
             strength=float(e.meta.get("strength", 1.0)), area=e.area,
             mask=None if e.mask is None else e.mask.to(device),
             t_max=_percent_timestep(start) if start > 0 else math.inf,
             t_min=_percent_timestep(end) if end < 1 else -math.inf,
-            control=e.meta.get("control"), meta=e.meta))
+            control=e.meta.get("control"), meta=e.meta,
+            class_labels=None if labels is None else labels.to(device, dtype)))
     return rows

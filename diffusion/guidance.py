@@ -30,7 +30,7 @@ class GuidedModel:
     concatenated to ``x`` for inpainting UNets (never shown to ControlNets)."""
 
     def __init__(self, model: DiffusionModel, positive, negative, cfg: float, extra_channels=None,
-                 latent_shape: tuple[int, ...] | None = None):
+                 latent_shape: tuple[int, ...] | None = None, seed: int | None = None):
         self.model = model
         self.unet = model.manager.use(model.unet)
         p = next(self.unet.parameters())
@@ -39,7 +39,7 @@ class GuidedModel:
         self.use_negative = self.cfg != 1.0
         size = None if latent_shape is None else (int(latent_shape[-2]), int(latent_shape[-1]))
         self.rows: list[CondRow] = resolve_rows(model, positive, negative, self.use_negative, size,
-                                                self.device, self.dtype)
+                                                self.device, self.dtype, seed)
         for row in self.rows:
             for node in row.control_chain():
                 model.manager.use(node.control.model)
@@ -108,6 +108,8 @@ class GuidedModel:
             added = {k: torch.cat([r.added[k].expand(b, -1) for r in rows]) for k in rows[0].added}
         t_in = torch.as_tensor(t, device=self.device).float().reshape(-1)[:1].expand(n * b)
         kwargs = self._control(rows, x, t_in[:1], b)
+        if rows[0].class_labels is not None:  # unCLIP's image embedding (adm)
+            kwargs["class_labels"] = torch.cat([r.class_labels.expand(b, -1) for r in rows])
         return self.unet(x_in, t_in, encoder_hidden_states=context, added_cond_kwargs=added,
                          return_dict=False, **kwargs)[0].float()
 

@@ -120,6 +120,9 @@ def unet_config(arch: Architecture, shapes: Shapes) -> dict[str, Any]:
         config.update(class_embed_type=None, addition_embed_type="text_time",
                       addition_time_embed_dim=(unet["adm_in_channels"] - pooled) // 6,
                       projection_class_embeddings_input_dim=unet["adm_in_channels"])
+    elif "adm_in_channels" in unet:
+        # SD2.1 unCLIP: label_emb projects the (noised) image embedding into the time embedding
+        config.update(class_embed_type="projection", projection_class_embeddings_input_dim=unet["adm_in_channels"])
     return config
 
 

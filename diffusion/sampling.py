@@ -88,7 +88,7 @@ def sample(model: DiffusionModel, *, seed: int, steps: int, cfg: float, sampler_
     run = plan(sampler_name, scheduler, model.prediction_type)
     mask = None if latent.get("noise_mask") is None else latent_mask(latent["noise_mask"], latent_image.shape)
     extra = unet_extra_channels(model, latent_image, mask)
-    guided = GuidedModel(model, positive, negative, cfg, extra, latent_shape=latent_image.shape)
+    guided = GuidedModel(model, positive, negative, cfg, extra, latent_shape=latent_image.shape, seed=seed)
     generator = torch.Generator("cpu").manual_seed(int(seed) & 0xFFFFFFFFFFFFFFFF)
     with torch.inference_mode():
         if run.own is None:
