@@ -293,7 +293,7 @@ def workflows() -> list[Workflow]:
          [Node("second_pass", "KSampler", sampler(steps=14, denoise=0.5).widgets, title="Second pass (denoise 0.5)",
                width=315)],
          *save],
-        [*[link for link in sd_links("first_pass")],
+        [*sd_links("first_pass"),
          ("first_pass", "LATENT", "upscale", "samples"),
          ("ckpt", "MODEL", "second_pass", "model"), ("positive", "CONDITIONING", "second_pass", "positive"),
          ("negative", "CONDITIONING", "second_pass", "negative"), ("upscale", "LATENT", "second_pass", "latent_image"),
@@ -634,18 +634,28 @@ def dumps(value: Any, indent: str = "") -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def write_all() -> list[Path]:
+def documents() -> dict[str, dict[str, Any]]:
+    """Every workflow file's content, by file name."""
     registry = _registry()
+    return {workflow.file: build(workflow, registry) for workflow in workflows()}
+
+
+def pictures() -> dict[str, Any]:
+    """Every example input image (PIL), by file name."""
+    return {SCENE: draw_scene(), SCENE_INPAINT: draw_scene_for_inpainting(), PATTERN: draw_pattern()}
+
+
+def write_all() -> list[Path]:
     written = []
     WORKFLOWS.mkdir(exist_ok=True)
-    for workflow in workflows():
-        path = WORKFLOWS / workflow.file
-        path.write_text(dumps(build(workflow, registry)) + "\n")
+    for name, document in documents().items():
+        path = WORKFLOWS / name
+        path.write_text(dumps(document) + "\n")
         written.append(path)
     INPUTS.mkdir(exist_ok=True)
-    for name, draw in ((SCENE, draw_scene), (SCENE_INPAINT, draw_scene_for_inpainting), (PATTERN, draw_pattern)):
+    for name, picture in pictures().items():
         path = INPUTS / name
-        draw().save(path, optimize=True)
+        picture.save(path, optimize=True)
         written.append(path)
     return written
 

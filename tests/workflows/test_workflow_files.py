@@ -152,3 +152,19 @@ def test_the_inpainting_example_has_a_transparent_hole_to_repaint():
     assert image.shape == (1, 512, 512, 3)
     covered = float(mask.mean())
     assert set(mask.unique().tolist()) == {0.0, 1.0} and 0.05 < covered < 0.3
+
+
+def test_the_files_are_what_generate_py_writes():
+    """generate.py is where the workflows are described; an edit made only to a file
+    would be lost the next time they are regenerated."""
+    import numpy as np
+    from PIL import Image
+
+    from .generate import documents, pictures
+
+    stale = [name for name, document in documents().items() if load_workflow(name) != document]
+    for name, picture in pictures().items():
+        with Image.open(INPUTS / name) as shipped:
+            if shipped.mode != picture.mode or not np.array_equal(np.asarray(shipped), np.asarray(picture)):
+                stale.append(f"inputs/{name}")
+    assert not stale, f"out of date (run: .venv/bin/python -m tests.workflows.generate): {stale}"
