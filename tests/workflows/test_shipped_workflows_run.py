@@ -227,12 +227,15 @@ def test_image_only_blends_the_scaled_pattern_over_the_scene_exactly(host):
     workflow = converted(host, "image_only.json")
     run = host.run_workflow(workflow)
     [result] = saved(run, workflow)
+    got = pixels(result)
+    assert got.shape == (512, 512, 3)
+    assert np.abs(got - image_only_expected()).max() <= 1  # float32 in Loom, float64 here: truncation may differ by one
 
-    # Computed here without Loom: nearest-neighbour 2x (each pixel doubled), multiply blend at 0.5.
+
+def image_only_expected() -> np.ndarray:
+    """image_only.json's result computed without Loom: the pattern doubled pixel by pixel
+    (nearest-exact 2x), multiplied over the scene, mixed in at 0.5, truncated to 8 bits."""
     scene = pixels(INPUTS / SCENE).astype(np.float64) / 255
     pattern = pixels(INPUTS / PATTERN).astype(np.float64) / 255
     doubled = pattern.repeat(2, axis=0).repeat(2, axis=1)
-    expected = np.clip(255 * (scene * 0.5 + scene * doubled * 0.5), 0, 255).astype(np.uint8)
-    got = pixels(result)
-    assert got.shape == (512, 512, 3)
-    assert np.abs(got - expected).max() <= 1  # float32 in Loom vs float64 here: truncation may differ by one
+    return np.clip(255 * (scene * 0.5 + scene * doubled * 0.5), 0, 255).astype(np.uint8)
