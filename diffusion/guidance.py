@@ -108,6 +108,10 @@ class GuidedModel:
             added = {k: torch.cat([r.added[k].expand(b, -1) for r in rows]) for k in rows[0].added}
         t_in = torch.as_tensor(t, device=self.device).float().reshape(-1)[:1].expand(n * b)
         kwargs = self._control(rows, x, t_in[:1], b)
+        if any(r.meta.get("gligen") is not None for r in rows):  # GLIGEN text boxes
+            from .gligen import unet_kwargs
+
+            kwargs.update(unet_kwargs(self.unet, rows, x, b))
         if rows[0].class_labels is not None:  # unCLIP's image embedding (adm)
             kwargs["class_labels"] = torch.cat([r.class_labels.expand(b, -1) for r in rows])
         return self.unet(x_in, t_in, encoder_hidden_states=context, added_cond_kwargs=added,
