@@ -290,3 +290,16 @@ def test_an_image_embedding_of_the_wrong_width_is_a_clear_error(unclip_parts):
                                      "strength": 1.0, "noise_augmentation": 0.0}]}
     with pytest.raises(SamplingError, match="48 wide but this unCLIP model takes 32"):
         class_labels_for(model, meta, SEED)
+
+
+def test_unclip_conditioning_on_sdxl_says_revision_is_not_supported():
+    from types import SimpleNamespace
+
+    from diffusion.clip_vision import ClipVisionOutput
+    from diffusion.unclip import class_labels_for
+
+    sdxl = SimpleNamespace(family="sdxl", unet=SimpleNamespace(config={"class_embed_type": None}))
+    meta = {"unclip_conditioning": [{"clip_vision_output": ClipVisionOutput(torch.randn(1, 64), None, None),
+                                     "strength": 1.0, "noise_augmentation": 0.0}]}
+    with pytest.raises(SamplingError, match="SDXL.*not supported"):
+        class_labels_for(sdxl, meta, SEED)
