@@ -6,3 +6,6 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+
+# The session's one Chromium, shared by every browser test directory.
+pytest_plugins = ["tests.browser_session"]

@@ -23,7 +23,7 @@ from .hub import Hub
 from .prompt_queue import PromptQueue
 from .records import QueueItem
 from .routes_files import FileRoutes
-from .routes_editor import EditorRoutes
+from .routes_editor import EditorRoutes, provide_example_inputs
 from .routes_info import InfoRoutes
 from .routes_models import ModelRoutes
 from .routes_queue import QueueRoutes
@@ -168,6 +168,7 @@ class LoomServer:
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
+        provide_example_inputs(self.folders.input)
         self.hub = Hub(self.loop)
         self.store = Store(self.db_path, self.options.max_history)
         self.store.bind_loop(self.loop)

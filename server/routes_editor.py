@@ -8,6 +8,8 @@ user's saved ones under ``<user>/workflows/`` (subfolders included);
 
 from __future__ import annotations
 
+import logging
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,11 +21,39 @@ from .static import safe_child
 if TYPE_CHECKING:
     from .app import LoomServer
 
+log = logging.getLogger("loom.server")
+
 #: The example workflows shipped with Loom (issue 8).
 SHIPPED_WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
 USER_PREFIX = "user/"
+#: Input images the shipped workflows load (LoadImage), copied into a new
+#: input folder so the examples run without hunting for pictures.
+EXAMPLE_INPUTS = SHIPPED_WORKFLOWS / "inputs"
+
 #: A workflow is kilobytes; this only keeps a stray huge file from being read.
 MAX_WORKFLOW_BYTES = 64 * 1024 * 1024
+
+
+def provide_example_inputs(input_dir: Path) -> list[str]:
+    """Copy the shipped workflows' input images into a new (absent or empty)
+    ``input_dir``.  Only then: a folder the user has used is theirs, and images
+    they deleted stay deleted."""
+    copied: list[str] = []
+    input_dir = Path(input_dir)
+    if not EXAMPLE_INPUTS.is_dir() or (input_dir.is_dir() and any(input_dir.iterdir())):
+        return copied
+    for source in sorted(EXAMPLE_INPUTS.glob("*.png")):
+        target = Path(input_dir) / source.name
+        if target.exists():
+            continue
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+        except OSError as exc:  # a read-only input folder must not stop the server
+            log.warning("could not copy the example image %s to %s: %s", source.name, input_dir, exc)
+            continue
+        copied.append(source.name)
+    return copied
 
 
 class EditorRoutes:

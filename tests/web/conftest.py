@@ -12,17 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser_session import CHROMIUM, CHROMIUM_ARGS, chromium_missing  # noqa: F401  (re-exported)
+
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-output" / "screenshots"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 CHECKPOINT = "tiny_sd1.safetensors"
-
-
-def chromium_missing() -> str | None:
-    if not Path(CHROMIUM).exists():
-        return f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium)"
-    return None
 
 
 class ServerThread:
@@ -108,19 +102,6 @@ def loom_server(loom_base):
     server = ServerThread(loom_base).start()
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="session")
-def browser():
-    missing = chromium_missing()
-    assert missing is None, missing
-    os.environ["PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD"] = "1"
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @contextmanager

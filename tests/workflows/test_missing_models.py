@@ -9,6 +9,9 @@ from .conftest import ServerThread, load_workflow, shipped_files
 
 NEEDS_MODELS = [name for name in shipped_files()
                 if any(n["properties"].get("models") for n in load_workflow(name)["nodes"])]
+#: Workflows with an output that needs no model (the Canny edge preview reads only the
+#: example image): as in ComfyUI, that output is queued and the others are reported.
+RUNS_PARTLY_WITHOUT_MODELS = {"controlnet_canny.json"}
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +37,7 @@ def test_txt2img_without_its_checkpoint_is_refused_naming_the_file_and_the_folde
 def test_each_missing_model_of_a_workflow_is_named_with_its_folder(empty_host, name):
     workflow = load_workflow(name)
     status, body = empty_host.request("POST", "/prompt", {"workflow": workflow})
-    assert status == 400
+    assert status == (200 if name in RUNS_PARTLY_WITHOUT_MODELS else 400)
     for node in workflow["nodes"]:
         for model in node["properties"].get("models", []):
             errors = body["node_errors"].get(str(node["id"]), {}).get("errors", [])

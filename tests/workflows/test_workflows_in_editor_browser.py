@@ -6,8 +6,6 @@ A screenshot of each opened workflow is saved to test-output/screenshots/workflo
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from engine.workflow_format import schemas_from_object_info, ui_to_api
@@ -16,8 +14,6 @@ from .conftest import ROOT, ServerThread, load_workflow, shipped_files
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SCREENSHOTS = ROOT / "test-output" / "screenshots"
 
 
@@ -30,23 +26,17 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(server):
-    assert os.path.exists(CHROMIUM), f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium)"
-    os.environ["PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD"] = "1"
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1600, "height": 900})
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(server.url + "/")
-        page.wait_for_selector("body[data-ready=true]", timeout=15000)
-        page.wait_for_function("window.loom.api.online === true", timeout=10000)
-        page.js_errors = errors
-        yield page
-        browser.close()
+def page(server, browser):
+    context = browser.new_context(viewport={"width": 1600, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server.url + "/")
+    page.wait_for_selector("body[data-ready=true]", timeout=15000)
+    page.wait_for_function("window.loom.api.online === true", timeout=10000)
+    page.js_errors = errors
+    yield page
+    context.close()
 
 
 @pytest.mark.parametrize("name", shipped_files())
