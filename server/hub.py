@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import logging
 import struct
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
+
+from .jsonio import dumps
 
 log = logging.getLogger("loom.server")
 
@@ -36,17 +37,6 @@ POLL_INTERVAL = 0.002
 WRITE_HIGH_WATER = 256 * 1024
 #: Queue-size broadcasts are sent at most this often.
 STATUS_INTERVAL = 0.05
-
-
-def _jsonable(value: Any) -> Any:
-    """JSON for what nodes put in their ui dicts besides plain JSON."""
-    if isinstance(value, Mapping):
-        return dict(value)
-    if isinstance(value, (tuple, set, frozenset)):
-        return list(value)
-    if isinstance(value, (bytes, bytearray)):
-        return f"<{len(value)} bytes>"
-    return repr(value)
 
 
 def preview_frame(image_format: str, image: bytes) -> bytes:
@@ -166,7 +156,7 @@ class Hub:
     # ------------------------------------------------------ any thread
     def post(self, event: str, data: Any, sid: str | None = None, urgent: bool = False) -> None:
         """Send ``{"type": event, "data": data}`` to ``sid`` (None: everyone)."""
-        self.post_raw(Outgoing(sid, json.dumps({"type": event, "data": data}, default=_jsonable)), urgent)
+        self.post_raw(Outgoing(sid, dumps({"type": event, "data": data})), urgent)
 
     def post_preview(self, image_format: str, image: bytes, sid: str | None = None) -> None:
         self.post_raw(Outgoing(sid, preview_frame(image_format, image)))
@@ -240,7 +230,7 @@ class Hub:
         with self._lock:
             self._status_dirty = False
         self._last_status = now
-        message = json.dumps({"type": "status", "data": {"status": self.status_source()}})
+        message = dumps({"type": "status", "data": {"status": self.status_source()}})
         self._deliver(Outgoing(None, message))
 
     def _status_timer(self) -> None:
@@ -278,7 +268,7 @@ class Hub:
         return client
 
     def send_now(self, client: Client, event: str, data: Any) -> None:
-        client.offer(json.dumps({"type": event, "data": data}, default=repr))
+        client.offer(dumps({"type": event, "data": data}))
 
     def detach(self, client: Client) -> None:
         if self.clients.get(client.sid) is client:

@@ -22,6 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from .jsonio import dumps
 from .records import HistoryEntry, QueueItem
 
 SCHEMA = """
@@ -66,10 +67,15 @@ _MAX_BATCH = 512
 _STOP = object()
 
 
+#: Queued prompts keep Python's JSON (NaN stays NaN), so a prompt resumed
+#: after a restart is exactly the one that was queued.
+_PROMPT_ENCODER = json.JSONEncoder(separators=(",", ":"), default=repr)
+
+
 def _dumps(value: Any) -> str:
-    # Prompts may carry values JSON can't hold (NaN from a client, bytes from a
-    # plug-in's ui dict); store something readable rather than fail the commit.
-    return json.dumps(value, separators=(",", ":"), default=repr)
+    # Prompts may carry values strict JSON can't hold (NaN from a client); store
+    # something readable rather than fail the commit.
+    return _PROMPT_ENCODER.encode(value)
 
 
 def _resolve(results: list) -> None:
@@ -212,7 +218,8 @@ class Store:
         """Move a prompt from the queue to history (one transaction: a prompt
         is either still queued or finished, never both or neither)."""
         item = entry.item
-        record = (item.prompt_id, item.number, entry.status_str, _dumps(entry.wire()), time.time())
+        # History is sent to clients as stored: strict JSON.
+        record = (item.prompt_id, item.number, entry.status_str, dumps(entry.wire()), time.time())
         files = [(item.prompt_id, *f) for f in entry.output_files()]
         max_history = self.max_history
         self._completed += 1

@@ -69,4 +69,10 @@ def Fail(message: str = String("boom")) -> None:
     raise RuntimeError(message)
 
 
-TEST_NODES = [Text, Upper, Show, Sleep, Busy, Previews, Fail]
+@node(category="test", output_node=True)
+def NonFinite() -> None:
+    """Shows values JSON has no literal for."""
+    return NodeOutput(ui={"values": [float("nan"), float("inf"), 1.5], "raw": [b"\x00\x01"]})
+
+
+TEST_NODES = [Text, Upper, Show, Sleep, Busy, Previews, Fail, NonFinite]

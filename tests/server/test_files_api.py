@@ -157,7 +157,7 @@ async def test_view_returns_an_output_file_with_its_content_type(server):
 
 
 async def test_view_reads_input_and_annotated_names(server):
-    (server.base / "input").mkdir(parents=True)
+    (server.base / "input").mkdir(parents=True, exist_ok=True)
     (server.base / "input" / "in.png").write_bytes(png_bytes())
     async with await server.get("/view", params={"filename": "in.png", "type": "input"}) as response:
         assert response.status == 200
