@@ -25,9 +25,27 @@ export function nodeWidgets(node, schema) {
   return widgets;
 }
 
+export const TEXT_LINE_H = 15;
+/** A multiline text box is never shorter than this; it grows with its node (as ComfyUI's). */
+export const MULTILINE_MIN_H = WIDGET_H * 3;
+
+export function isMultiline(w) {
+  return w.spec.type === "STRING" && Boolean(w.spec.options?.multiline);
+}
+
 function widgetHeight(w) {
-  if (w.spec.type === "STRING" && w.spec.options?.multiline) return WIDGET_H * 3;
-  return WIDGET_H;
+  return isMultiline(w) ? MULTILINE_MIN_H : WIDGET_H;
+}
+
+/** How many wrapped lines of text a multiline box of height `h` shows. */
+export function textLinesFitting(h) {
+  // The first line's middle is 12 below the box top; a line needs ~6 below its middle.
+  return Math.max(1, Math.floor((h - 3) / TEXT_LINE_H));
+}
+
+// Output images (and live previews) take the room below the widgets.
+function showsImages(node, schema) {
+  return Boolean(node.images?.length || node.preview || schema?.outputNode && /Image/.test(node.type));
 }
 
 // A legacy Reroute node is a small pass-through box, as ComfyUI draws it.
@@ -40,7 +58,7 @@ export function contentSize(node, schema) {
   let h = rows * SLOT_H + PAD;
   for (const w of nodeWidgets(node, schema)) h += widgetHeight(w) + (w.control ? WIDGET_H + WIDGET_GAP : 0) + WIDGET_GAP;
   // Room for output images, and for live previews on a sampler while (and after) it runs.
-  if (node.images?.length || node.preview || schema?.outputNode && /Image/.test(node.type)) h += IMAGE_MIN_H;
+  if (showsImages(node, schema)) h += IMAGE_MIN_H;
   return [MIN_W, Math.max(h + PAD, SLOT_H + PAD)];
 }
 
@@ -69,14 +87,19 @@ export function outputPos(node, index, schema) {
   return [node.pos[0] + w, node.pos[1] + PAD / 2 + SLOT_H * (index + 0.5)];
 }
 
-/** Widget rows: [{widget, x, y, w, h, controlRect?}] in world units. */
+/** Widget rows: [{widget, x, y, w, h, controlRect?}] in world units. Multiline text
+ * boxes share whatever height the node has beyond its minimum (unless output images
+ * claim it), so resizing a node taller shows more of a long prompt or note. */
 export function widgetRects(node, schema) {
-  const [w] = bodySize(node, schema);
+  const [w, bodyH] = bodySize(node, schema);
+  const widgets = nodeWidgets(node, schema);
+  const tall = widgets.filter(isMultiline).length;
+  const spare = tall && !showsImages(node, schema) ? Math.max(0, bodyH - contentSize(node, schema)[1]) : 0;
   const rows = Math.max(node.inputs.length, node.outputs.length);
   let y = node.pos[1] + PAD / 2 + rows * SLOT_H + WIDGET_GAP;
   const out = [];
-  for (const widget of nodeWidgets(node, schema)) {
-    const h = widgetHeight(widget);
+  for (const widget of widgets) {
+    const h = widgetHeight(widget) + (isMultiline(widget) ? spare / tall : 0);
     const rect = { widget, x: node.pos[0] + PAD + 4, y, w: w - 2 * PAD - 8, h };
     y += h + WIDGET_GAP;
     if (widget.control) {

@@ -2,7 +2,8 @@
 // culls nodes and links to the viewport through a spatial grid, and drops to
 // plain boxes when zoomed far out.
 import { SpatialGrid } from "../lib/spatial.js";
-import { TITLE_H, SLOT_H, WIDGET_H, bodySize, imageRect, inputPos, nodeBounds, outputPos, widgetRects } from "../lib/layout.js";
+import { TITLE_H, SLOT_H, WIDGET_H, TEXT_LINE_H, bodySize, imageRect, inputPos, isMultiline, nodeBounds, outputPos, textLinesFitting, widgetRects } from "../lib/layout.js";
+import { visibleLines, wrapLines } from "../lib/text_wrap.js";
 import { MODE_BYPASSED, MODE_MUTED } from "../lib/graph.js";
 import { REROUTE_RADIUS, reroutePath } from "../lib/reroutes.js";
 import { isGroupNodeType } from "../lib/workflow_to_api.js";
@@ -358,9 +359,11 @@ export class Renderer {
         ctx.textAlign = "left";
         continue;
       }
-      if (spec.type === "STRING" && spec.options?.multiline) {
+      if (isMultiline(widget)) {
         ctx.fillStyle = "#c9d1d9";
-        wrapText(ctx, String(value ?? ""), rect.x + 8, rect.y + 12, rect.w - 16, 15, Math.floor(rect.h / 15));
+        const width = rect.w - 16;
+        this.textBoxLines(String(value ?? ""), rect).shown
+          .forEach((line, i) => ctx.fillText(fit(ctx, line, width), rect.x + 8, rect.y + 12 + i * TEXT_LINE_H));
         if (!value) { ctx.fillStyle = "#6e7681"; ctx.fillText(widget.name, rect.x + 8, rect.y + 12); }
         continue;
       }
@@ -406,6 +409,23 @@ export class Renderer {
         ctx.textAlign = "left";
       }
     }
+  }
+
+  /** What a multiline text box draws: {lines (wrapped, up to `limit`), shown, truncated}. */
+  textBoxLines(text, rect, limit = textLinesFitting(rect.h) + 1) {
+    const { ctx } = this;
+    ctx.font = `12px ${FONT}`;
+    const lines = wrapLines(text, rect.w - 16, (t) => ctx.measureText(t).width, limit);
+    return { lines, ...visibleLines(lines, textLinesFitting(rect.h)) };
+  }
+
+  /** The text box of a node's multiline widget as drawn: {total, shown, truncated, height}
+   * (world units), or null when the node draws no such widget. */
+  multilineState(node, name) {
+    const rect = widgetRects(node, this.editor.graph.schemaOf(node)).rects.find((r) => r.widget.name === name);
+    if (!rect || !isMultiline(rect.widget)) return null;
+    const { lines, shown, truncated } = this.textBoxLines(String(node.values[name] ?? ""), rect, Infinity);
+    return { total: lines.length, shown: shown.length, truncated, height: rect.h };
   }
 
   drawImages(node, schema) {
@@ -479,21 +499,6 @@ function fit(ctx, text, width) {
     else hi = mid - 1;
   }
   return text.slice(0, lo) + "…";
-}
-
-function wrapText(ctx, text, x, y, width, lineH, maxLines) {
-  const lines = [];
-  for (const para of text.split("\n")) {
-    let line = "";
-    for (const word of para.split(" ")) {
-      const test = line ? `${line} ${word}` : word;
-      if (ctx.measureText(test).width > width && line) { lines.push(line); line = word; } else line = test;
-      if (lines.length >= maxLines) break;
-    }
-    lines.push(line);
-    if (lines.length >= maxLines) break;
-  }
-  lines.slice(0, maxLines).forEach((l, i) => ctx.fillText(fit(ctx, l, width), x, y + i * lineH));
 }
 
 export function formatFloat(value, spec) {
