@@ -331,7 +331,8 @@ def sample_custom(model: DiffusionModel, sampler: Sampler, sigmas, *, seed: int,
         else torch.zeros_like(latent_image)
     mask = None if latent.get("noise_mask") is None else latent_mask(latent["noise_mask"], latent_image.shape)
     extra = unet_extra_channels(model, latent_image, mask)
-    guided = GuidedModel(model, positive, negative, cfg, extra, latent_shape=latent_image.shape)
+    # the seed also draws unCLIP's image-embedding noise augmentation (as the KSampler's does)
+    guided = GuidedModel(model, positive, negative, cfg, extra, latent_shape=latent_image.shape, seed=seed)
     device = guided.device
     generator = torch.Generator("cpu").manual_seed(int(seed) & 0xFFFFFFFFFFFFFFFF)
     D = _Denoiser(model, guided, plan("euler", "normal", model.prediction_type).scheduler)

@@ -216,6 +216,33 @@ def test_the_same_seed_gives_the_same_latent(unclip_parts):
     assert torch.equal(_sample(unclip_parts, noise_augmentation=0.3), _sample(unclip_parts, noise_augmentation=0.3))
 
 
+def _sample_custom(parts, *, noise_augmentation, seed, add_noise=True, steps=1):
+    """SamplerCustom (euler on BasicScheduler "simple") on the tiny unCLIP model; its output latent."""
+    from diffusion.clip_vision import encode_image
+    from diffusion.custom_sampling import Sampler, sample_custom, scheduler_sigmas
+    from diffusion.text_encoding import encode
+    from diffusion.unclip import apply_unclip
+
+    model, clip, _, vision = parts
+    positive = apply_unclip(encode(clip, POSITIVE), encode_image(vision, _picture()[1]), 1.0, noise_augmentation)
+    out, _ = sample_custom(model, Sampler("euler"), scheduler_sigmas(model, "simple", steps), seed=seed,
+                           add_noise=add_noise, cfg=7.0, positive=positive, negative=encode(clip, NEGATIVE),
+                           latent={"samples": torch.zeros(1, 4, 8, 8)})
+    return out["samples"]
+
+
+def test_sampler_custom_augments_the_image_with_its_noise_seed_like_the_ksampler(unclip_parts):
+    expected = _sample(unclip_parts, noise_augmentation=0.5, seed=SEED)
+    # euler runs through diffusers in the KSampler: equal up to float rounding
+    assert torch.allclose(_sample_custom(unclip_parts, noise_augmentation=0.5, seed=SEED), expected, atol=1e-5)
+
+
+def test_sampler_custom_noise_seeds_give_different_augmentations(unclip_parts):
+    # no starting noise and a deterministic sampler: only the image's augmentation noise depends on the seed
+    one, two = (_sample_custom(unclip_parts, noise_augmentation=0.5, seed=s, add_noise=False) for s in (1, 2))
+    assert not torch.allclose(one, two, atol=1e-4)
+
+
 def test_one_step_equals_stable_unclip_img2img_pipeline(tiny, env):
     from diffusers import StableUnCLIPImg2ImgPipeline
 
