@@ -15,7 +15,6 @@ so what is stored is what the editor draws.
 from __future__ import annotations
 
 import json
-import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,6 +121,11 @@ def draw_pattern():
 # -- the editor's layout rules (web/lib/layout.js) -----------------------------------------
 
 TITLE_H, SLOT_H, WIDGET_H, WIDGET_GAP, PAD, MIN_W, IMAGE_MIN_H = 30, 22, 24, 4, 8, 230, 200
+#: A multiline text box fills its node's spare height and shows one line per TEXT_LINE_H;
+#: its text is inset TEXT_INSET from the node's sides.  CHAR_W is a generous average glyph
+#: width of the editor's 12 px font (DejaVu Sans, Chromium's Linux default, averages
+#: ~6.2 px), so a note sized here shows in full whichever font the browser picks.
+TEXT_LINE_H, TEXT_INSET, CHAR_W = 15, 2 * PAD + 8 + 16, 7
 COLUMN_GAP, ROW_GAP, LEFT, TOP = 80, 40, 40, 80
 
 
@@ -158,10 +162,28 @@ NEGATIVE = dict(color="#322", bgcolor="#533")
 NOTE_COLORS = dict(color="#432", bgcolor="#653")
 
 
+def wrapped_lines(text: str, width: int) -> int:
+    """How many lines `text` wraps to in a text box on a node `width` wide, wrapping at
+    spaces as the editor does (web/lib/text_wrap.js)."""
+    per_line = (width - TEXT_INSET) // CHAR_W
+    count = 0
+    for paragraph in text.split("\n"):
+        count += 1
+        used = 0
+        for word in paragraph.split(" "):
+            if used and used + 1 + len(word) > per_line:
+                count += 1
+                used = len(word)
+            else:
+                used += (1 if used else 0) + len(word)
+    return count
+
+
 def note(text: str, width: int = 420) -> Node:
-    lines = sum(max(1, math.ceil(len(line) / 58)) for line in text.split("\n"))
+    # One spare line of room: the first line sits half a line below the box top.
+    box_h = (wrapped_lines(text, width) + 1) * TEXT_LINE_H
     return Node("note", "Note", {"text": text}, title="About this workflow", width=width,
-                extra_height=max(0, lines * 16 - 3 * WIDGET_H), **NOTE_COLORS)
+                extra_height=max(0, box_h - 3 * WIDGET_H), **NOTE_COLORS)
 
 
 def checkpoint(model: dict[str, str]) -> Node:

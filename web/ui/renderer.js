@@ -419,13 +419,13 @@ export class Renderer {
     return { lines, ...visibleLines(lines, textLinesFitting(rect.h)) };
   }
 
-  /** The text box of a node's multiline widget as drawn: {total, shown, truncated, height}
-   * (world units), or null when the node draws no such widget. */
+  /** The text box of a node's multiline widget as drawn: {total, shown, truncated, rect}
+   * (rect in world units), or null when the node draws no such widget. */
   multilineState(node, name) {
     const rect = widgetRects(node, this.editor.graph.schemaOf(node)).rects.find((r) => r.widget.name === name);
     if (!rect || !isMultiline(rect.widget)) return null;
     const { lines, shown, truncated } = this.textBoxLines(String(node.values[name] ?? ""), rect, Infinity);
-    return { total: lines.length, shown: shown.length, truncated, height: rect.h };
+    return { total: lines.length, shown: shown.length, truncated, rect: { x: rect.x, y: rect.y, w: rect.w, h: rect.h } };
   }
 
   drawImages(node, schema) {
