@@ -240,43 +240,25 @@ def build_clip_vision(source, prefix: str | None = None, dtype=None) -> ClipVisi
 
 def load_clip_vision(path: str | os.PathLike, manager=None) -> ClipVision:
     """A CLIP vision file (either layout), loaded once per file when a model manager is given."""
-    from .loading import WeightSource
-
-    path = Path(path)
-
-    def load() -> ClipVision:
-        dtype = None if manager is None else manager.text_dtype
-        vision = build_clip_vision(WeightSource(path), dtype=dtype)
-        return _owned(vision, manager)
-
-    return _through_manager(manager, path, "clip_vision", load)
+    return _load(Path(path), None, "clip_vision", manager)
 
 
 def load_checkpoint_clip_vision(path: str | os.PathLike, prefix: str, manager=None) -> ClipVision:
     """The CLIP vision tower stored inside a checkpoint under ``prefix``."""
+    return _load(Path(path), prefix, "checkpoint_clip_vision", manager)
+
+
+def _load(path: Path, prefix: str | None, kind: str, manager) -> ClipVision:
     from .loading import WeightSource
 
-    path = Path(path)
-
-    def load() -> ClipVision:
-        dtype = None if manager is None else manager.text_dtype
-        return _owned(build_clip_vision(WeightSource(path), prefix, dtype), manager)
-
-    return _through_manager(manager, path, "checkpoint_clip_vision", load)
-
-
-def _through_manager(manager, path: Path, what: str, load):
     if manager is None:
-        return load()
-    # The manager caches loaded files by (kind, path, size, mtime) — one copy per file.
-    return manager._cached(manager._file_key(path, what), load)
+        return build_clip_vision(WeightSource(path), prefix)
 
+    def load(file: Path) -> ClipVision:
+        vision = build_clip_vision(WeightSource(file), prefix, manager.text_dtype)
+        return ClipVision(vision.model, vision.family, vision.source, manager)
 
-def _owned(vision: ClipVision, manager) -> ClipVision:
-    if manager is None:
-        return vision
-    manager._own(vision.source, "clip_vision", vision.model)
-    return ClipVision(vision.model, vision.family, vision.source, manager)
+    return manager.load_file(path, kind, load, modules=lambda vision: (vision.model,), component="clip_vision")
 
 
 # -- encoding -------------------------------------------------------------------------------------

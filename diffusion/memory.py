@@ -20,7 +20,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable, TypeVar
 
 from .errors import ModelLoadError
 from .latent_formats import for_family
@@ -28,6 +28,8 @@ from .models import ClipModel, DiffusionModel, VaeModel
 
 #: Fraction of free device memory to keep spare when placing a module.
 _DEVICE_HEADROOM = 1.3
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,34 @@ class ModelManager:
         self._modules[id(module)] = (source, component, module)
         if self.device.type != "cpu":
             self.use(module)
+
+    def load_file(self, path: str | os.PathLike, kind: str, loader: Callable[[Path], T], *,
+                  modules: Callable[[T], Iterable[Any]] | None = None, component: str | None = None) -> T:
+        """Load the model file (or folder) at ``path`` once and keep it resident.
+
+        ``loader(path)`` builds the value; it is called again only when the file
+        changes on disk (its size or mtime), and :meth:`free` forgets it.  Until then
+        every call with the same ``path`` and ``kind`` returns the same object, so
+        several nodes and successive prompts share one copy.  ``kind`` names what is
+        read from the file ("gligen", "clip_vision" ...): one file can hold several
+        things, each cached on its own.  The torch modules ``modules(value)`` gives
+        (by default the value itself when it is a module) are placed like the UNet:
+        on the compute device, moved back to the CPU when room is needed, used
+        through :meth:`use`; :meth:`loaded_models` lists them as ``component``
+        (default: ``kind``).
+        """
+        import torch
+
+        path = Path(path)
+
+        def load() -> T:
+            value = loader(path)
+            owned = modules(value) if modules is not None else (value,) if isinstance(value, torch.nn.Module) else ()
+            for module in owned:
+                self._own(path.name, component or kind, module)
+            return value
+
+        return self._cached(self._file_key(path, kind), load)
 
     def load_checkpoint(self, path: str | os.PathLike) -> tuple[DiffusionModel, ClipModel, VaeModel]:
         """MODEL, CLIP and VAE of a single-file checkpoint or a diffusers folder."""

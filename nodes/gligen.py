@@ -5,15 +5,13 @@ the GLIGEN fusers for those entries (:mod:`diffusion.gligen`)."""
 
 from __future__ import annotations
 
-from engine.declare import Combo, Int, Socket, String, node
+from engine.declare import Int, Socket, String, node
 from engine.node import NodeContext
+
+from .model_files import ModelFile
 
 CONDITIONING, CLIP, GLIGEN = Socket("CONDITIONING"), Socket("CLIP"), Socket("GLIGEN")
 MAX_RESOLUTION = 16384
-
-
-def _gligen_files(env):
-    return [] if env is None else env.folders.list_models("gligen")
 
 
 def _load(ctx: NodeContext, name: str):
@@ -21,18 +19,12 @@ def _load(ctx: NodeContext, name: str):
 
     path = ctx.env.folders.model_path("gligen", name)
     manager = ctx.env.models
-    # the manager caches by file (path, size, mtime) and places the modules like the UNet
-    return manager._cached(manager._file_key(path, "gligen"), lambda: _owned(manager, path, load_gligen))
-
-
-def _owned(manager, path, load_gligen):
-    gligen = load_gligen(path, manager, dtype=manager.unet_dtype)
-    manager._own(gligen.source, "gligen", gligen.modules)
-    return gligen
+    return manager.load_file(path, "gligen", lambda p: load_gligen(p, manager, dtype=manager.unet_dtype),
+                             modules=lambda gligen: (gligen.modules,))
 
 
 @node(category="loaders", display_name="GLIGENLoader")
-def GLIGENLoader(ctx: NodeContext, gligen_name: str = Combo(_gligen_files, model_kind="gligen")) -> GLIGEN:
+def GLIGENLoader(ctx: NodeContext, gligen_name: str = ModelFile("gligen")) -> GLIGEN:
     """Loads a GLIGEN text-box model (models/gligen), for GLIGENTextBoxApply."""
     return _load(ctx, gligen_name)
 
