@@ -13,16 +13,13 @@ from engine.declare import Combo, Socket, node
 from engine.node import NodeContext
 
 from .imaging import IMAGE
+from .model_files import ModelFile
 
 CLIP_VISION, CLIP_VISION_OUTPUT = Socket("CLIP_VISION"), Socket("CLIP_VISION_OUTPUT")
 
 
-def _clip_vision_files(env):
-    return [] if env is None else env.folders.list_models("clip_vision")
-
-
 @node(category="loaders", display_name="Load CLIP Vision")
-def CLIPVisionLoader(ctx: NodeContext, clip_name: str = Combo(_clip_vision_files)) -> CLIP_VISION:
+def CLIPVisionLoader(ctx: NodeContext, clip_name: str = ModelFile("clip_vision")) -> CLIP_VISION:
     """Loads a CLIP vision model (ViT-L/14, ViT-H/14, ViT-bigG/14) from models/clip_vision."""
     from diffusion.clip_vision import load_clip_vision
 

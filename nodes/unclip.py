@@ -7,16 +7,14 @@ is in :mod:`diffusion.unclip`.
 
 from __future__ import annotations
 
-from engine.declare import Combo, Float, Socket, node
+from engine.declare import Float, Socket, node
 from engine.node import NodeContext
+
+from .model_files import ModelFile
 
 MODEL, CLIP, VAE = Socket("MODEL"), Socket("CLIP"), Socket("VAE")
 CONDITIONING = Socket("CONDITIONING")
 CLIP_VISION, CLIP_VISION_OUTPUT = Socket("CLIP_VISION"), Socket("CLIP_VISION_OUTPUT")
-
-
-def _checkpoints(env):
-    return [] if env is None else env.folders.list_models("checkpoints")
 
 
 @node(category="conditioning", display_name="unCLIP Conditioning")
@@ -32,7 +30,7 @@ def unCLIPConditioning(conditioning: CONDITIONING, clip_vision_output: CLIP_VISI
 
 @node(category="loaders", display_name="unCLIP Checkpoint Loader",
       output_names=("MODEL", "CLIP", "VAE", "CLIP_VISION"))
-def unCLIPCheckpointLoader(ctx: NodeContext, ckpt_name: str = Combo(_checkpoints)
+def unCLIPCheckpointLoader(ctx: NodeContext, ckpt_name: str = ModelFile("checkpoints")
                            ) -> tuple[MODEL, CLIP, VAE, CLIP_VISION]:
     """Loads an SD2.1 unCLIP checkpoint: its model, text encoder, VAE and CLIP vision model."""
     from diffusion.unclip import load_unclip_checkpoint

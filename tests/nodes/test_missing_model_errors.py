@@ -17,6 +17,9 @@ LOADERS = [
     ("VAELoader", "vae_name", "vae", {}),
     ("UpscaleModelLoader", "model_name", "upscale_models", {}),
     ("ControlNetLoader", "control_net_name", "controlnet", {}),
+    ("CLIPVisionLoader", "clip_name", "clip_vision", {}),
+    ("unCLIPCheckpointLoader", "ckpt_name", "checkpoints", {}),
+    ("GLIGENLoader", "gligen_name", "gligen", {}),
 ]
 
 
