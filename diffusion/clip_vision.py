@@ -48,10 +48,11 @@ class VisionFamily:
     activation: str
 
 
-#: The released towers ComfyUI ships configs for (heads are not width // 64 for H and bigG).
+#: The released towers ComfyUI ships configs for, and LAION's ViT-g (heads are not width // 64 for H, g, bigG).
 KNOWN_FAMILIES = (
     VisionFamily("ViT-L/14", 1024, 16, "quick_gelu"),
     VisionFamily("ViT-H/14", 1280, 16, "gelu"),
+    VisionFamily("ViT-g/14", 1408, 16, "gelu"),
     VisionFamily("ViT-bigG/14", 1664, 16, "gelu"),
 )
 #: Head width assumed for towers of other sizes (ViT-B's 768 → 12 heads; tiny ones → 1).

@@ -37,7 +37,10 @@ def CLIPRankImages(ctx: NodeContext,
                  if plain and (d / clip_name / "config.json").is_file()), None)
     if path is None:
         path = folders.model_path("clip_vision", clip_name)
-    ranked, scores = rank(load_clip_scorer(path), images, prompt, keep_top_k)
+    models = ctx.env.models  # kept resident: a "generate, rank" loop reads the model once
+    scorer = models.load_file(path, "clip_scorer", load_clip_scorer, modules=lambda loaded: (loaded.model,))
+    models.use(scorer.model)
+    ranked, scores = rank(scorer, images, prompt, keep_top_k)
     return ranked, scores, ", ".join(f"{s:.4f}" for s in scores)
 
 
