@@ -51,9 +51,6 @@ ESRGAN = {"name": "RealESRGAN_x4plus.safetensors",
 CLIP_L14 = {"name": "clip-vit-large-patch14.safetensors",
             "url": "https://huggingface.co/openai/clip-vit-large-patch14/resolve/main/model.safetensors",
             "directory": "clip_vision"}
-#: The single-file CLIP model needs its CLIPConfig beside it (diffusion/clip_ranking.py);
-#: downloads only take model files, so the note says where this one comes from.
-CLIP_L14_CONFIG_URL = "https://huggingface.co/openai/clip-vit-large-patch14/resolve/main/config.json"
 
 # -- example input images --------------------------------------------------------------------
 
@@ -435,8 +432,7 @@ def workflows() -> list[Workflow]:
         "Makes 8 images in one batch, scores each against the prompt with a CLIP model and saves only "
         "the 2 that match it best; all 8 show in the preview, the scores in the text node.\n"
         "Models: v1-5-pruned-emaonly-fp16.safetensors in models/checkpoints, "
-        "clip-vit-large-patch14.safetensors in models/clip_vision with its config saved beside it as "
-        f"clip-vit-large-patch14.json (from {CLIP_L14_CONFIG_URL}).\n"
+        "clip-vit-large-patch14.safetensors in models/clip_vision.\n"
         "The one prompt node feeds both the sampler and the ranking. Change batch_size and keep_top_k.",
         [[checkpoint(SD15),
           Node("text", "PrimitiveStringMultiline", {"value": text}, title="Prompt", width=400, **POSITIVE)],
