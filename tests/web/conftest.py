@@ -3,74 +3,17 @@ on an ephemeral port, and Debian's Chromium driven by Playwright."""
 
 from __future__ import annotations
 
-import asyncio
-import os
 import shutil
-import threading
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from tests.browser_session import CHROMIUM, CHROMIUM_ARGS, chromium_missing  # noqa: F401  (re-exported)
+from tests.server_thread import ServerThread
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-output" / "screenshots"
 CHECKPOINT = "tiny_sd1.safetensors"
-
-
-class ServerThread:
-    """Runs LoomServer on its own asyncio loop in a thread, so sync Playwright can drive it."""
-
-    def __init__(self, base: Path, port: int = 0, preview_method: str = "latent2rgb"):
-        self.base = base
-        self.port = port
-        self.preview_method = preview_method
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        try:
-            self.loop.run_until_complete(self._start())
-        except BaseException as exc:  # surfaced by start()
-            self.error = exc
-            self.ready.set()
-            return
-        self.ready.set()
-        self.loop.run_forever()
-
-    async def _start(self) -> None:
-        from server.app import LoomServer
-        from server.config import ServerOptions
-
-        registry = self.build_registry()
-        self.server = LoomServer(registry, ServerOptions(port=self.port, preview_interval=0.0))
-        await self.server.start()
-
-    def build_registry(self):
-        import nodes
-        from engine.registry import Registry
-        from nodes.runtime import LoomEnv
-
-        registry = Registry(env=LoomEnv.at(self.base, device="cpu", preview_method=self.preview_method))
-        registry.add_all(nodes.builtin_nodes(), origin="builtin")
-        return registry
-
-    def start(self) -> "ServerThread":
-        self.thread.start()
-        self.ready.wait(60)
-        if self.error:
-            raise self.error
-        self.url = f"http://127.0.0.1:{self.server.port}"
-        return self
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
 
 
 @pytest.fixture(scope="session")

@@ -5,19 +5,17 @@ for them, so running one workflow's test builds only that workflow's models."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
-import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+
+from tests.server_thread import ServerThread
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -32,69 +30,6 @@ def shipped_files() -> list[str]:
 
 def load_workflow(name: str) -> dict[str, Any]:
     return json.loads((WORKFLOWS / name).read_text())
-
-
-class ServerThread:
-    """LoomServer on its own asyncio loop in a thread, so sync tests can call it over HTTP."""
-
-    def __init__(self, base: Path):
-        self.base = base
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        try:
-            self.loop.run_until_complete(self._start())
-        except BaseException as exc:  # re-raised by start()
-            self.error = exc
-            self.ready.set()
-            return
-        self.ready.set()
-        self.loop.run_forever()
-
-    async def _start(self) -> None:
-        import nodes
-        from engine.registry import Registry
-        from nodes.runtime import LoomEnv
-        from server.app import LoomServer
-        from server.config import ServerOptions
-
-        self.registry = Registry(env=LoomEnv.at(self.base, device="cpu", preview_method="none"))
-        self.registry.add_all(nodes.builtin_nodes(), origin="builtin")
-        self.server = LoomServer(self.registry, ServerOptions(port=0, preview_interval=0.0))
-        await self.server.start()
-
-    def start(self) -> "ServerThread":
-        self.thread.start()
-        self.ready.wait(60)
-        if self.error:
-            raise self.error
-        self.url = f"http://127.0.0.1:{self.server.port}"
-        return self
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-
-    # -- HTTP, as any client would
-    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                return response.status, json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read() or b"null")
-
-    def get(self, path: str) -> Any:
-        status, body = self.request("GET", path)
-        assert status == 200, (path, status, body)
-        return body
 
 
 @dataclass
@@ -247,6 +182,6 @@ def model_factory(tmp_path_factory) -> ModelFactory:
 @pytest.fixture(scope="session")
 def host(tmp_path_factory, model_factory):
     """One server for every shipped workflow, so loaded models are shared between tests."""
-    server = ServerThread(tmp_path_factory.mktemp("loom")).start()
+    server = ServerThread(tmp_path_factory.mktemp("loom"), preview_method="none").start()
     yield Host(server, model_factory)
     server.stop()
