@@ -8,21 +8,7 @@ import { ANY } from "./types.js";
 import { WIDGET_TYPES } from "./schema.js";
 import { instanceValuePositions, promotedTarget, widgetValuesOf } from "./workflow_to_api.js";
 
-/** Every subgraph definition in a workflow (nested definitions included), by id. */
-export function subgraphDefinitions(workflow) {
-  const found = new Map();
-  const pending = [workflow];
-  while (pending.length) {
-    const holder = pending.pop();
-    for (const sub of holder?.definitions?.subgraphs ?? []) {
-      if (sub && sub.id != null && !found.has(String(sub.id))) {
-        found.set(String(sub.id), sub);
-        pending.push(sub);
-      }
-    }
-  }
-  return found;
-}
+export { subgraphDefinitions } from "./workflow_to_api.js";
 
 /** The schema an instance of `definition` is drawn and edited with. */
 export function subgraphSchema(definition, definitions, lookup) {

@@ -43,7 +43,8 @@ function linksOf(raw) {
   return links;
 }
 
-function collectSubgraphs(workflow) {
+/** Every subgraph definition in a workflow (nested definitions included), by id. */
+export function subgraphDefinitions(workflow) {
   const found = new Map();
   const pending = [workflow];
   while (pending.length) {
@@ -172,7 +173,7 @@ class Converter {
     if (!workflow || typeof workflow !== "object" || Array.isArray(workflow)) throw new WorkflowConversionError("the workflow must be a JSON object");
     if (!("nodes" in workflow)) throw new WorkflowConversionError("this is not a UI workflow (it has no 'nodes' list); an API prompt can be queued as it is");
     this.lookup = typeof schemas === "function" ? schemas : (t) => (schemas instanceof Map ? schemas.get(t) : schemas[t]) ?? null;
-    this.subgraphs = collectSubgraphs(workflow);
+    this.subgraphs = subgraphDefinitions(workflow);
     this.prompt = {};
   }
 

@@ -4,16 +4,7 @@
 // the server lacks are listed with a Download button; the server fetches them
 // (POST /models/download) and reports progress over the websocket.
 
-const el = (tag, attrs = {}, ...children) => {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
-    else if (k === "class") e.className = v;
-    else e.setAttribute(k, v);
-  }
-  e.append(...children.filter((c) => c != null));
-  return e;
-};
+import { el } from "./panels.js";
 
 const isText = (v) => typeof v === "string" && v.trim() !== "";
 

@@ -1,7 +1,8 @@
 // Side panels: queue, history, node library; the errors panel; the image lightbox.
 import { toast } from "./popups.js";
 
-const el = (tag, attrs = {}, ...children) => {
+/** A DOM element with attributes (`on…` ones become listeners) and children. */
+export const el = (tag, attrs = {}, ...children) => {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
     if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
