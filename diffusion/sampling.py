@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 from .errors import SamplingError
 from .guidance import GuidedModel
 from .inpaint import keep_unmasked, latent_mask, unet_extra_channels
+from .k_steps import run_steps, step_rule
 from .models import DiffusionModel
 from .noise import prepare_noise
 from .schedules import plan
@@ -103,8 +104,6 @@ def sample(model: DiffusionModel, *, seed: int, steps: int, cfg: float, sampler_
 
 def _diffusers_loop(model, scheduler, guided, latent_image, noise, rng: StepRange, add_noise, generator, callback,
                     mask=None):
-    import torch
-
     device = guided.device
     scheduler.set_timesteps(rng.total, device=device)
     order = getattr(scheduler, "order", 1)
@@ -188,13 +187,6 @@ class _Denoiser:
         return x0 if self.mask is None else keep_unmasked(x0, self.mask, self.original)
 
 
-def _ancestral(sigma_from: float, sigma_to: float, eta: float = 1.0) -> tuple[float, float]:
-    if sigma_to == 0:
-        return 0.0, 0.0
-    up = min(sigma_to, eta * math.sqrt(sigma_to ** 2 * (sigma_from ** 2 - sigma_to ** 2) / sigma_from ** 2))
-    return math.sqrt(sigma_to ** 2 - up ** 2), up
-
-
 def _own_loop(model, scheduler, name, guided, latent_image, noise, rng: StepRange, add_noise, generator, callback,
               mask=None):
     import torch
@@ -215,24 +207,7 @@ def _own_loop(model, scheduler, name, guided, latent_image, noise, rng: StepRang
     def randn():
         return torch.randn(x.shape, generator=generator, dtype=torch.float32).to(device)
 
-    total = len(sigmas) - 1
-    for i in range(total):
-        s, s_next = sigmas[i], sigmas[i + 1]
-        denoised = D(x, s)
-        down, up = _ancestral(s, s_next)
-        if name == "euler_ancestral" or down == 0:
-            x = x + (x - denoised) / s * (down - s)
-        else:  # dpmpp_2s_ancestral: a DPM-Solver++(2S) step to sigma_down, then fresh noise
-            t, t_next = -math.log(s), -math.log(down)
-            h = t_next - t
-            s_mid = math.exp(-(t + 0.5 * h))
-            x_2 = (s_mid / s) * x - math.expm1(-0.5 * h) * denoised
-            denoised_2 = D(x_2, s_mid)
-            x = (down / s) * x - math.expm1(-h) * denoised_2
-        if s_next > 0:
-            x = x + randn() * up
-        if callback is not None:
-            callback(i + 1, total, denoised)
+    x, _ = run_steps(step_rule(name, sigmas), D, x, sigmas, randn, callback)
     if mask is not None and sigmas[-1] == 0:  # exact, not just up to rounding
         x = keep_unmasked(x, D.mask, D.original)
     return x

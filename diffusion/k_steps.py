@@ -1,0 +1,223 @@
+"""k-diffusion's step rules on an explicit σ schedule (variance-exploding space), and
+the loop that runs one over a schedule.  Shared by the KSampler's own samplers
+(those with no faithful diffusers scheduler) and by SamplerCustom.
+
+A rule is called as ``rule(D, x, σ, σ_next, randn) -> (x_next, denoised)`` where ``D``
+predicts the clean latent at a noise level and ``randn`` draws seeded Gaussian noise.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Sequence
+
+from .errors import SamplingError
+
+
+def ancestral_step(sigma_from: float, sigma_to: float, eta: float = 1.0) -> tuple[float, float]:
+    """(σ_down, σ_up): where an ancestral step lands deterministically, and the noise it adds."""
+    if sigma_to == 0:
+        return 0.0, 0.0
+    up = min(sigma_to, eta * math.sqrt(sigma_to ** 2 * (sigma_from ** 2 - sigma_to ** 2) / sigma_from ** 2))
+    return math.sqrt(sigma_to ** 2 - up ** 2), up
+
+
+Denoise = Callable[[Any, float], Any]
+Noise = Callable[[], Any]
+
+
+class _Euler:
+    def __call__(self, D: Denoise, x, s: float, s_next: float, randn: Noise):
+        denoised = D(x, s)
+        return x + (x - denoised) / s * (s_next - s), denoised
+
+
+class _EulerAncestral:
+    def __call__(self, D, x, s, s_next, randn):
+        denoised = D(x, s)
+        down, up = ancestral_step(s, s_next)
+        x = x + (x - denoised) / s * (down - s)
+        if s_next > 0:
+            x = x + randn() * up
+        return x, denoised
+
+
+class _Heun:
+    def __call__(self, D, x, s, s_next, randn):
+        denoised = D(x, s)
+        d = (x - denoised) / s
+        if s_next == 0:
+            return x + d * (s_next - s), denoised
+        x_2 = x + d * (s_next - s)
+        d_2 = (x_2 - D(x_2, s_next)) / s_next
+        return x + (d + d_2) / 2 * (s_next - s), denoised
+
+
+def _log_midpoint(a: float, b: float) -> float:
+    return math.exp((math.log(a) + math.log(b)) / 2)
+
+
+class _Dpm2:
+    """DPM-Solver-2 (k-diffusion's ``sample_dpm_2``); ancestral adds fresh noise."""
+
+    def __init__(self, ancestral: bool):
+        self.ancestral = ancestral
+
+    def __call__(self, D, x, s, s_next, randn):
+        denoised = D(x, s)
+        target, up = ancestral_step(s, s_next) if self.ancestral else (s_next, 0.0)
+        d = (x - denoised) / s
+        if target == 0:
+            x = x + d * (target - s)
+        else:
+            mid = _log_midpoint(s, target)
+            x_2 = x + d * (mid - s)
+            d_2 = (x_2 - D(x_2, mid)) / mid
+            x = x + d_2 * (target - s)
+        if self.ancestral and s_next > 0:
+            x = x + randn() * up
+        return x, denoised
+
+
+class _Lms:
+    """Linear multistep (order 4) over the σ already visited."""
+
+    order = 4
+
+    def __init__(self, sigmas: Sequence[float]):
+        self.sigmas, self.ds, self.i = list(sigmas), [], 0
+
+    def _coeff(self, order: int, i: int, j: int) -> float:
+        from scipy import integrate
+
+        t = self.sigmas
+
+        def fn(tau):
+            prod = 1.0
+            for k in range(order):
+                if j != k:
+                    prod *= (tau - t[i - k]) / (t[i - j] - t[i - k])
+            return prod
+
+        return integrate.quad(fn, t[i], t[i + 1], epsrel=1e-4)[0]
+
+    def __call__(self, D, x, s, s_next, randn):
+        denoised = D(x, s)
+        self.ds = (self.ds + [(x - denoised) / s])[-self.order:]
+        order = min(self.i + 1, self.order)
+        coeffs = [self._coeff(order, self.i, j) for j in range(order)]
+        x = x + sum(c * d for c, d in zip(coeffs, reversed(self.ds)))
+        self.i += 1
+        return x, denoised
+
+
+class _Dpmpp2sAncestral:
+    def __call__(self, D, x, s, s_next, randn):
+        denoised = D(x, s)
+        down, up = ancestral_step(s, s_next)
+        if down == 0:
+            x = x + (x - denoised) / s * (down - s)
+        else:  # a DPM-Solver++(2S) step to sigma_down, then fresh noise
+            t, t_next = -math.log(s), -math.log(down)
+            h = t_next - t
+            s_mid = math.exp(-(t + 0.5 * h))
+            x_2 = (s_mid / s) * x - math.expm1(-0.5 * h) * denoised
+            denoised_2 = D(x_2, s_mid)
+            x = (down / s) * x - math.expm1(-h) * denoised_2
+        if s_next > 0:
+            x = x + randn() * up
+        return x, denoised
+
+
+class _Dpmpp2m:
+    """DPM-Solver++(2M); with ``eta`` > 0 the SDE variant (midpoint), Gaussian noise."""
+
+    def __init__(self, eta: float = 0.0):
+        self.eta, self.old, self.h_last = eta, None, None
+
+    def __call__(self, D, x, s, s_next, randn):
+        denoised = D(x, s)
+        if s_next == 0:
+            x = denoised
+        else:
+            h = math.log(s) - math.log(s_next)
+            eta_h = self.eta * h
+            if self.eta == 0:
+                d = denoised
+                if self.old is not None:
+                    r = self.h_last / h
+                    d = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * self.old
+                x = (s_next / s) * x - math.expm1(-h) * d
+            else:
+                x = (s_next / s) * math.exp(-eta_h) * x + (-math.expm1(-h - eta_h)) * denoised
+                if self.old is not None:
+                    r = self.h_last / h
+                    x = x + 0.5 * (-math.expm1(-h - eta_h)) * (1 / r) * (denoised - self.old)
+                x = x + randn() * s_next * math.sqrt(-math.expm1(-2 * eta_h))
+            self.h_last = h
+        self.old = denoised
+        return x, denoised
+
+
+class _Dpmpp3mSde:
+    def __init__(self, eta: float = 1.0):
+        self.eta = eta
+        self.d_1 = self.d_2 = self.h_1 = self.h_2 = None
+
+    def __call__(self, D, x, s, s_next, randn):
+        denoised = D(x, s)
+        if s_next == 0:
+            x = denoised
+        else:
+            h = math.log(s) - math.log(s_next)
+            h_eta = h * (self.eta + 1)
+            x = math.exp(-h_eta) * x + (-math.expm1(-h_eta)) * denoised
+            phi_2 = math.expm1(-h_eta) / h_eta + 1
+            if self.h_2 is not None:
+                r0, r1 = self.h_1 / h, self.h_2 / h
+                d1_0 = (denoised - self.d_1) / r0
+                d1_1 = (self.d_1 - self.d_2) / r1
+                d1 = d1_0 + (d1_0 - d1_1) * r0 / (r0 + r1)
+                d2 = (d1_0 - d1_1) / (r0 + r1)
+                x = x + phi_2 * d1 - (phi_2 / h_eta - 0.5) * d2
+            elif self.h_1 is not None:
+                x = x + phi_2 * (denoised - self.d_1) / (self.h_1 / h)
+            if self.eta:
+                x = x + randn() * s_next * math.sqrt(-math.expm1(-2 * h * self.eta))
+            self.h_1, self.h_2 = h, self.h_1
+        self.d_1, self.d_2 = denoised, self.d_1
+        return x, denoised
+
+
+class _Lcm:
+    def __call__(self, D, x, s, s_next, randn):
+        denoised = D(x, s)
+        return (denoised + randn() * s_next if s_next > 0 else denoised), denoised
+
+
+def step_rule(name: str, sigmas: Sequence[float]):
+    """The step rule for sampler ``name`` on ``sigmas`` (rules with history are fresh per run)."""
+    rules: dict[str, Callable[[], Any]] = {
+        "euler": _Euler, "ddim": _Euler,  # ComfyUI's ddim is Euler on the given σ
+        "euler_ancestral": _EulerAncestral, "heun": _Heun,
+        "dpm_2": lambda: _Dpm2(False), "dpm_2_ancestral": lambda: _Dpm2(True),
+        "lms": lambda: _Lms(sigmas), "dpmpp_2s_ancestral": _Dpmpp2sAncestral,
+        "dpmpp_2m": _Dpmpp2m, "dpmpp_2m_sde": lambda: _Dpmpp2m(eta=1.0),
+        "dpmpp_3m_sde": _Dpmpp3mSde, "lcm": _Lcm,
+    }
+    if name not in rules:
+        raise SamplingError(f"sampler {name!r} is not available on a custom sigma schedule yet; "
+                            f"use the KSampler for it, or one of {', '.join(rules)}")
+    return rules[name]()
+
+
+def run_steps(rule, D: Denoise, x, sigmas: Sequence[float], randn: Noise,
+              callback: Callable[[int, int, Any], None] | None = None):
+    """Step ``x`` through ``sigmas`` with ``rule``; returns (x, the last clean-latent prediction)."""
+    total = len(sigmas) - 1
+    denoised = None
+    for i in range(total):
+        x, denoised = rule(D, x, sigmas[i], sigmas[i + 1], randn)
+        if callback is not None:
+            callback(i + 1, total, denoised)
+    return x, denoised
