@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import time
+from typing import Any
 from pathlib import Path
 
 from .config import DEFAULT_WEB_ROOT, ServerOptions, is_loopback
@@ -221,6 +222,20 @@ def _dispatcher(args: argparse.Namespace):
     return make
 
 
+def run_event_loop(main: Any) -> Any:
+    """Run the server's coroutine on uvloop where it is installed (it is on
+    Linux and macOS), else on asyncio's own loop; behaviour is the same."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
+def event_loop_name() -> str:
+    return "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else "asyncio"
+
+
 def serve(args: argparse.Namespace, started: float) -> int:
     options = _options(args)
     make_dispatcher = _dispatcher(args)
@@ -229,7 +244,7 @@ def serve(args: argparse.Namespace, started: float) -> int:
     except (ValueError, OSError) as exc:
         print(f"loom: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(_serve(host, options, started, make_dispatcher))
+    return run_event_loop(_serve(host, options, started, make_dispatcher))
 
 
 async def _serve(host, options: ServerOptions, started: float, make_dispatcher=None) -> int:
@@ -266,7 +281,7 @@ async def _serve(host, options: ServerOptions, started: float, make_dispatcher=N
     elapsed = time.perf_counter() - started
     device = detect_device(host.env.device)
     lines = [
-        f"Loom is ready at {server.url}  (started in {elapsed:.2f} s)",
+        f"Loom is ready at {server.url}  (started in {elapsed:.2f} s, {event_loop_name()} event loop)",
         f"device: {device.describe()}" if make_dispatcher is None
         else f"workers: {len(getattr(server.worker, 'workers', []))} on Ray",
         plugin_summary(host),

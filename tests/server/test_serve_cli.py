@@ -29,6 +29,11 @@ def test_startup_prints_url_device_and_plugin_summary(tmp_path):
     assert "WARNING" not in output
 
 
+def test_serve_runs_on_uvloop_where_it_is_installed(tmp_path):
+    output = _stop_and_read(ServerProcess(tmp_path / "base"))
+    assert "uvloop event loop" in output
+
+
 def test_listening_beyond_loopback_without_a_token_warns_loudly(tmp_path):
     output = _stop_and_read(ServerProcess(tmp_path / "base", None, "--listen", "0.0.0.0"))
     assert "WARNING: Loom is listening on 0.0.0.0 without --auth-token" in output
