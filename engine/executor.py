@@ -370,7 +370,7 @@ class _PromptRun:
         return values
 
     def hidden_inputs(self, node_id: str, schema: NodeSchema) -> dict[str, Any]:
-        hidden = {}
+        hidden: dict[str, Any] = {}
         for spec in schema.section("hidden"):
             if spec.type == "PROMPT":
                 hidden[spec.name] = self.wire_prompt
@@ -384,15 +384,15 @@ class _PromptRun:
                 hidden[spec.name] = None
         return hidden
 
+    def report_progress(self, node: str, value: float, total: float, preview: Preview | None) -> None:
+        self.emit(ev.Progress(value, total, self.prompt_id, node))
+        if preview is not None:
+            self.emit(ev.PreviewImage(preview.format, preview.data, self.prompt_id, node))
+
+    def send_event(self, event: str, data: Mapping[str, Any]) -> None:
+        self.emit(ev.CustomEvent(event, data, self.prompt_id))
+
     def context(self, node_id: str) -> NodeContext:
-        def report(node: str, value: float, total: float, preview: Preview | None) -> None:
-            self.emit(ev.Progress(value, total, self.prompt_id, node))
-            if preview is not None:
-                self.emit(ev.PreviewImage(preview.format, preview.data, self.prompt_id, node))
-
-        def send(event: str, data: Mapping[str, Any]) -> None:
-            self.emit(ev.CustomEvent(event, data, self.prompt_id))
-
         return NodeContext(
             node_id=node_id,
             display_node_id=self.display_id(node_id),
@@ -400,9 +400,9 @@ class _PromptRun:
             prompt=self.wire_prompt,
             extra_data=self.extra_data,
             env=self.registry.env,
-            report_progress=report,
+            report_progress=self.report_progress,
             is_interrupted=self.interrupt.is_set,
-            send_event=send,
+            send_event=self.send_event,
             interrupt=self.interrupt,
         )
 
@@ -430,10 +430,12 @@ class _PromptRun:
         if self.request_lazy(node_id, schema, definition, instance, mapped):
             return
         hidden = self.hidden_inputs(node_id, schema)
+        if hidden:
+            mapped = [{**kwargs, **hidden} for kwargs in mapped]
         ctx = self.context(node_id)
         token = current_context.set(ctx)
         try:
-            raw = [definition.call(instance, {**kwargs, **hidden}, ctx) for kwargs in mapped]
+            raw = [definition.call(instance, kwargs, ctx) for kwargs in mapped]
         finally:
             current_context.reset(token)
         if any(inspect.isawaitable(r) for r in raw):
@@ -463,6 +465,8 @@ class _PromptRun:
     def request_lazy(self, node_id: str, schema: NodeSchema, definition: NodeDefinition,
                      instance: Any, mapped: list[dict[str, Any]]) -> bool:
         """Ask the node which lazy inputs it needs; stage them and wait if new."""
+        if not schema.has_lazy_inputs:
+            return False
         call = self.calls[node_id]
         requested = self.lazy_requested.setdefault(node_id, set())
         pending_lazy = [

@@ -7,6 +7,7 @@ validation and the editor all read this object; nothing else describes a node.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
@@ -116,14 +117,30 @@ class NodeSchema:
     #: entries stop matching.
     version: str = "1"
 
-    def input(self, name: str) -> InputSpec | None:
+    # Looked up for every node of every prompt: computed once per schema.
+    @functools.cached_property
+    def _by_name(self) -> dict[str, InputSpec]:
+        found: dict[str, InputSpec] = {}
         for spec in self.inputs:
-            if spec.name == name:
-                return spec
-        return None
+            found.setdefault(spec.name, spec)
+        return found
+
+    @functools.cached_property
+    def _sections(self) -> dict[str, tuple[InputSpec, ...]]:
+        sections: dict[str, list[InputSpec]] = {}
+        for spec in self.inputs:
+            sections.setdefault(spec.section, []).append(spec)
+        return {name: tuple(specs) for name, specs in sections.items()}
+
+    @functools.cached_property
+    def has_lazy_inputs(self) -> bool:
+        return any(spec.lazy for spec in self.inputs)
+
+    def input(self, name: str) -> InputSpec | None:
+        return self._by_name.get(name)
 
     def section(self, section: InputSection) -> tuple[InputSpec, ...]:
-        return tuple(spec for spec in self.inputs if spec.section == section)
+        return self._sections.get(section, ())
 
 
 def types_compatible(output_type: str, input_type: str) -> bool:
