@@ -11,6 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
+from .jsonio import json_response
+
 
 class ApiError(Exception):
     """Raised in a handler; the error middleware turns it into a JSON response."""
@@ -29,7 +31,7 @@ class ApiError(Exception):
 
 
 def error_response(status: int, kind: str, message: str, details: str = "", **extra: Any) -> web.Response:
-    return web.json_response(ApiError(status, kind, message, details, **extra).body(), status=status)
+    return json_response(ApiError(status, kind, message, details, **extra).body(), status=status)
 
 
 async def read_json(request: web.Request, limit: int) -> Any:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from .jsonio import json_response
 from .http_errors import ApiError
 from .static import safe_child
 
@@ -73,7 +74,7 @@ class EditorRoutes:
         user = self.user_workflows
         entries += [{"name": USER_PREFIX + p.relative_to(user).as_posix(), "source": "user"}
                     for p in _json_files(user, recursive=True)]
-        return web.json_response(entries)
+        return json_response(entries)
 
     async def get_workflow(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]

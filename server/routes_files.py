@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from .jsonio import json_response
 from .http_errors import ApiError
 from .static import content_type_for
 from .uploads import UploadRejected, masked_png, safe_filename, save_upload, sniff_image, verify_image
@@ -154,7 +155,7 @@ class FileRoutes:
             saved = await loop.run_in_executor(None, work)
         except UploadRejected as exc:
             raise ApiError(415, "not_an_image", str(exc)) from None
-        return web.json_response({"name": saved, "subfolder": subfolder, "type": root})
+        return json_response({"name": saved, "subfolder": subfolder, "type": root})
 
     async def upload_image(self, request: web.Request) -> web.Response:
         fields, image = await self._read_form(request)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from .jsonio import json_response
 from .device import detect_device, package_version
 from .http_errors import ApiError
 from .openapi import openapi_spec
@@ -43,7 +44,7 @@ class InfoRoutes:
                 out[definition.class_type] = node_info(definition.schema(registry.env))
             except Exception:  # one broken plug-in node must not hide the others
                 log.exception("could not describe node %s", definition.class_type)
-        return web.json_response(out)
+        return json_response(out)
 
     async def object_info_one(self, request: web.Request) -> web.Response:
         from engine.object_info import node_info
@@ -52,19 +53,19 @@ class InfoRoutes:
         name = request.match_info["node_class"]
         definition = registry.get(name)
         if definition is None:
-            return web.json_response({})
-        return web.json_response({name: node_info(definition.schema(registry.env))})
+            return json_response({})
+        return json_response({name: node_info(definition.schema(registry.env))})
 
     async def embeddings(self, request: web.Request) -> web.Response:
         names = self.server.folders.list_models("embeddings")
-        return web.json_response([os.path.splitext(n)[0] for n in names])
+        return json_response([os.path.splitext(n)[0] for n in names])
 
     async def model_kinds(self, request: web.Request) -> web.Response:
         from nodes.folders import MODEL_KINDS
 
         folders = self.server.folders
         kinds = list(dict.fromkeys([*MODEL_KINDS, *folders.extra_model_dirs, *folders.preferred_model_dirs]))
-        return web.json_response(kinds)
+        return json_response(kinds)
 
     async def models(self, request: web.Request) -> web.Response:
         from nodes.folders import MODEL_KINDS, canonical_kind
@@ -79,14 +80,14 @@ class InfoRoutes:
         if kind not in known:
             raise ApiError(404, "unknown_model_folder",
                            f"no model folder '{folder[:60]}'; known: {', '.join(sorted(known))}")
-        return web.json_response(folders.list_models(kind))
+        return json_response(folders.list_models(kind))
 
     async def system_stats(self, request: web.Request) -> web.Response:
         import psutil
 
         device = detect_device(self.server.device_setting)
         memory = psutil.virtual_memory()
-        return web.json_response({
+        return json_response({
             "system": {
                 "os": os.name,
                 "ram_total": memory.total,
@@ -111,7 +112,7 @@ class InfoRoutes:
         })
 
     async def features(self, request: web.Request) -> web.Response:
-        return web.json_response(self.server.features())
+        return json_response(self.server.features())
 
     async def openapi(self, request: web.Request) -> web.Response:
-        return web.json_response(openapi_spec())
+        return json_response(openapi_spec())

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from .jsonio import json_response
 from .http_errors import ApiError, expect, read_json_object
 from .records import QueueItem
 
@@ -95,7 +96,7 @@ class QueueRoutes:
 
         validation = server.validate(prompt, targets)
         if not validation.ok:
-            return web.json_response(validation.response(), status=400)
+            return json_response(validation.response(), status=400)
 
         if "number" in data and data["number"] is not None:
             number = float(expect(data["number"], (int, float), "number"))
@@ -116,16 +117,16 @@ class QueueRoutes:
                 raise ApiError(409, "duplicate_prompt_id", f"prompt '{prompt_id}' is already queued") from None
             raise
         server.queue.add(item)
-        return web.json_response({"prompt_id": prompt_id, "number": number,
+        return json_response({"prompt_id": prompt_id, "number": number,
                                   "node_errors": validation.node_errors})
 
     async def get_prompt(self, request: web.Request) -> web.Response:
-        return web.json_response(self.server.queue_info())
+        return json_response(self.server.queue_info())
 
     # ----------------------------------------------------------------- queue
     async def get_queue(self, request: web.Request) -> web.Response:
         running, pending = self.server.queue.snapshot()
-        return web.json_response({"queue_running": [i.wire() for i in running],
+        return json_response({"queue_running": [i.wire() for i in running],
                                   "queue_pending": [i.wire() for i in pending]})
 
     async def post_queue(self, request: web.Request) -> web.Response:
@@ -160,7 +161,7 @@ class QueueRoutes:
         if data.get("resume") is not None and expect(data["resume"], bool, "resume"):
             await server.set_paused(False)
         result["paused"] = server.queue.paused
-        return web.json_response(result)
+        return json_response(result)
 
     # --------------------------------------------------------------- history
     async def get_history(self, request: web.Request) -> web.Response:
@@ -184,7 +185,7 @@ class QueueRoutes:
         if data.get("delete") is not None:
             ids = [str(expect(i, str, "delete[]")) for i in expect(data["delete"], list, "delete")]
             await asyncio.wrap_future(store.delete_history(ids))
-        return web.json_response({})
+        return json_response({})
 
     # ------------------------------------------------------------- control
     async def post_interrupt(self, request: web.Request) -> web.Response:
@@ -194,7 +195,7 @@ class QueueRoutes:
             if data.get("prompt_id") is not None:
                 prompt_id = expect(data["prompt_id"], str, "prompt_id")
         interrupted = self.server.worker.request_interrupt(prompt_id)
-        return web.json_response({"interrupted": interrupted})
+        return json_response({"interrupted": interrupted})
 
     async def post_free(self, request: web.Request) -> web.Response:
         data = await read_json_object(request, self.server.options.json_limit)
@@ -202,4 +203,4 @@ class QueueRoutes:
         free = bool(expect(data.get("free_memory", False), bool, "free_memory"))
         if unload or free:
             self.server.worker.request_free(unload, free)
-        return web.json_response({"unload_models": unload, "free_memory": free})
+        return json_response({"unload_models": unload, "free_memory": free})

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from .jsonio import json_response
 from .config import ServerOptions, is_loopback
 from .http_errors import ApiError, error_response
 
@@ -132,7 +133,7 @@ class Guard:
             set_cookie = self.check_token(request)
             response = await handler(request)
         except ApiError as exc:
-            response = web.json_response(exc.body(), status=exc.status)
+            response = json_response(exc.body(), status=exc.status)
             if exc.status == 401:
                 response.headers["WWW-Authenticate"] = 'Bearer realm="loom"'
             set_cookie = False

@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from .jsonio import json_response
 from .http_errors import ApiError
 
 CONTENT_TYPES = {
@@ -117,4 +118,4 @@ class StaticFiles:
             if folder.is_dir():
                 found += [f"/extensions/{quote(name)}/{p.relative_to(folder).as_posix()}"
                           for p in sorted(folder.rglob("*.js"))]
-        return web.json_response(found)
+        return json_response(found)

@@ -7,9 +7,11 @@ import json
 
 import aiohttp
 
+from engine.declare import Float, node
+from engine.node import NodeOutput
 from server.jsonio import dumps
 
-from .conftest import listen
+from .conftest import listen, make_registry, sleep_prompt
 
 
 def strict_loads(text: str):
@@ -46,3 +48,35 @@ async def test_a_node_showing_nan_reaches_the_client_as_strict_json(server):
     async with await server.get(f"/history/{prompt_id}") as response:
         history = strict_loads(await response.text())
     assert history[prompt_id]["outputs"]["1"]["values"] == [None, None, 1.5]
+
+
+@node(category="test", output_node=True)
+def Unbounded(x: float = Float(1.0, min=float("-inf"), max=float("inf"))) -> None:
+    return NodeOutput(ui={"text": [str(x)]})
+
+
+async def _server_with_unbounded(running, tmp_path):
+    registry = make_registry(tmp_path / "unbounded")
+    registry.add_all([Unbounded], origin="tests")
+    return await running(registry=registry, base=tmp_path / "unbounded")
+
+
+async def test_object_info_of_a_node_with_infinite_bounds_is_strict_json(running, tmp_path):
+    server = await _server_with_unbounded(running, tmp_path)
+    for path in ("/object_info", "/object_info/Unbounded"):
+        async with await server.get(path) as response:
+            info = strict_loads(await response.text())
+        options = info["Unbounded"]["input"]["required"]["x"][1]
+        assert (options["min"], options["max"], options["default"]) == (None, None, 1.0)
+
+
+async def test_a_queued_prompt_holding_nan_is_listed_as_strict_json(running, tmp_path):
+    server = await _server_with_unbounded(running, tmp_path)
+    blocker = await server.queue(sleep_prompt(1.0))
+    await server.wait_running(blocker)
+    waiting = await server.queue({"1": {"class_type": "Unbounded", "inputs": {"x": float("nan")}}})
+    async with await server.get("/queue") as response:
+        queue = strict_loads(await response.text())
+    pending = {item[1]: item[2] for item in queue["queue_pending"]}
+    assert pending[waiting]["1"]["inputs"]["x"] is None
+    await server.post("/interrupt")
