@@ -5,6 +5,7 @@ import { Editor } from "./ui/editor.js";
 import { Panels, renderErrors, showLightbox } from "./ui/panels.js";
 import { toast } from "./ui/popups.js";
 import { MissingModels } from "./ui/missing_models.js";
+import { renderBreadcrumb } from "./ui/breadcrumb.js";
 import { schemasFromObjectInfo } from "./lib/schema.js";
 import { parseJSONLenient } from "./lib/json.js";
 import { pngTextChunks } from "./lib/png.js";
@@ -191,7 +192,7 @@ api.addEventListener("execution_cached", (e) => {
 api.addEventListener("executing", (e) => {
   const id = e.detail.display_node ?? e.detail.node;
   if (exec.running != null) exec.done += 1;
-  exec.running = id == null ? null : String(id).split(":")[0];
+  exec.running = id == null ? null : editor.localId(id);
   exec.progress = null;
   setOverall(id == null ? 0 : exec.done, id == null ? 0 : exec.total);  // node null: the run is over
   editor.redraw();
@@ -201,7 +202,8 @@ api.addEventListener("progress", (e) => {
   throttledDraw();
 });
 api.addEventListener("executed", (e) => {
-  const node = editor.nodeById(String(e.detail.display_node ?? e.detail.node).split(":")[0]);
+  const local = editor.localId(e.detail.display_node ?? e.detail.node);
+  const node = local == null ? null : editor.nodeById(local);
   if (node) editor.hooks.executed(node, e.detail.output ?? {});
   const images = e.detail.output?.images ?? [];
   if (!node || !images.length) return;
@@ -229,7 +231,7 @@ api.addEventListener("execution_interrupted", () => { finish(); toast("Interrupt
 api.addEventListener("execution_error", (e) => {
   finish();
   editor.errors.execution = e.detail;
-  editor.errors.nodes = new Map([[String(e.detail.node_id).split(":")[0], { messages: [e.detail.exception_message], inputs: [] }]]);
+  editor.errors.nodes = new Map([[editor.localId(e.detail.node_id) ?? String(e.detail.node_id), { messages: [e.detail.exception_message], inputs: [] }]]);
   renderErrors($("#errors"), editor);
   toast(`Run failed in #${e.detail.node_id} ${e.detail.node_type}: ${e.detail.exception_message}`, "error", 8000);
 });
@@ -277,6 +279,7 @@ function updateTitle() {
 }
 
 editor.addEventListener("graph", updateTitle);
+editor.addEventListener("scope", () => renderBreadcrumb($("#breadcrumb"), editor));
 editor.addEventListener("errors", () => renderErrors($("#errors"), editor));
 editor.addEventListener("queue-request", (e) => queue(e.detail));
 editor.addEventListener("save-request", save);

@@ -10,7 +10,7 @@
 import { ANY, linkRefusal } from "./types.js";
 import { defaultValue, hasControl, socketInputs, widgetInputs } from "./schema.js";
 import { NOTE_TYPES, PRIMITIVE_TYPE, REROUTE_TYPE, widgetValuesOf } from "./workflow_to_api.js";
-import { promotedValues, subgraphDefinitions, subgraphSchema } from "./subgraphs.js";
+import { promotedValues, proxyWidgetSpecs, subgraphDefinitions, subgraphSchema } from "./subgraphs.js";
 import { forgetLink, readReroutes, serializeReroutes } from "./reroutes.js";
 
 export const MODE_ALWAYS = 0;
@@ -32,7 +32,9 @@ export class Graph {
   constructor(schemaLookup = () => null) {
     // Types inside subgraph definitions resolve without the subgraphs themselves (those recurse in subgraphs.js).
     this.innerLookup = (type) => EDITOR_TYPES[type] ?? schemaLookup(type);
-    this.lookup = (type) => EDITOR_TYPES[type] ?? this.subgraphSchemas.get(String(type)) ?? schemaLookup(type);
+    this.lookup = (type) => EDITOR_TYPES[type] ?? this.localSchemas.get(String(type)) ?? this.subgraphSchemas.get(String(type)) ?? schemaLookup(type);
+    // Types only this graph knows: the boundary nodes of a subgraph opened for editing (subgraph_edit.js).
+    this.localSchemas = new Map();
     this.subgraphs = new Map();
     this.subgraphSchemas = new Map();
     this.reroutes = new Map();
@@ -77,7 +79,8 @@ export class Graph {
     return node;
   }
 
-  schemaOf(node) { return node.missing ? null : this.lookup(node.type); }
+  /** A node's schema; a subgraph instance with proxy widgets has its own (they differ per instance). */
+  schemaOf(node) { return node.missing ? null : node.ownSchema ?? this.lookup(node.type); }
 
   removeNode(id) {
     const node = this.nodes.get(id);
@@ -300,6 +303,7 @@ export class Graph {
     const inputs = [];
     const written = new Set();
     for (const spec of schema.inputs) {
+      if (spec.proxy) continue;  // a view of an inner node's widget, saved in the definition
       const slot = n.inputs.find((i) => i.name === spec.name && !written.has(i));
       if (slot) {
         written.add(slot);
@@ -325,16 +329,18 @@ export class Graph {
     return g;
   }
 
-  load(data) {
+  /** `subgraphs`: the definitions an opened subgraph's inside uses (its root's); a root graph reads its own. */
+  load(data, { subgraphs = null } = {}) {
     if (!data || !Array.isArray(data.nodes)) throw new Error("this file is not a workflow (no 'nodes' list)");
     this.nodes.clear();
     this.links.clear();
     this.rest = Object.fromEntries(Object.entries(data).filter(([k]) => !WORKFLOW_KEYS.has(k)));
-    if (data.definitions) this.rest.definitions = data.definitions;  // subgraphs are kept, not edited
+    // Our own copy: editing inside a subgraph writes into these definitions (subgraph_edit.js).
+    if (data.definitions && !subgraphs) this.rest.definitions = structuredClone(data.definitions);
     this.formatVersion = data.version === 1 ? 1 : 0.4;
     this.state = data.state && typeof data.state === "object" ? { ...data.state } : null;
-    this.subgraphs = subgraphDefinitions(data);
-    this.subgraphSchemas = new Map([...this.subgraphs].map(([id, def]) => [id, subgraphSchema(def, this.subgraphs, this.innerLookup)]));
+    this.subgraphs = subgraphs ?? subgraphDefinitions(this.rest);
+    this.subgraphSchemas = this.buildSubgraphSchemas();
     const { reroutes, parents, had } = readReroutes(data);
     this.reroutes = reroutes;
     this.rerouteKeys = had;
@@ -362,6 +368,48 @@ export class Graph {
     // Links into slots that the load dropped (unlinked widget slots) keep their indices right.
     for (const node of this.nodes.values()) node.inputs.forEach((slot, i) => { const l = this.links.get(slot.link); if (l) l.target_slot = i; });
     this.touch();
+  }
+
+  buildSubgraphSchemas() {
+    return new Map([...this.subgraphs].map(([id, def]) => [id, subgraphSchema(def, this.subgraphs, this.innerLookup)]));
+  }
+
+  /** After a definition changed: instances take its new promoted widgets and the inner
+   *  values their proxy widgets show; links keep pointing at the right slots. */
+  refreshInstances() {
+    this.subgraphSchemas = this.buildSubgraphSchemas();
+    for (const node of this.nodes.values()) {
+      if (!node.subgraph) continue;
+      const schema = this.lookup(node.type);
+      const definition = this.subgraphs.get(String(node.type));
+      const widgets = new Set(schema.inputs.filter((s) => s.isWidget).map((s) => s.name));
+      node.hiddenSlots ??= new Map();
+      node.inputs = node.inputs.filter((slot) => {
+        if (slot.link != null || !widgets.has(slot.name)) return true;
+        node.hiddenSlots.set(slot.name, slot);
+        return false;
+      });
+      for (const slot of node.inputs) if (slot.widget && !widgets.has(slot.name) && schema.inputs.some((s) => s.name === slot.name)) delete slot.widget;
+      for (const s of schema.inputs) {
+        if (!s.isWidget && !node.inputs.some((i) => i.name === s.name)) node.inputs.push({ ...(node.hiddenSlots.get(s.name) ?? {}), name: s.name, type: s.type, link: null, widget: undefined });
+      }
+      for (const slot of node.inputs) if (slot.widget === undefined) delete slot.widget;
+      const inner = promotedValues({ inputs: [], widgets_values: [] }, definition, this.subgraphs, this.innerLookup);
+      const values = {};
+      for (const name of widgets) values[name] = name in node.values ? node.values[name] : inner[name];
+      node.values = values;
+      this.attachProxies(node, schema, definition);
+    }
+    for (const node of this.nodes.values()) node.inputs.forEach((slot, i) => { const l = this.links.get(slot.link); if (l) l.target_slot = i; });
+    this.touch();
+  }
+
+  /** Widgets shown on an instance by its properties.proxyWidgets: values read from the inner nodes. */
+  attachProxies(node, schema, definition) {
+    const proxies = proxyWidgetSpecs(node.properties, definition, this.innerLookup);
+    node.ownSchema = proxies.length ? { ...schema, inputs: [...schema.inputs, ...proxies.map((p) => p.spec)] } : undefined;
+    if (!proxies.length) delete node.ownSchema;
+    for (const p of proxies) node.values[p.spec.name] = p.value;
   }
 
   /** Node types this server lacks, inside subgraph definitions too (muted nodes don't count, as in the converter). */
@@ -436,6 +484,7 @@ export class Graph {
       schema.outputs.slice(node.outputs.length).forEach((o) => node.outputs.push({ name: o.name, type: o.type, links: [] }));
     }
     if (raw.widgets_values !== undefined && !widgets.size) node.rawWidgets = raw.widgets_values;
+    this.attachProxies(node, schema, definition);
   }
 
   loadPrimitive(node, raw) {

@@ -1,8 +1,9 @@
 // ComfyUI subgraphs (version 1 files, `definitions.subgraphs`) as the editor
 // shows them: an instance is one node titled with the subgraph's name, with
-// the definition's inputs and outputs, and a widget for each input that feeds
-// a widget inside (a "promoted" widget). Editing inside a subgraph is not
-// supported; the definitions are kept as they were read.
+// the definition's inputs and outputs, a widget for each input that feeds a
+// widget inside (a "promoted" widget), and a widget for each inner widget its
+// `properties.proxyWidgets` names. Opening an instance to edit its inside is
+// subgraph_edit.js's job; the edits go into the shared definition.
 // Pure (no DOM); the conversion to an API prompt is workflow_to_api.js's job.
 import { ANY } from "./types.js";
 import { WIDGET_TYPES } from "./schema.js";
@@ -65,4 +66,42 @@ function innerValue({ node, spec, schema }) {
   } catch {
     return spec.options?.default;  // a malformed inner node: the conversion names it
   }
+}
+
+/** ComfyUI's properties.proxyWidgets: [[innerNodeId, widgetName], ...], stored as a
+ *  list or (older frontends) as its JSON text. Anything else reads as no entries. */
+export function proxyWidgetEntries(properties) {
+  let raw = properties?.proxyWidgets;
+  if (typeof raw === "string") {
+    try { raw = JSON.parse(raw); } catch { return []; }
+  }
+  if (!Array.isArray(raw)) return [];
+  return raw.filter((e) => Array.isArray(e) && e.length >= 2 && e[0] != null && e[1] != null).map((e) => [String(e[0]), String(e[1])]);
+}
+
+/** The key an instance keeps a proxy widget's value under (never clashes with an input name). */
+export const proxyKey = (nodeId, widget) => `proxy:${nodeId}:${widget}`;
+
+/**
+ * The proxy widgets an instance shows: [{spec, value}], one per proxyWidgets entry
+ * naming a widget of a real node inside (entries "-1" are the input-backed promoted
+ * widgets, shown already; a nested subgraph's widgets or a linked widget are not shown).
+ * A proxy's value lives in the inner node, so every instance shows the same one.
+ */
+export function proxyWidgetSpecs(properties, definition, lookup) {
+  const found = [];
+  for (const [nodeId, widget] of proxyWidgetEntries(properties)) {
+    if (nodeId === "-1") continue;
+    const node = (definition?.nodes ?? []).find((n) => n && String(n.id) === nodeId);
+    const schema = node ? lookup(String(node.type)) : null;
+    const spec = schema?.inputs.find((s) => s.name === widget && s.isWidget);
+    if (!spec) continue;
+    if ((node.inputs ?? []).some((i) => i && i.link != null && (i.widget?.name ?? i.name) === widget)) continue;
+    const name = proxyKey(nodeId, widget);
+    found.push({
+      spec: { ...spec, name, label: widget, section: "required", isWidget: true, control: false, proxy: { nodeId, widget } },
+      value: innerValue({ node, spec, schema }),
+    });
+  }
+  return found;
 }

@@ -8,7 +8,9 @@ import { REROUTE_RADIUS, rerouteAt } from "../lib/reroutes.js";
 import { typesCompatible } from "../lib/types.js";
 import { applyControl, clampNumber, cycleChoice, numberStep, stepNumber } from "../lib/widget_values.js";
 import { WorkflowConversionError, workflowToApi } from "../lib/workflow_to_api.js";
+import { BOUNDARY_NOTE, isBoundary } from "../lib/subgraph_edit.js";
 import { Renderer } from "./renderer.js";
+import { SubgraphScopes } from "./subgraph_scopes.js";
 import { closePopup, comboList, contextMenu, inlineEntry, nodeSearch, toast } from "./popups.js";
 
 const STORAGE_KEY = "loom.workflow";
@@ -22,6 +24,8 @@ export class Editor extends EventTarget {
     this.api = api;
     this.schemas = new Map();
     this.graph = new Graph((t) => this.schemas.get(t) ?? null);
+    this.rootGraph = this.graph;  // the workflow; this.graph is what is shown (it or an open subgraph)
+    this.scopes = new SubgraphScopes(this);
     this.view = { offset: [0, 0], scale: 1 };
     this.selection = new Set();
     this.selectedGroup = null;
@@ -59,7 +63,7 @@ export class Editor extends EventTarget {
   redraw() { this.renderer.requestDraw(); }
 
   serialize() {
-    const workflow = this.graph.serialize();
+    const workflow = this.rootGraph.serialize();
     workflow.extra = { ...workflow.extra, ds: { scale: this.view.scale, offset: [...this.view.offset] } };
     return workflow;
   }
@@ -69,6 +73,10 @@ export class Editor extends EventTarget {
     const graph = new Graph((t) => this.schemas.get(t) ?? null);
     graph.load(data);
     this.graph = graph;
+    this.rootGraph = graph;
+    const wasInside = this.scopes.depth > 0;
+    this.scopes.reset();
+    if (wasInside) this.emit("scope");
     for (const node of graph.nodes.values()) {
       this.refreshInputPreview(node);
       this.announceLoaded(node);
@@ -83,7 +91,7 @@ export class Editor extends EventTarget {
     const missing = graph.missingTypes();
     if (missing.length) toast(`This workflow uses node types this server lacks: ${missing.join(", ")}. They are kept as placeholders.`, "warn", 8000);
     if (undoable) this.commit();
-    else if (resetHistory) { this.undo.reset(this.graph.serialize()); this.savedState = this.undo.current; }
+    else if (resetHistory) { this.undo.reset(this.rootGraph.serialize()); this.savedState = this.undo.current; }
     this.persist();
     this.emit("graph");
     this.redraw();
@@ -91,7 +99,8 @@ export class Editor extends EventTarget {
 
   /** Record the current graph as one undoable edit. */
   commit() {
-    if (this.undo.commit(this.graph.serialize())) {
+    this.scopes.sync();
+    if (this.undo.commit(this.rootGraph.serialize())) {
       this.persist();
       this.emit("graph");
     }
@@ -120,10 +129,27 @@ export class Editor extends EventTarget {
     const state = redo ? this.undo.redo() : this.undo.undo();
     if (!state) { toast(redo ? "Nothing to redo" : "Nothing to undo"); return; }
     const view = { ...this.view };
+    const path = this.scopes.path();
     this.loadWorkflow(state, { resetHistory: false });
     this.view = view;
+    this.scopes.reopen(path, view);  // an undo inside a subgraph stays inside it
     this.redraw();
   }
+
+  // ---------------------------------------------------------------- subgraphs
+
+  /** Show the inside of a subgraph instance (double-click it, or its menu). */
+  openSubgraph(node) {
+    closePopup();
+    const refusal = this.scopes.enter(node);
+    if (refusal) toast(`Cannot open: ${refusal}`, "error");
+  }
+
+  /** Back out to `depth` open subgraphs (0: the workflow itself). */
+  closeSubgraph(depth = this.scopes.depth - 1) { this.scopes.exitTo(depth); }
+
+  /** The id in the shown graph of the node an execution id ('5:3') names, or null. */
+  localId(execId) { return this.scopes.localId(execId); }
 
   emit(name, detail) { this.dispatchEvent(new CustomEvent(name, { detail })); }
 
@@ -188,14 +214,16 @@ export class Editor extends EventTarget {
       this.selectedGroup = null;
       this.graph.touch();
     }
-    for (const id of this.selection) this.graph.removeNode(id);
+    const kept = [...this.selection].filter((id) => this.scopes.isBoundary(id));
+    if (kept.length) toast(`The subgraph's input and output nodes stay: ${BOUNDARY_NOTE}`, "warn", 6000);
+    for (const id of this.selection) if (!kept.includes(id)) this.graph.removeNode(id);
     this.selection.clear();
     this.commit();
   }
 
   setMode(mode) {
-    if (!this.selection.size) return;
-    const nodes = [...this.selection].map((id) => this.graph.nodes.get(id));
+    const nodes = [...this.selection].map((id) => this.graph.nodes.get(id)).filter((n) => n && !isBoundary(n));
+    if (!nodes.length) return;
     const all = nodes.every((n) => n.mode === mode);
     for (const n of nodes) n.mode = all ? MODE_ALWAYS : mode;
     this.graph.touch();
@@ -232,8 +260,8 @@ export class Editor extends EventTarget {
   }
 
   copySelection() {
-    if (!this.selection.size) return;
-    const ids = this.selection;
+    const ids = new Set([...this.selection].filter((id) => !this.scopes.isBoundary(id)));
+    if (!ids.size) return;
     const nodes = [...ids].map((id) => this.graph.serializeNode(this.graph.nodes.get(id)));
     const links = [...this.graph.links.values()].filter((l) => ids.has(l.target_id)).map((l) => ({ ...l, external: !ids.has(l.origin_id) }));
     const clip = { nodes, links };
@@ -480,13 +508,15 @@ export class Editor extends EventTarget {
       if (hit.kind === "widget" && !hit.widget.upload && hit.node.id !== d.origin) return { target: hit.node.id, input: hit.widget.name };
       if (["title", "body", "widget"].includes(hit.kind) && hit.node.id !== d.origin) {
         const slot = hit.node.inputs.find((i) => i.link == null && typesCompatible(d.type, i.type)) ?? hit.node.inputs.find((i) => typesCompatible(d.type, i.type));
-        return slot ? { target: hit.node.id, input: slot.name } : { refusal: `${this.titleOf(hit.node)} has no input that takes ${d.type}` };
+        if (slot) return { target: hit.node.id, input: slot.name };
+        return { refusal: `${this.titleOf(hit.node)} has no input that takes ${d.type}${isBoundary(hit.node) ? ` (${BOUNDARY_NOTE})` : ""}` };
       }
     } else if (hit.kind === "output") {
       return { origin: hit.node.id, slot: hit.index };
     } else if (["title", "body"].includes(hit.kind)) {
       const index = hit.node.outputs.findIndex((o) => typesCompatible(o.type, d.type));
-      return index >= 0 ? { origin: hit.node.id, slot: index } : { refusal: `${this.titleOf(hit.node)} has no output of type ${d.type}` };
+      if (index >= 0) return { origin: hit.node.id, slot: index };
+      return { refusal: `${this.titleOf(hit.node)} has no output of type ${d.type}${isBoundary(hit.node) ? ` (${BOUNDARY_NOTE})` : ""}` };
     }
     void g;
     return null;
@@ -656,7 +686,8 @@ export class Editor extends EventTarget {
       nodeSearch({ x: e.clientX, y: e.clientY, schemas: this.schemaList, onPick: (schema) => this.addNode(schema.classType, [wx, wy]) });
       return;
     }
-    if (hit.kind === "title") this.rename(hit.node);
+    if (hit.node?.subgraph && hit.kind === "body") { this.openSubgraph(hit.node); return; }
+    if (hit.kind === "title" && !isBoundary(hit.node)) this.rename(hit.node);
     if (hit.kind === "group-title") this.renameGroup(hit.group);
   }
 
@@ -682,11 +713,19 @@ export class Editor extends EventTarget {
     const [wx, wy] = this.toWorld(e.clientX, e.clientY);
     const hit = this.hitAt(wx, wy);
     const node = hit?.node;
+    if (node && isBoundary(node)) {
+      contextMenu({ x: e.clientX, y: e.clientY, entries: [
+        { label: "Back to the parent graph (Esc)", action: () => this.closeSubgraph() },
+        { label: "Add or remove inputs/outputs…", action: () => toast(BOUNDARY_NOTE, "warn", 6000) },
+      ] });
+      return;
+    }
     if (node) {
       if (!this.selection.has(node.id)) this.selection = new Set([node.id]);
       const colors = [["Default", null], ["Red", "#5a2b2b"], ["Green", "#2b4a2b"], ["Blue", "#2b3a5a"], ["Purple", "#45305a"]];
       contextMenu({
         x: e.clientX, y: e.clientY, entries: [
+          ...(node.subgraph ? [{ label: "Open subgraph", action: () => this.openSubgraph(node) }] : []),
           { label: "Rename…", action: () => this.rename(node) },
           { label: node.flags?.collapsed ? "Expand" : "Collapse", action: () => this.toggleCollapse(node) },
           { label: node.mode === MODE_BYPASSED ? "Stop bypassing (Ctrl+B)" : "Bypass (Ctrl+B)", action: () => this.setMode(MODE_BYPASSED) },
@@ -741,7 +780,13 @@ export class Editor extends EventTarget {
     if (mod && key === "o") { handled(); this.emit("open-request"); return; }
     if (!mod && (key === "delete" || key === "backspace")) { handled(); this.deleteSelection(); return; }
     if (!mod && key === ".") { handled(); this.fitView(this.selection.size ? this.selection : null); return; }
-    if (key === "escape") { closePopup(); this.selection.clear(); this.redraw(); }
+    if (key === "escape") {
+      const popup = document.querySelector(".popup");
+      closePopup();
+      this.selection.clear();
+      if (!popup && this.scopes.depth) { handled(); this.closeSubgraph(); }
+      this.redraw();
+    }
   }
 
   // ---------------------------------------------------------------- running
@@ -754,9 +799,10 @@ export class Editor extends EventTarget {
   /** Apply each seed's control_after_generate once (after a queue). */
   applyControls() {
     let changed = false;
-    for (const node of this.graph.nodes.values()) {
+    const graph = this.rootGraph;  // the workflow's own seeds, wherever the view is
+    for (const node of graph.nodes.values()) {
       if (node.mode !== MODE_ALWAYS) continue;
-      const schema = this.graph.schemaOf(node);
+      const schema = graph.schemaOf(node);
       for (const [name, mode] of Object.entries(node.controls)) {
         if (mode === "fixed") continue;
         const spec = node.primitiveSpec ?? schema?.inputs.find((s) => s.name === name);
@@ -765,14 +811,14 @@ export class Editor extends EventTarget {
         changed = true;
       }
     }
-    if (changed) { this.graph.touch(); this.commit(); }
+    if (changed) { graph.touch(); this.graph.touch(); this.commit(); }
   }
 
   /** Show ComfyUI-shaped validation errors on the nodes and widgets they name. */
   showValidationErrors(body) {
     this.errors.nodes = new Map();
     for (const [id, info] of Object.entries(body?.node_errors ?? {})) {
-      const outer = String(id).split(":")[0];
+      const outer = this.localId(id) ?? String(id);
       const errors = info.errors ?? [];
       this.errors.nodes.set(outer, {
         messages: errors.map((err) => `${err.message}${err.details ? `: ${err.details}` : ""}`),
@@ -787,7 +833,7 @@ export class Editor extends EventTarget {
 
   showConversionError(err) {
     if (err instanceof WorkflowConversionError && err.nodeId) {
-      this.errors.nodes = new Map([[String(err.nodeId).split(":")[0], { messages: [err.message], inputs: [] }]]);
+      this.errors.nodes = new Map([[this.localId(err.nodeId) ?? String(err.nodeId), { messages: [err.message], inputs: [] }]]);
       this.emit("errors");
       this.redraw();
     }

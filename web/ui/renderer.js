@@ -373,7 +373,7 @@ export class Renderer {
       const valueText = fit(ctx, shown, rect.w * 0.6);
       const labelRoom = rect.w - ctx.measureText(valueText).width - (spec.type === "BOOLEAN" ? 46 : 50);
       ctx.fillStyle = isBad ? "#ff7b72" : "#8b949e";
-      ctx.fillText(fit(ctx, widget.name, Math.max(16, labelRoom)), rect.x + (spec.type === "BOOLEAN" ? 8 : 20), mid);
+      ctx.fillText(fit(ctx, spec.label || widget.name, Math.max(16, labelRoom)), rect.x + (spec.type === "BOOLEAN" ? 8 : 20), mid);
       ctx.fillStyle = "#e6edf3";
       ctx.textAlign = "right";
       if (spec.type === "BOOLEAN") {
