@@ -67,8 +67,9 @@ def _models_parser(sub: argparse._SubParsersAction) -> None:
     models = p.add_subparsers(dest="models_command", required=True)
     d = models.add_parser("download", help="download a model file into its folder (resumes, checks size and sha256)",
                           description="Download URL into models/KIND/. The file is written as NAME.part and renamed"
-                                      " when complete and checked; running the same command again after an"
-                                      " interruption resumes it.")
+                                      " when complete and checked; running the same command again after a"
+                                      " dropped connection resumes it. Ctrl-C cancels the download and removes"
+                                      " NAME.part.")
     d.add_argument("url", help="http:// or https:// URL of the file")
     d.add_argument("--kind", required=True, metavar="KIND",
                    help="the model folder: checkpoints, loras, vae, controlnet, upscale_models, embeddings, ...")
@@ -111,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def download_model(args: argparse.Namespace) -> int:
     """``loom models download``: 0 when the file is in place, 1 when the download
-    failed (the message says why), 2 for bad input, 130 when interrupted."""
+    failed (the message says why), 2 for bad input, 130 when cancelled with Ctrl-C
+    (the partial file is removed: a cancel means the bytes are not wanted)."""
     from nodes.folders import MODEL_EXTENSIONS, Folders
 
     from .model_downloads import (BadDownloadRequest, DownloadError, Downloader, DownloadRequest, check_request,
@@ -156,7 +158,10 @@ def download_model(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         if bar is not None:
             bar.close()
-        print(f"loom: interrupted; run the same command again to resume ({dest.part.name} is kept)", file=sys.stderr)
+        # asyncio.run cancelled the download, which removed its part file; a
+        # second Ctrl-C may have cut that short, so make sure (never the real file).
+        dest.part.unlink(missing_ok=True)
+        print(f"loom: download of {where} cancelled; the partial file {dest.part.name} was removed", file=sys.stderr)
         return 130
     except BadDownloadRequest as exc:
         print(f"loom: {exc}", file=sys.stderr)

@@ -9,6 +9,11 @@ with an HTTP ``Range`` request; a server that ignores ranges is read again
 from the start.  Model listings only show model extensions, so a ``.part``
 never appears as a choice in a loader.
 
+A *cancelled* download (its task cancelled: the user's cancel, the server
+stopping, Ctrl-C in ``loom models download``) is different from a broken
+connection: nobody wants those bytes any more, so its ``.part`` is removed.
+The destination itself is never touched by a cancel.
+
 Only ``http``/``https`` URLs are fetched, and the destination is checked the
 way :mod:`nodes.folders` checks every outside name: no ``..``, no absolute
 paths, no NUL, nothing that a symlink takes out of the models folder.
@@ -59,6 +64,18 @@ class DownloadConflict(DownloadError):
     """The same destination is being downloaded already."""
 
     kind = "already_downloading"
+
+
+class UnknownDownload(DownloadError):
+    """No download has that id (or it was forgotten, being one of the oldest finished)."""
+
+    kind = "unknown_download"
+
+
+class DownloadFinished(DownloadError):
+    """The download ended already (done, failed or cancelled); there is nothing to cancel."""
+
+    kind = "download_finished"
 
 
 class DownloadInterrupted(DownloadError):
@@ -281,6 +298,11 @@ class Downloader:
         request, dest = check_request(self.folders, request)
         try:
             return await self._download(request, dest, on_progress)
+        except asyncio.CancelledError:
+            # The task was cancelled while suspended, so before the rename (which
+            # has no await after it): only the part file can be ours to remove.
+            dest.part.unlink(missing_ok=True)
+            raise
         except OSError as exc:  # the disk, not the network: full, read-only, a file where a folder should be
             raise DownloadError(f"could not write models/{dest.directory}/{dest.name}: {exc.strerror or exc}") from None
 
@@ -413,7 +435,9 @@ class Downloader:
                        total: int | None, progress: _Throttle) -> int:
         """Streams the body to the ``.part`` file; returns its size."""
         done = offset
-        handle = await asyncio.to_thread(open, dest.part, mode)
+        # Opened on the loop (it is instant): in a worker thread, a cancel could
+        # land while that thread still creates the file, after the part was removed.
+        handle = open(dest.part, mode)
         buffer = bytearray()
         try:
             async for chunk in response.content.iter_chunked(CHUNK_SIZE):
@@ -428,6 +452,9 @@ class Downloader:
         except DownloadError:
             await asyncio.to_thread(handle.close)
             dest.part.unlink(missing_ok=True)
+            raise
+        except asyncio.CancelledError:
+            handle.close()  # nothing more is written: download() removes the part
             raise
         finally:
             if not handle.closed:
@@ -466,7 +493,9 @@ def _write_and_close(handle: Any, data: bytes) -> None:
 
 # ------------------------------------------------------------------ the server's side
 
-DownloadState = Literal["downloading", "done", "error"]
+DownloadState = Literal["downloading", "done", "error", "cancelled"]
+#: How long a cancel waits for the download to stop and remove its part file.
+CANCEL_WAIT = 10.0
 
 
 @dataclass
@@ -498,8 +527,8 @@ Post = Callable[[str, dict[str, Any]], None]
 class DownloadManager:
     """The server's downloads: each runs as a task on the server's loop, next to
     prompt execution (which runs in the worker thread), and reports over
-    ``post`` (the websocket hub) as ``download_progress``, ``download_done``
-    and ``download_error`` events."""
+    ``post`` (the websocket hub) as ``download_progress``, ``download_done``,
+    ``download_error`` and ``download_cancelled`` events."""
 
     def __init__(self, folders: Folders, post: Post, *, keep_finished: int = 50,
                  make_downloader: Callable[[Folders], Downloader] | None = None):
@@ -510,6 +539,8 @@ class DownloadManager:
         self.statuses: dict[str, DownloadStatus] = {}
         self._tasks: dict[str, asyncio.Task] = {}
         self._active: dict[Path, str] = {}
+        #: Ids cancelled through :meth:`cancel`; other cancellations are the server stopping.
+        self._cancelled_by_user: set[str] = set()
 
     def start(self, request: DownloadRequest) -> DownloadStatus:
         """Checks the request (raises :class:`BadDownloadRequest`, :class:`DownloadConflict`)
@@ -523,12 +554,29 @@ class DownloadManager:
         self.statuses[status.id] = status
         self._active[dest.path] = status.id
         task = asyncio.get_running_loop().create_task(self._run(status, request, dest))
+        task.add_done_callback(lambda _: self._ended(status, dest))
         self._tasks[status.id] = task
         self._forget_old()
         return status
 
     def list(self) -> list[DownloadStatus]:
         return list(self.statuses.values())
+
+    async def cancel(self, download_id: str) -> DownloadStatus:
+        """Stops a running download and returns its status once its part file is
+        gone (state ``cancelled``); raises :class:`UnknownDownload` or
+        :class:`DownloadFinished` (a finished file is left as it is)."""
+        status = self.statuses.get(download_id)
+        if status is None:
+            raise UnknownDownload(f"no download has the id {download_id[:100]!r}; GET /models/downloads lists them")
+        task = self._tasks.get(download_id)
+        if status.state != "downloading" or task is None:
+            raise DownloadFinished(f"download {download_id} of models/{status.directory}/{status.name} has already"
+                                   f" ended ({status.state}); there is nothing to cancel")
+        self._cancelled_by_user.add(download_id)
+        task.cancel()
+        await asyncio.wait({task}, timeout=CANCEL_WAIT)
+        return status
 
     async def _run(self, status: DownloadStatus, request: DownloadRequest, dest: Destination) -> None:
         def on_progress(progress: DownloadProgress) -> None:
@@ -538,7 +586,10 @@ class DownloadManager:
         try:
             result = await self.make_downloader(self.folders).download(request, on_progress)
         except asyncio.CancelledError:
-            status.state, status.error = "error", "the server stopped before the download finished"
+            by_user = status.id in self._cancelled_by_user
+            status.state = "cancelled"
+            status.error = None if by_user else "the server stopped before the download finished"
+            self.post("download_cancelled", {**status.progress_message(), "by_user": by_user})
             raise
         except DownloadError as exc:
             status.state, status.error = "error", str(exc)
@@ -552,9 +603,13 @@ class DownloadManager:
             status.sha256 = result.sha256
             self.post("download_done", {**status.progress_message(), "sha256": result.sha256,
                                         "already_present": result.already_present})
-        finally:
-            self._active.pop(dest.path, None)
-            self._tasks.pop(status.id, None)
+
+    def _ended(self, status: DownloadStatus, dest: Destination) -> None:
+        if status.state == "downloading":  # cancelled before its first step: _run never ran
+            status.state = "cancelled"
+        self._active.pop(dest.path, None)
+        self._tasks.pop(status.id, None)
+        self._cancelled_by_user.discard(status.id)
 
     def _forget_old(self) -> None:
         finished = [key for key, s in self.statuses.items() if s.state != "downloading"]
@@ -562,8 +617,10 @@ class DownloadManager:
             del self.statuses[key]
 
     async def close(self) -> None:
+        """Stops every running download; each removes its part file (see :class:`Downloader`)."""
         tasks = list(self._tasks.values())
         for task in tasks:
-            task.cancel()
+            if not task.cancelling():  # a second cancel would cut short the first one's clean-up
+                task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -212,7 +212,7 @@ SCHEMAS: dict[str, Any] = {
         "required": ["id", "url", "directory", "name", "state", "done"],
         "properties": {
             "id": {"type": "string"}, "url": {"type": "string"}, "directory": {"type": "string"},
-            "name": {"type": "string"}, "state": {"enum": ["downloading", "done", "error"]},
+            "name": {"type": "string"}, "state": {"enum": ["downloading", "done", "error", "cancelled"]},
             "done": {"type": "integer"}, "total": {"type": ["integer", "null"]},
             "error": {"type": ["string", "null"]}, "sha256": {"type": ["string", "null"]},
         },
@@ -313,7 +313,7 @@ PATHS: dict[str, Any] = {
     },
     "/models/download": {
         "post": {"summary": "Download a model file into its folder (progress: websocket download_progress, "
-                            "download_done, download_error events)",
+                            "download_done, download_error, download_cancelled events)",
                  "requestBody": _body(_ref("ModelDownloadRequest")),
                  "responses": {"202": _json(_ref("ModelDownload"), "Started"),
                                "400": _error("Bad URL, folder, name or hash"),
@@ -323,6 +323,15 @@ PATHS: dict[str, Any] = {
     "/models/downloads": {
         "get": {"summary": "Downloads started since the server started (the last 50 finished ones, and running ones)",
                 "responses": {"200": _json({"type": "array", "items": _ref("ModelDownload")})}},
+    },
+    "/models/downloads/{download_id}/cancel": {
+        "post": {"summary": "Cancel a running download: the transfer stops and its partial file is removed "
+                            "(a complete file is never touched); answers once it stopped, with state 'cancelled'. "
+                            "Clients also get a websocket download_cancelled event.",
+                 "parameters": [{"name": "download_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                 "responses": {"200": _json(_ref("ModelDownload"), "Cancelled"),
+                               "404": _error("No download has that id"),
+                               "409": _error("The download has already ended (done, failed or cancelled)")}},
     },
     "/system_stats": {"get": {"summary": "Machine and device", "responses": {"200": _json(_ref("SystemStats"))}}},
     "/features": {"get": {"summary": "Server feature flags", "responses": {"200": _json(_ref("Features"))}}},

@@ -1,5 +1,6 @@
 """Model downloads over HTTP: ``POST /models/download`` starts one, progress
-goes over the websocket, ``GET /models/downloads`` lists them.
+goes over the websocket, ``GET /models/downloads`` lists them and
+``POST /models/downloads/{id}/cancel`` stops one (its partial file removed).
 
 (``GET /models`` and ``GET /models/{folder}``, ComfyUI's listings the editor
 uses to tell which files are present, are in :mod:`server.routes_info`.)
@@ -12,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from .http_errors import ApiError, read_json_object
-from .model_downloads import BadDownloadRequest, DownloadConflict, DownloadManager, DownloadRequest
+from .model_downloads import (BadDownloadRequest, DownloadConflict, DownloadFinished, DownloadManager, DownloadRequest,
+                              UnknownDownload)
 
 if TYPE_CHECKING:
     from .app import LoomServer
@@ -35,6 +37,7 @@ class ModelRoutes:
     def register(self, add, app: web.Application) -> None:
         add("POST", "/models/download", self.download)
         add("GET", "/models/downloads", self.list_downloads)
+        add("POST", "/models/downloads/{download_id}/cancel", self.cancel)
         app.on_shutdown.append(self._close)
 
     async def _close(self, app: web.Application) -> None:
@@ -54,3 +57,13 @@ class ModelRoutes:
 
     async def list_downloads(self, request: web.Request) -> web.Response:
         return web.json_response([status.message() for status in self.downloads.list()])
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        """Answers once the transfer stopped and the part file is gone."""
+        try:
+            status = await self.downloads.cancel(request.match_info["download_id"])
+        except UnknownDownload as exc:
+            raise ApiError(404, exc.kind, str(exc)) from None
+        except DownloadFinished as exc:
+            raise ApiError(409, exc.kind, str(exc)) from None
+        return web.json_response(status.message())

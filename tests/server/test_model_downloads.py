@@ -51,6 +51,8 @@ class Served:
     held: threading.Event = field(default_factory=threading.Event)
     chunk: int = 64 * 1024
     chunk_delay: float = 0.0
+    sent: int = 0  # body bytes the last answer got out (a client that goes away stops it short)
+    ended: threading.Event = field(default_factory=threading.Event)  # the last answer is over
 
 
 class ModelFileServer:
@@ -96,6 +98,7 @@ class ModelFileServer:
                     served.drops -= 1
                     limit = min(limit, start + served.drop_after)
                 position = start
+                served.ended.clear()
                 try:
                     while position < limit:
                         if served.hold_at is not None and position >= served.hold_at and not served.release.is_set():
@@ -106,13 +109,16 @@ class ModelFileServer:
                         if served.hold_at is not None and position < served.hold_at:
                             end = min(end, served.hold_at)
                         self.wfile.write(body[position:end])
-                        position = end
                         if served.chunk_delay:
                             self.wfile.flush()
+                        position = served.sent = end
+                        if served.chunk_delay:
                             time.sleep(served.chunk_delay)
                     self.wfile.flush()
                 except (BrokenPipeError, ConnectionResetError):
                     pass
+                finally:
+                    served.ended.set()
                 if limit < len(body):
                     self.connection.shutdown(socket.SHUT_RDWR)  # the deliberate drop
 
