@@ -18,7 +18,12 @@ The denoiser, the guidance, the seeding and the inpainting mask are the KSampler
 
 Noise is added as ``latent + noise·σ₀`` (the KSampler's rule; ComfyUI scales by
 ``sqrt(1 + σ₀²)`` at full denoise, 0.2 % more).  The SDE samplers draw Gaussian noise
-per step from the seed (ComfyUI uses a Brownian tree): same as the KSampler here.
+per step from the seed (ComfyUI samples a Brownian tree seeded alike): same as the
+KSampler here; ``dpmpp_sde``, which needs noise over two nested intervals of one step,
+combines two draws as increments of one Brownian path (:func:`diffusion.k_steps.brownian_pair`).
+
+KSamplerSelect offers every sampler with a step rule: the KSampler's names plus ComfyUI's
+``uni_pc_bh2`` and ``*_gpu`` names, which only SamplerCustom runs.
 """
 
 from __future__ import annotations
@@ -31,10 +36,10 @@ from .errors import SamplingError
 from .guidance import GuidedModel
 from .inpaint import keep_unmasked, latent_mask, unet_extra_channels
 from .models import DiffusionModel
-from .k_steps import run_steps, step_rule
+from .k_steps import RULE_NAMES, run_steps, step_rule
 from .noise import prepare_noise
 from .sampling import StepCallback, _Denoiser, step_range
-from .schedules import SAMPLER_NAMES, SCHEDULER_NAMES, plan
+from .schedules import SCHEDULER_NAMES, plan
 
 #: SD-Turbo was distilled on these 10 timesteps (ComfyUI's SDTurboScheduler: 999, 899, ... 99).
 TURBO_TIMESTEPS = tuple(999 - 100 * i for i in range(10))
@@ -47,8 +52,8 @@ class Sampler:
     name: str
 
     def __post_init__(self):
-        if self.name not in SAMPLER_NAMES:
-            raise SamplingError(f"unknown sampler {self.name!r}; choose from {', '.join(SAMPLER_NAMES)}")
+        if self.name not in RULE_NAMES:
+            raise SamplingError(f"unknown sampler {self.name!r}; choose from {', '.join(RULE_NAMES)}")
 
 
 # -- schedules --------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import math
 from typing import Any, Callable, Sequence
 
 from .errors import SamplingError
+from .k_steps_unipc import UniPC
 
 
 def ancestral_step(sigma_from: float, sigma_to: float, eta: float = 1.0) -> tuple[float, float]:
@@ -129,6 +130,35 @@ class _Dpmpp2sAncestral:
         return x, denoised
 
 
+def brownian_pair(randn: Noise, s: float, s_mid: float, s_next: float):
+    """Unit-variance noise for the two nested intervals [s_mid, s] and [s_next, s] of one
+    Brownian path, as k-diffusion's Brownian-tree sampler gives them: the path's increment
+    over the whole step contains the one over its first half, so the two are correlated."""
+    a, b = randn(), randn()
+    first, second = math.sqrt(s - s_mid), math.sqrt(s_mid - s_next)
+    return a, (a * first + b * second) / math.sqrt(s - s_next)
+
+
+class _DpmppSde:
+    """DPM-Solver++ SDE (k-diffusion's ``sample_dpmpp_sde``, eta 1, r ½): an ancestral
+    DPM-Solver++ step to the log-σ midpoint, then one over the whole step using the
+    midpoint's prediction; the last step (to σ 0) is Euler."""
+
+    def __call__(self, D, x, s, s_next, randn):
+        denoised = D(x, s)
+        if s_next == 0:
+            return x + (x - denoised) / s * (s_next - s), denoised
+        s_mid = math.sqrt(s * s_next)  # σ at t + h/2 with t = -log σ
+        noise_mid, noise_next = brownian_pair(randn, s, s_mid, s_next)
+        x_2 = self._ancestral(x, denoised, s, s_mid, noise_mid)
+        return self._ancestral(x, D(x_2, s_mid), s, s_next, noise_next), denoised
+
+    @staticmethod
+    def _ancestral(x, denoised, s, s_to, noise):
+        down, up = ancestral_step(s, s_to)
+        return (down / s) * x - math.expm1(math.log(down / s)) * denoised + noise * up
+
+
 class _Dpmpp2m:
     """DPM-Solver++(2M); with ``eta`` > 0 the SDE variant (midpoint), Gaussian noise."""
 
@@ -195,20 +225,40 @@ class _Lcm:
         return (denoised + randn() * s_next if s_next > 0 else denoised), denoised
 
 
+#: sampler name → its rule's factory, given the run's σ; in ComfyUI's order.  The ``_gpu``
+#: names are ComfyUI's for the same samplers with their Brownian noise drawn on the GPU:
+#: here noise always comes from the seed on the CPU, so they are the same rules.
+_RULES: dict[str, Callable[[Sequence[float]], Any]] = {
+    "euler": lambda sigmas: _Euler(),
+    "euler_ancestral": lambda sigmas: _EulerAncestral(),
+    "heun": lambda sigmas: _Heun(),
+    "dpm_2": lambda sigmas: _Dpm2(False),
+    "dpm_2_ancestral": lambda sigmas: _Dpm2(True),
+    "lms": _Lms,
+    "dpmpp_2s_ancestral": lambda sigmas: _Dpmpp2sAncestral(),
+    "dpmpp_sde": lambda sigmas: _DpmppSde(),
+    "dpmpp_sde_gpu": lambda sigmas: _DpmppSde(),
+    "dpmpp_2m": lambda sigmas: _Dpmpp2m(),
+    "dpmpp_2m_sde": lambda sigmas: _Dpmpp2m(eta=1.0),
+    "dpmpp_2m_sde_gpu": lambda sigmas: _Dpmpp2m(eta=1.0),
+    "dpmpp_3m_sde": lambda sigmas: _Dpmpp3mSde(),
+    "dpmpp_3m_sde_gpu": lambda sigmas: _Dpmpp3mSde(),
+    "ddim": lambda sigmas: _Euler(),  # ComfyUI's ddim is Euler on the given σ
+    "uni_pc": lambda sigmas: UniPC(sigmas, "bh1"),
+    "uni_pc_bh2": lambda sigmas: UniPC(sigmas, "bh2"),
+    "lcm": lambda sigmas: _Lcm(),
+}
+
+#: every sampler that runs on an explicit σ schedule (what KSamplerSelect offers)
+RULE_NAMES = tuple(_RULES)
+
+
 def step_rule(name: str, sigmas: Sequence[float]):
     """The step rule for sampler ``name`` on ``sigmas`` (rules with history are fresh per run)."""
-    rules: dict[str, Callable[[], Any]] = {
-        "euler": _Euler, "ddim": _Euler,  # ComfyUI's ddim is Euler on the given σ
-        "euler_ancestral": _EulerAncestral, "heun": _Heun,
-        "dpm_2": lambda: _Dpm2(False), "dpm_2_ancestral": lambda: _Dpm2(True),
-        "lms": lambda: _Lms(sigmas), "dpmpp_2s_ancestral": _Dpmpp2sAncestral,
-        "dpmpp_2m": _Dpmpp2m, "dpmpp_2m_sde": lambda: _Dpmpp2m(eta=1.0),
-        "dpmpp_3m_sde": _Dpmpp3mSde, "lcm": _Lcm,
-    }
-    if name not in rules:
-        raise SamplingError(f"sampler {name!r} is not available on a custom sigma schedule yet; "
-                            f"use the KSampler for it, or one of {', '.join(rules)}")
-    return rules[name]()
+    if name not in _RULES:
+        raise SamplingError(f"sampler {name!r} is not available on a custom sigma schedule; "
+                            f"choose one of {', '.join(RULE_NAMES)}")
+    return _RULES[name](sigmas)
 
 
 def run_steps(rule, D: Denoise, x, sigmas: Sequence[float], randn: Noise,

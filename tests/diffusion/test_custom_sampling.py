@@ -9,9 +9,10 @@ import torch
 
 from diffusion.custom_sampling import Sampler, sample_custom, scheduler_sigmas, turbo_sigmas
 from diffusion.errors import SamplingError
+from diffusion.k_steps import RULE_NAMES, step_rule
 from diffusion.sampling import sample
 from diffusion.text_encoding import encode
-from tests.diffusion.conftest import install, run_graph, saved_images
+from tests.diffusion.conftest import install, png_pixels, run_graph, saved_images
 
 
 @pytest.fixture(scope="module")
@@ -163,8 +164,7 @@ def test_every_step_is_reported_with_its_prediction(sd1):
     assert seen == [(1, 3, (1, 4, 8, 8)), (2, 3, (1, 4, 8, 8)), (3, 3, (1, 4, 8, 8))]
 
 
-@pytest.mark.parametrize("sampler", ["euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms",
-                                     "dpmpp_2s_ancestral", "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_3m_sde", "ddim", "lcm"])
+@pytest.mark.parametrize("sampler", RULE_NAMES)
 def test_every_sampler_on_custom_sigmas_gives_a_finite_denoised_latent(sd1, sampler):
     out, _ = _custom(sd1, sampler, scheduler_sigmas(sd1[0], "karras", 3), torch.zeros(1, 4, 8, 8))
     reference, _ = _custom(sd1, "euler", scheduler_sigmas(sd1[0], "karras", 3), torch.zeros(1, 4, 8, 8))
@@ -192,9 +192,56 @@ def test_unknown_sampler_name_is_a_clear_error():
         Sampler("nope")
 
 
-def test_a_sampler_without_a_custom_sigma_rule_is_a_clear_error(sd1):
-    with pytest.raises(SamplingError, match="uni_pc.*KSampler"):
-        _custom(sd1, "uni_pc", scheduler_sigmas(sd1[0], "normal", 2), torch.zeros(1, 4, 8, 8))
+def test_a_sampler_name_without_a_step_rule_is_a_clear_error():
+    # ComfyUI's CFG++ samplers need the unguided prediction, which the step rules do not see
+    with pytest.raises(SamplingError, match="'euler_cfg_pp' is not available on a custom sigma schedule"):
+        step_rule("euler_cfg_pp", [1.0, 0.0])
+
+
+# -- what KSamplerSelect offers ----------------------------------------------------------------
+
+def _ksampler_select_options() -> list[str]:
+    from engine.object_info import object_info_for
+    from engine.registry import Registry
+    from nodes import builtin_nodes
+
+    registry = Registry(env=None)
+    registry.add_all(builtin_nodes(), "nodes")
+    return object_info_for(registry, "KSamplerSelect")["KSamplerSelect"]["input"]["required"]["sampler_name"][0]
+
+
+def test_every_sampler_ksampler_select_offers_has_a_step_rule():
+    offered = _ksampler_select_options()
+    for name in offered:
+        assert callable(step_rule(name, [14.6, 1.0, 0.0])), name
+    assert set(offered) == set(RULE_NAMES)
+
+
+def test_ksampler_select_offers_every_sampler_the_ksampler_offers_and_comfyuis_aliases():
+    from nodes.sampling import SAMPLER_NAMES
+
+    offered = _ksampler_select_options()
+    assert set(SAMPLER_NAMES) <= set(offered)
+    assert {"uni_pc_bh2", "dpmpp_sde_gpu", "dpmpp_2m_sde_gpu", "dpmpp_3m_sde_gpu"} <= set(offered)
+
+
+def test_a_gpu_named_sampler_is_the_same_rule_as_its_cpu_name(sd1):
+    sigmas = scheduler_sigmas(sd1[0], "karras", 3)
+    for name in ("dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde"):
+        cpu, _ = _custom(sd1, name, sigmas, torch.zeros(1, 4, 8, 8), seed=7)
+        gpu, _ = _custom(sd1, name + "_gpu", sigmas, torch.zeros(1, 4, 8, 8), seed=7)
+        assert torch.equal(cpu["samples"], gpu["samples"]), name
+
+
+@pytest.mark.parametrize("sampler", ["dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde"])
+def test_an_sde_sampler_s_step_noise_follows_the_seed(sd1, sampler):
+    sigmas = scheduler_sigmas(sd1[0], "karras", 3)
+    latent = _start() * float(sigmas[0])  # already noisy: only the per-step noise depends on the seed
+    a, _ = _custom(sd1, sampler, sigmas, latent, seed=1, add_noise=False)
+    again, _ = _custom(sd1, sampler, sigmas, latent, seed=1, add_noise=False)
+    b, _ = _custom(sd1, sampler, sigmas, latent, seed=2, add_noise=False)
+    assert torch.equal(a["samples"], again["samples"])
+    assert not torch.allclose(a["samples"], b["samples"])
 
 
 def test_something_else_in_the_sampler_socket_is_a_clear_error(sd1):
@@ -236,11 +283,29 @@ def test_sd_turbo_workflow_runs_through_the_engine(tiny, env):
 
 def test_bad_sigmas_in_a_graph_fail_the_node_with_the_message(tiny, env):
     prompt = _turbo_prompt(install(env, tiny("sd1")))
-    prompt["13"]["inputs"]["sampler"] = ["15", 0]
-    prompt["15"] = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "uni_pc"}}
+    prompt["22"]["inputs"]["denoise"] = 0.05  # fewer than one of SD-Turbo's 10 timesteps: σ is just [0]
     outcome = run_graph(env, prompt)
     assert outcome.status == "error"
-    assert "uni_pc" in outcome.error.message()["data"]["exception_message"]
+    assert "single value" in outcome.error.message()["data"]["exception_message"]
+
+
+#: the samplers that had no custom-σ step rule before (uni_pc, dpmpp_sde) or no name here
+NEWLY_ENABLED = ["uni_pc", "uni_pc_bh2", "dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m_sde_gpu", "dpmpp_3m_sde_gpu"]
+
+
+@pytest.mark.parametrize("sampler", NEWLY_ENABLED)
+def test_sampler_custom_in_a_graph_makes_an_image_and_the_seed_reproduces_it(tiny, env, sampler):
+    prompt = _turbo_prompt(install(env, tiny("sd1")))
+    prompt["14"]["inputs"]["sampler_name"] = sampler
+    prompt["13"]["inputs"].update(noise_seed=123, cfg=4.0, sigmas=["22", 0])
+    prompt["22"] = {"class_type": "BasicScheduler",
+                    "inputs": {"model": ["4", 0], "scheduler": "karras", "steps": 4, "denoise": 1.0}}
+    first = run_graph(env, prompt)
+    second = run_graph(env, prompt)
+    assert first.status == "success" and second.status == "success", (first.error, second.error)
+    a, b = png_pixels(saved_images(env, first)[0]), png_pixels(saved_images(env, second)[0])
+    assert a.std() > 0  # a NaN latent decodes to a flat image
+    assert (a == b).all()
 
 
 def test_custom_sampling_nodes_have_comfyui_inputs_and_outputs():
