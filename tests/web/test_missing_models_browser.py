@@ -58,7 +58,7 @@ def own_server(tmp_path_factory):
 def ed(browser, own_server, request):
     with editor_page(browser, own_server.url, request.node.name) as page:
         page.evaluate("""() => { window.downloadEvents = [];
-            for (const t of ["download_progress", "download_done", "download_error"])
+            for (const t of ["download_progress", "download_done", "download_error", "download_cancelled"])
               window.loom.api.addEventListener(t, (e) => window.downloadEvents.push([t, e.detail])); }""")
         yield EditorDriver(page)
 
@@ -144,3 +144,36 @@ def test_download_all_fetches_every_missing_model(ed, files, own_server):
     assert ed.page.text_content("#missing-models h3") == "All models are in place"
     assert (own_server.base / "models" / "vae" / "all_vae.safetensors").read_bytes() == WEIGHTS[:1000]
     assert "null" not in ed.page.text_content("#missing-models")
+
+
+def start_held_download(ed: EditorDriver, files: ModelFileServer, name: str) -> str:
+    """Drops a workflow naming ``name``, presses Download and waits until the server is
+    midway (the file server holds after 150,000 bytes); the row's selector."""
+    url = files.serve(f"/held/{name}", body=WEIGHTS, hold_at=150_000)
+    drop_workflow(ed, loader_workflow([{"name": name, "url": url, "directory": "checkpoints"}], ckpt_name=name))
+    row = f"#missing-models li[data-name='{name}']"
+    ed.page.click(f"{row} button.download")
+    assert files.files[f"/held/{name}"].held.wait(10)
+    ed.page.wait_for_function(f"document.querySelector(\"{row} .model-progress\")?.textContent.endsWith('/ 293.0 KiB')")
+    return row
+
+
+def test_cancel_stops_a_running_download_and_the_row_offers_download_again(ed, files, own_server):
+    row = start_held_download(ed, files, "cancelled.safetensors")
+    ed.page.click(f"{row} button.cancel-download")
+    ed.page.wait_for_selector(f"{row} button.download", timeout=10000)
+    assert ed.page.text_content(f"{row} button.download") == "Download"
+    assert ed.js(f"document.querySelector(\"{row} progress, {row} .cancel-download, {row} .model-error\")") is None
+    folder = own_server.base / "models" / "checkpoints"
+    assert not (folder / "cancelled.safetensors.part").exists() and not (folder / "cancelled.safetensors").exists()
+    ed.page.wait_for_function("window.downloadEvents.some(([t]) => t === 'download_cancelled')")
+
+
+def test_a_cancelled_download_can_be_started_again_and_finish(ed, files, own_server):
+    row = start_held_download(ed, files, "again.safetensors")
+    ed.page.click(f"{row} button.cancel-download")
+    ed.page.wait_for_selector(f"{row} button.download", timeout=10000)
+    files.files["/held/again.safetensors"].release.set()
+    ed.page.click(f"{row} button.download")
+    ed.page.wait_for_selector(f"{row} .model-done", timeout=20000)
+    assert (own_server.base / "models" / "checkpoints" / "again.safetensors").read_bytes() == WEIGHTS

@@ -2,7 +2,9 @@
 // `properties.models` (ComfyUI's templates do: [{name, url, directory}]), and
 // sometimes in a top-level `models` list. When a workflow is loaded, the ones
 // the server lacks are listed with a Download button; the server fetches them
-// (POST /models/download) and reports progress over the websocket.
+// (POST /models/download) and reports progress over the websocket. A running
+// download has a Cancel button (POST /models/downloads/{id}/cancel): the server
+// removes the partial file and the row offers Download again.
 
 import { el } from "./panels.js";
 
@@ -49,6 +51,7 @@ export class MissingModels {
     this.onDownloaded = onDownloaded;
     this.rows = new Map();  // "directory/name" → row state
     this.byId = new Map();  // download id → row state
+    this.ended = new Set();  // ids of cancelled downloads: their late progress events are stale
     this.generation = 0;
     this.box = el("section", { id: "missing-models", "aria-live": "polite", "aria-label": "Missing models" });
     this.box.hidden = true;
@@ -56,6 +59,7 @@ export class MissingModels {
     api.addEventListener("download_progress", (e) => this.progress(e.detail));
     api.addEventListener("download_done", (e) => this.finished(e.detail, null));
     api.addEventListener("download_error", (e) => this.finished(e.detail, e.detail?.message ?? "the download failed"));
+    api.addEventListener("download_cancelled", (e) => this.cancelled(e.detail));
   }
 
   /** Asks the server which of the workflow's models are missing and shows them (hides the panel if none). */
@@ -105,7 +109,11 @@ export class MissingModels {
     else if (row.state === "downloading") {
       const bar = el("progress", { max: String(row.total || 1) });
       if (row.total) bar.value = row.done;
-      item.append(bar, el("span", { class: "model-progress" }, `${formatBytes(row.done)} / ${formatBytes(row.total)}`));
+      item.append(bar, el("span", { class: "model-progress" }, `${formatBytes(row.done)} / ${formatBytes(row.total)}`),
+        el("button", { class: "small cancel-download", title: "Stop this download and delete what was received",
+                       onclick: () => this.cancel(row), ...(row.cancelling ? { disabled: "" } : {}) },
+           row.cancelling ? "Cancelling…" : "Cancel"));
+      if (row.cancelError) item.append(el("div", { class: "model-error" }, row.cancelError));
     } else if (row.state === "done") item.append(el("span", { class: "model-done" }, "✓ downloaded"));
     else {
       if (row.error) item.append(el("div", { class: "model-error" }, row.error));
@@ -116,18 +124,49 @@ export class MissingModels {
 
   async download(row) {
     row.state = "downloading";
-    row.error = null;
+    row.error = row.cancelError = null;
+    row.cancelling = false;
     this.render();
     try {
       const started = await this.api.json("/models/download", { url: row.url, directory: row.directory, name: row.name, ...(row.sha256 ? { sha256: row.sha256 } : {}) });
       row.id = started.id;
       this.byId.set(started.id, row);
       // Events may have come before the answer: the listing tells where it stands.
-      if (started.state !== "downloading") this.finished(started, started.error);
+      if (started.state === "cancelled") this.cancelled(started);
+      else if (started.state !== "downloading") this.finished(started, started.error);
+      else if (row.cancelling) { await this.cancel(row); return; }  // Cancel was pressed before the server answered
     } catch (err) {
       row.state = "error";
       row.error = err.message;
     }
+    this.render();
+  }
+
+  /** Asks the server to stop `row`'s download; the row returns to its Download state once it has. */
+  async cancel(row) {
+    row.cancelling = true;
+    row.cancelError = null;
+    this.render();
+    if (!row.id) return;  // the download's id is not known yet: download() cancels once it is
+    try {
+      this.cancelled(await this.api.json(`/models/downloads/${encodeURIComponent(row.id)}/cancel`, {}));
+    } catch (err) {
+      // 409: it ended meanwhile; its download_done / download_error event says how.
+      row.cancelling = false;
+      if (err.status !== 409 && row.state === "downloading") row.cancelError = `could not cancel: ${err.message}`;
+      this.render();
+    }
+  }
+
+  /** The server stopped the download (the user's cancel or the server shutting down). */
+  cancelled(data) {
+    if (data?.id) this.ended.add(data.id);
+    const row = this.rowFor(data);
+    if (!row || row.state === "done" || (row.id && data?.id && row.id !== data.id)) return;
+    if (row.state !== "downloading" && !row.cancelling) return;  // already handled (the answer and the event both come)
+    this.byId.delete(row.id);
+    Object.assign(row, { state: "missing", id: null, done: 0, total: null, cancelling: false, cancelError: null,
+                         error: data?.by_user === false ? "the server stopped before the download finished" : null });
     this.render();
   }
 
@@ -136,6 +175,7 @@ export class MissingModels {
   }
 
   progress(data) {
+    if (this.ended.has(data?.id)) return;  // a cancelled download's last reports, arriving after the cancel
     const row = this.rowFor(data);
     if (!row || row.state === "done") return;
     row.state = "downloading";
