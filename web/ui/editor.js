@@ -850,13 +850,14 @@ export class Editor extends EventTarget {
     this.redraw();
   }
 
-  /** Client (screen) coordinates of a node part: "title", "output"/"input" (name or index), "widget"/"control" (name). */
+  /** Client (screen) coordinates of a node part: "title", "body", "output"/"input" (name or index), "widget"/"control" (name). */
   locate(id, kind, key) {
     const node = this.nodeById(id);
     if (!node) return null;
     const schema = this.graph.schemaOf(node);
     let point;
     if (kind === "title") point = [node.pos[0] + 60, node.pos[1] - TITLE_H / 2];
+    else if (kind === "body") point = [nodeBounds(node, schema)[0] + nodeBounds(node, schema)[2] / 2, node.pos[1] + 4 + 11];  // mid first slot row
     else if (kind === "output") {
       const i = typeof key === "number" ? key : node.outputs.findIndex((o) => o.name === key);
       point = outputPos(node, i, schema);
