@@ -1,16 +1,20 @@
-"""LoRA: reading LoRA files and patching their low-rank deltas into the shared model.
+"""LoRA: reading LoRA files and patching their weight changes into the shared model.
 
 Files: kohya/A1111 safetensors (``lora_unet_*``, ``lora_te_*``, SDXL's ``lora_te1_*`` /
 ``lora_te2_*``; ``.lora_down`` / ``.lora_up`` / ``.alpha``, LoCon convolutions
 included) and diffusers/PEFT files (``unet.* / text_encoder.* / text_encoder_2.*``
-with ``.lora_A`` / ``.lora_B``, or the older ``.lora.down`` / ``.lora.up``).
+with ``.lora_A`` / ``.lora_B``, or the older ``.lora.down`` / ``.lora.up``).  LyCORIS
+layer types in the same naming are read too: LoHa (``hada_*``), LoKr (``lokr_*``),
+Tucker LoCon (``lora_mid``), full differences (``diff`` / ``diff_b``, ``w_norm`` /
+``b_norm``) and DoRA (``dora_scale`` / PEFT's ``lora_magnitude_vector``) on top of
+a low-rank type; :mod:`diffusion.lora_layers` holds their formulas.
 
 Patching never copies a model.  A :class:`WeightPatch` is a LoRA resolved against one
 module (which parameters, which deltas, what strength).  A handle carries a tuple of
 them; :func:`apply_patches` brings the shared module to exactly that tuple: it puts
 back the saved originals of whatever was patched before (a bit-exact copy, so removal
-restores the exact weights) and adds ``strength · alpha/rank · up @ down`` to each
-targeted weight, saving its original first.  Only the patched tensors are ever saved.
+restores the exact weights) and lets each layer patch its targeted weight in turn
+(``strength · alpha/rank · up @ down`` for plain LoRA), saving the original first.  Only the patched tensors are ever saved.
 Switching between handles with the same patch tuple costs nothing.
 
 :class:`PatchedModule` is the seam to the sampler and the text encoder: a thin
@@ -30,6 +34,7 @@ from typing import Any, Iterable, Mapping
 import torch
 
 from .errors import ModelLoadError
+from .lora_layers import LayerFormatError, LayerPatch, LowRank, build_layer
 
 
 class LoraMismatch(ModelLoadError):
@@ -37,31 +42,6 @@ class LoraMismatch(ModelLoadError):
 
 
 # -- the file -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False)
-class LowRank:
-    """One layer of a LoRA: ``delta = alpha/rank · up @ down`` (reshaped to the weight)."""
-
-    up: torch.Tensor      # [out, rank] or [out, rank, 1, 1]
-    down: torch.Tensor    # [rank, in] or [rank, in, kh, kw]
-    alpha: float | None
-
-    @property
-    def rank(self) -> int:
-        return int(self.down.shape[0])
-
-    @property
-    def scale(self) -> float:
-        return 1.0 if self.alpha is None else self.alpha / self.rank
-
-    def out_in(self) -> tuple[int, int]:
-        return int(self.up.shape[0]), int(self.down[0].numel())
-
-    def delta(self, shape: torch.Size, device: torch.device) -> torch.Tensor:
-        up = self.up.to(device, torch.float32).flatten(1)
-        down = self.down.to(device, torch.float32).flatten(1)
-        return (up @ down).reshape(shape)
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,9 +54,9 @@ class LoraFile:
     """
 
     name: str
-    layers: Mapping[tuple[str, str], LowRank]
+    layers: Mapping[tuple[str, str], LayerPatch]
 
-    def component(self, component: str) -> dict[str, LowRank]:
+    def component(self, component: str) -> dict[str, LayerPatch]:
         return {layer: lr for (comp, layer), lr in self.layers.items() if comp == component}
 
     def components(self) -> set[str]:
@@ -96,15 +76,21 @@ class LoraFile:
 _KOHYA_PREFIXES = (("lora_unet_", "unet"), ("lora_te1_", "te1"), ("lora_te2_", "te2"), ("lora_te_", "te"))
 _DIFFUSERS_PREFIXES = (("unet.", "unet"), ("text_encoder_2.", "te2"), ("text_encoder.", "te"),
                        ("transformer.", "unet"))
-_UNSUPPORTED = {"hada_w1_a": "LoHa", "lokr_w1": "LoKr", "lora_mid": "LoCon with a Tucker middle (lora_mid)",
-                "dora_scale": "DoRA", "diff": "full-weight difference (diff)", "w_norm": "GLoRA"}
-# suffix → (part, regex) for the two low-rank factors and alpha, most specific first
+# LyCORIS types Loom does not apply (a clear refusal rather than a silently ignored file)
+_UNSUPPORTED = ((".a1.weight", "GLoRA"), (".b1.weight", "GLoRA"), (".oft_blocks", "OFT/BOFT"),
+                (".oft_diag", "diagonal OFT"), (".oft_R.weight", "OFT"))
+# suffix → part (see diffusion.lora_layers.PART_KINDS), most specific first
 _PARTS = (
-    (".lora_up.weight", "up"), (".lora_down.weight", "down"),
+    (".lora_up.weight", "up"), (".lora_down.weight", "down"), (".lora_mid.weight", "mid"),
     (".lora_B.weight", "up"), (".lora_A.weight", "down"),
     (".lora.up.weight", "up"), (".lora.down.weight", "down"),
     (".lora_linear_layer.up.weight", "up"), (".lora_linear_layer.down.weight", "down"),
-    (".alpha", "alpha"),
+    (".alpha", "alpha"), (".dora_scale", "dora_scale"),
+    (".lora_magnitude_vector", "magnitude"), (".lora_magnitude_vector.weight", "magnitude"),
+    *((f".{part}", part) for part in ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "hada_t1", "hada_t2",
+                                     "lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b",
+                                     "lokr_t2", "diff", "diff_b")),
+    (".w_norm", "diff"), (".b_norm", "diff_b"),
 )
 
 
@@ -134,10 +120,10 @@ def _component(base: str) -> tuple[str, str] | None:
 def parse_lora(state: Mapping[str, torch.Tensor], name: str) -> LoraFile:
     """A :class:`LoraFile` from a state dict, or a :class:`ModelLoadError` naming what is wrong."""
     for key in state:
-        for marker, kind in _UNSUPPORTED.items():
-            if key.endswith("." + marker) or f".{marker}." in key:
+        for marker, kind in _UNSUPPORTED:
+            if key.endswith(marker):
                 raise ModelLoadError(f"LoRA '{name}': {kind} layers (e.g. {key!r}) are not supported; "
-                                     "only plain LoRA / LoCon low-rank layers are")
+                                     "LoRA, LoCon, LoHa, LoKr, full diff and DoRA layers are")
     parts: dict[tuple[str, str], dict[str, Any]] = {}
     for key, tensor in state.items():
         split = _split(key)
@@ -150,19 +136,14 @@ def parse_lora(state: Mapping[str, torch.Tensor], name: str) -> LoraFile:
         parts.setdefault(target, {})[part] = tensor
     if not parts:
         sample = ", ".join(list(state)[:3]) or "no tensors"
-        raise ModelLoadError(f"'{name}' is not a LoRA file: no lora_up/lora_down or lora_A/lora_B weights "
-                             f"(found {sample})")
+        raise ModelLoadError(f"'{name}' is not a LoRA file: no lora_up/lora_down, lora_A/lora_B or LyCORIS "
+                             f"weights (found {sample})")
     layers = {}
     for target, found in parts.items():
-        if "up" not in found or "down" not in found:
-            missing = "up (lora_up / lora_B)" if "up" not in found else "down (lora_down / lora_A)"
-            raise ModelLoadError(f"LoRA '{name}': layer {target[1]!r} has no {missing} weight")
-        up, down = found["up"], found["down"]
-        if up.shape[1] != down.shape[0]:
-            raise ModelLoadError(f"LoRA '{name}': layer {target[1]!r} has up {list(up.shape)} and down "
-                                 f"{list(down.shape)}, whose ranks differ")
-        alpha = found.get("alpha")
-        layers[target] = LowRank(up, down, None if alpha is None else float(alpha))
+        try:
+            layers[target] = build_layer(found)
+        except LayerFormatError as error:
+            raise ModelLoadError(f"LoRA '{name}': layer {target[1]!r} {error}") from None
     return LoraFile(name, layers)
 
 
@@ -186,20 +167,22 @@ def load_lora(path: str | Path) -> LoraFile:
 
 @dataclass(frozen=True, eq=False)
 class WeightPatch:
-    """A LoRA resolved against one module: parameter name → low-rank delta, at a strength.
+    """A LoRA resolved against one module: parameter name → layer patch, at a strength.
 
     Compared by identity: a handle's patch tuple names exactly which patches it wants."""
 
     lora_name: str
     strength: float
-    layers: tuple[tuple[str, LowRank], ...]
+    layers: tuple[tuple[str, LayerPatch], ...]
 
 
 def _patchable(module: torch.nn.Module) -> dict[str, str]:
-    """Index of the module's Linear/Conv layers: every spelling a LoRA may use → dotted name."""
+    """Index of the module's patchable layers (Linear/Conv, and the norms LyCORIS's
+    ``w_norm`` / ``b_norm`` change): every spelling a LoRA may use → dotted name."""
     index: dict[str, str] = {}
+    kinds = (torch.nn.Linear, torch.nn.Conv2d, torch.nn.LayerNorm, torch.nn.GroupNorm)
     for dotted, sub in module.named_modules():
-        if not isinstance(sub, (torch.nn.Linear, torch.nn.Conv2d)) or not dotted:
+        if not isinstance(sub, kinds) or not dotted:
             continue
         spellings = {dotted}
         if not dotted.startswith("text_model.") and hasattr(module, "config") and \
@@ -223,18 +206,23 @@ def resolve(lora: LoraFile, component: str, module: torch.nn.Module, strength: f
     params = dict(module.named_parameters())
     wanted = lora.component(component)
     resolved, unknown, misfit = [], [], []
-    for layer, lowrank in wanted.items():
+    for layer, patch in wanted.items():
         dotted = index.get(layer)
         if dotted is None:
             unknown.append(layer)
             continue
-        weight = params[dotted + ".weight"]
-        out_features, in_features = int(weight.shape[0]), int(weight[0].numel())
-        if lowrank.out_in() != (out_features, in_features):
-            misfit.append(f"{layer} (LoRA {lowrank.out_in()[1]}→{lowrank.out_in()[0]}, "
-                          f"model {in_features}→{out_features})")
+        problems, targets = [], []
+        for suffix, part in patch.targets():
+            param = params.get(f"{dotted}.{suffix}")
+            problem = f"the model layer has no {suffix}" if param is None else part.misfit(param.shape)
+            if problem:
+                problems.append(problem)
+            else:
+                targets.append((f"{dotted}.{suffix}", part))
+        if problems:
+            misfit.append(f"{layer} ({'; '.join(problems)})")
             continue
-        resolved.append((dotted + ".weight", lowrank))
+        resolved.extend(targets)
     if unknown or misfit:
         guess = lora.family_guess()
         intro = f"LoRA '{lora.name}'" + (f" looks like a {guess} LoRA and" if guess else "")
@@ -288,17 +276,16 @@ def apply_patches(module: torch.nn.Module, patches: tuple[WeightPatch, ...]) -> 
             params[name].copy_(original)  # the saved bits, exactly
         state.originals.clear()
         state.applied = ()
-        grouped: dict[str, list[tuple[float, LowRank]]] = {}
+        grouped: dict[str, list[tuple[float, LayerPatch]]] = {}
         for patch in patches:
-            for name, lowrank in patch.layers:
-                grouped.setdefault(name, []).append((patch.strength * lowrank.scale, lowrank))
+            for name, layer in patch.layers:
+                grouped.setdefault(name, []).append((patch.strength, layer))
         for name, items in grouped.items():
             weight = params[name]
             state.originals[name] = weight.detach().to("cpu", copy=True)
             total = weight.detach().float()
-            for factor, lowrank in items:
-                if factor:
-                    total.add_(lowrank.delta(weight.shape, weight.device), alpha=factor)
+            for strength, layer in items:  # in patch order: DoRA sees the weight the earlier ones left
+                total = layer.patched(total, strength)
             weight.copy_(total.to(weight.dtype))
         state.applied = tuple(patches)
 
