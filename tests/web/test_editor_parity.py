@@ -107,3 +107,23 @@ def test_shipped_workflow_queues_the_same_prompt_in_the_editor_as_in_python(path
     else:
         assert (editor["error"]["node_id"], editor["error"]["class_type"]) == python["error"]
     assert editor["missing"] == []
+
+
+EDITED = [("subgraph_proxy_widgets_and_native_reroutes_v1", 10, "ImageInvert"), ("subgraph_flattened", 10, "ImageInvert")]
+
+
+@pytest.mark.parametrize(("stem", "instance", "added_type"), EDITED, ids=[e[0] for e in EDITED])
+def test_subgraph_edited_in_the_editor_queues_the_same_prompt_as_python_converts_from_the_saved_file(stem, instance, added_type, schemas):
+    """Inside the subgraph: a number widget changed, a node added between the first output and its feeder."""
+    result = subprocess.run(
+        ["node", "tests/web/edit_subgraph.mjs", str(FIXTURES / "object_info.json"), str(FIXTURES / f"{stem}.json"), str(instance), added_type],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-4000:]
+    edited = json.loads(result.stdout)
+    api = edited["api"]
+    node_id, widget = edited["edited"]
+    original = ui_to_api(load_workflow_text((FIXTURES / f"{stem}.json").read_text())["workflow"], schemas)
+    assert api[f"{instance}:{node_id}"]["inputs"][widget] == original[f"{instance}:{node_id}"]["inputs"][widget] + 2
+    added = f"{instance}:{edited['added']}"
+    assert api[added]["class_type"] == added_type and added not in original
+    assert api == ui_to_api(edited["workflow"], schemas)
