@@ -4,7 +4,8 @@ A CONDITIONING entry is ``[tensor [1, T, D], meta]``; the meta keys read here ar
 ComfyUI's: ``strength``, ``area`` (``(h, w, y, x)`` in latent pixels, or
 ``("percentage", h, w, y, x)`` as fractions), ``mask`` (``[B, H, W]``), ``mask_strength``,
 ``set_area_to_bounds``, ``start_percent``/``end_percent``, ``control`` (a ControlNet
-chain), ``control_apply_to_uncond`` and, for SDXL, ``pooled_output`` and the size keys.
+chain), ``control_apply_to_uncond`` and, for SDXL, ``pooled_output`` and the size (refiner: and
+aesthetic-score) keys read by :mod:`sdxl_adm`.
 
 Before sampling, as ComfyUI does: percentages and masks are resolved to the latent
 size; every area entry gets an opposite entry (from the other side's text) over the
@@ -21,9 +22,8 @@ from typing import Any, Sequence
 
 from .errors import SamplingError
 from .models import DiffusionModel
+from .sdxl_adm import AdmLayout, added_conditions, layout_of
 
-#: SDXL size conditioning defaults when a conditioning carries none (ComfyUI's).
-SDXL_DEFAULT_SIZE = 768
 #: How many latent pixels an area's inner edges fade over (ComfyUI's "fuzz").
 AREA_FEATHER = 8
 #: Smallest area (latent pixels) a mask's bounds are widened to.
@@ -135,16 +135,22 @@ def _resolve_mask(meta: dict, size: tuple[int, int]):
     return mask * float(meta.get("mask_strength", 1.0)), area
 
 
-def _sdxl_added(meta: dict) -> tuple[Any, Any]:
-    import torch
+#: Text-context widths of the full-size text encoders, to say where a mismatched conditioning came from.
+_CONTEXT_SOURCES = {768: "an SD1.x CLIP-L", 1024: "an SD2.x OpenCLIP ViT-H",
+                    1280: "an SDXL refiner's OpenCLIP bigG", 2048: "an SDXL base's CLIP-L + bigG"}
 
-    pooled = meta.get("pooled_output")
-    if pooled is None:
-        raise SamplingError("SDXL needs a pooled text embedding: encode the prompt with this model's CLIP")
-    h = meta.get("height", SDXL_DEFAULT_SIZE)
-    w = meta.get("width", SDXL_DEFAULT_SIZE)
-    ids = [h, w, meta.get("crop_h", 0), meta.get("crop_w", 0), meta.get("target_height", h), meta.get("target_width", w)]
-    return pooled.reshape(1, -1).float(), torch.tensor([ids], dtype=torch.float32)
+
+def _model_name(model: DiffusionModel, layout: AdmLayout | None) -> str:
+    return layout.name if layout is not None else model.family
+
+
+def _width_mismatch(model: DiffusionModel, layout: AdmLayout | None, given: int, width: int) -> SamplingError:
+    source = _CONTEXT_SOURCES.get(given)
+    origin = f" (as from {source})" if source is not None and _CONTEXT_SOURCES.get(width) != source else ""
+    return SamplingError(
+        f"conditioning is {given} wide{origin} but this {_model_name(model, layout)} model expects {width}: "
+        "encode the prompt with the CLIP of the same checkpoint"
+        + (" (SDXL base and refiner each need their own)" if layout is not None else ""))
 
 
 @dataclass
@@ -211,6 +217,7 @@ def resolve_rows(model: DiffusionModel, positive: Sequence, negative: Sequence, 
     if use_negative and not negative:
         raise SamplingError("negative conditioning is empty")
     width = int(model.unet.config.cross_attention_dim)
+    layout = layout_of(model.unet) if model.family == "sdxl" else None
     entries: list[_Entry] = []
     for sign, conds in ((True, positive), (False, negative if use_negative else ())):
         for pair in conds:
@@ -220,9 +227,7 @@ def resolve_rows(model: DiffusionModel, positive: Sequence, negative: Sequence, 
             if cond.ndim != 3:
                 raise SamplingError(f"conditioning tensor must be [batch, tokens, width], got {list(cond.shape)}")
             if cond.shape[-1] != width:
-                raise SamplingError(
-                    f"conditioning is {cond.shape[-1]} wide but this {model.family} model expects {width}: "
-                    "encode the prompt with the CLIP of the same checkpoint")
+                raise _width_mismatch(model, layout, int(cond.shape[-1]), width)
             area, mask = None, None
             if size is not None:
                 mask, bounds = _resolve_mask(meta, size)
@@ -237,8 +242,8 @@ def resolve_rows(model: DiffusionModel, positive: Sequence, negative: Sequence, 
         context = e.cond[:1].float()
         context = context.repeat(1, length // context.shape[1], 1)  # attention over k repeats = over one
         added = None
-        if model.family == "sdxl":
-            embeds, ids = _sdxl_added(e.meta)
+        if layout is not None:
+            embeds, ids = added_conditions(layout, e.meta, e.positive, size)
             added = {"text_embeds": embeds.to(device, dtype), "time_ids": ids.to(device, dtype)}
         start, end = float(e.meta.get("start_percent", 0.0)), float(e.meta.get("end_percent", 1.0))
         labels = class_labels_for(model, e.meta, seed)

@@ -28,6 +28,7 @@ Family = Literal["sd1", "sd2", "sdxl"]
 V_PREDICTION_STD_THRESHOLD = 0.09
 
 _FAMILY_NAMES = {"sd1": "SD1.x", "sd2": "SD2.x", "sdxl": "SDXL base"}
+REFINER_CONFIG = "sd_xl_refiner.yaml"
 _CONFIGS = {
     ("sd1", False, "epsilon"): "v1-inference.yaml",
     ("sd1", True, "epsilon"): "v1-inpainting-inference.yaml",
@@ -40,11 +41,32 @@ _CONFIGS = {
 
 
 @dataclass(frozen=True)
+class TextEncoderSpec:
+    """Where one text tower lies in the file and how to read it."""
+
+    prefix: str
+    kind: Literal["clip_l", "openclip"]
+    with_projection: bool   # the pooled, projected output conditions the model (SDXL's bigG)
+
+
+_TEXT_ENCODERS = {
+    "sd1": (TextEncoderSpec(SD1_CLIP_PREFIX, "clip_l", False),),
+    "sd2": (TextEncoderSpec(SD2_CLIP_PREFIX, "openclip", False),),
+    "sdxl": (TextEncoderSpec(SDXL_CLIP_L_PREFIX, "clip_l", False), TextEncoderSpec(SDXL_CLIP_G_PREFIX, "openclip", True)),
+}
+#: The SDXL refiner keeps only OpenCLIP bigG (with its projection), as embedder 0.
+_REFINER_TEXT_ENCODERS = (TextEncoderSpec(SDXL_REFINER_CLIP_PREFIX, "openclip", True),)
+
+
+@dataclass(frozen=True)
 class Architecture:
     family: Family
     in_channels: int
     prediction_type: Literal["epsilon", "v_prediction"]
     diffusers_type: str | None = None
+    #: SDXL's refiner: the SDXL latent space and sampling, its own UNet, bigG alone, and
+    #: an ADM of pooled text + (height, width, crop, aesthetic score) instead of six sizes.
+    refiner: bool = False
 
     @property
     def inpainting(self) -> bool:
@@ -52,7 +74,7 @@ class Architecture:
 
     @property
     def name(self) -> str:
-        name = _FAMILY_NAMES[self.family]
+        name = "SDXL refiner" if self.refiner else _FAMILY_NAMES[self.family]
         if self.inpainting:
             name += " inpainting"
         if self.prediction_type == "v_prediction":
@@ -62,12 +84,17 @@ class Architecture:
     @property
     def original_config(self) -> str:
         """The shipped LDM config file this architecture starts from."""
+        if self.refiner:
+            return REFINER_CONFIG
         return _CONFIGS.get((self.family, self.inpainting, self.prediction_type), _CONFIGS[(self.family, False, "epsilon")])
 
     @property
+    def text_encoders(self) -> tuple[TextEncoderSpec, ...]:
+        return _REFINER_TEXT_ENCODERS if self.refiner else _TEXT_ENCODERS[self.family]
+
+    @property
     def text_encoder_prefixes(self) -> tuple[str, ...]:
-        return {"sd1": (SD1_CLIP_PREFIX,), "sd2": (SD2_CLIP_PREFIX,),
-                "sdxl": (SDXL_CLIP_L_PREFIX, SDXL_CLIP_G_PREFIX)}[self.family]
+        return tuple(spec.prefix for spec in self.text_encoders)
 
 
 def _has_prefix(keys: Sequence[str], prefix: str) -> bool:
@@ -103,17 +130,22 @@ def detect_architecture(
     missing = [what for what, prefix in (("UNet (model.diffusion_model.*)", UNET_PREFIX),
                                          ("VAE (first_stage_model.*)", VAE_PREFIX))
                if not _has_prefix(keys, prefix)]
+    refiner = False
     if _has_prefix(keys, SDXL_CLIP_G_PREFIX) and _has_prefix(keys, SDXL_CLIP_L_PREFIX):
         family: Family = "sdxl"
     elif _has_prefix(keys, SDXL_REFINER_CLIP_PREFIX):
-        raise ModelLoadError(f"{filename}: looks like an SDXL refiner checkpoint, which Loom does not support yet")
+        family, refiner = "sdxl", True
+        if SDXL_REFINER_CLIP_PREFIX + "text_projection" not in shapes:
+            missing.append("the refiner's pooled-text projection (conditioner.embedders.0.model.text_projection)")
+        if _has_prefix(keys, UNET_PREFIX) and UNET_PREFIX + "label_emb.0.0.weight" not in shapes:
+            missing.append("the refiner UNet's size/aesthetic-score embedding (model.diffusion_model.label_emb.*)")
     elif _has_prefix(keys, SD2_CLIP_PREFIX):
         family = "sd2"
     elif _has_prefix(keys, SD1_CLIP_PREFIX):
         family = "sd1"
     else:
         missing.append("text encoder (cond_stage_model.transformer.* for SD1.x, cond_stage_model.model.* "
-                       "for SD2.x, conditioner.embedders.0/1.* for SDXL)")
+                       "for SD2.x, conditioner.embedders.0/1.* for SDXL, conditioner.embedders.0.model.* for the SDXL refiner)")
         family = "sd1"
     if missing:
         sample = ", ".join(sorted(keys)[:3])
@@ -131,7 +163,7 @@ def detect_architecture(
         if probe is not None and float(read_tensor(probe).float().std()) > V_PREDICTION_STD_THRESHOLD:
             prediction = "v_prediction"
     return Architecture(family=family, in_channels=in_channels, prediction_type=prediction,
-                        diffusers_type=_diffusers_type(shapes))
+                        diffusers_type=_diffusers_type(shapes), refiner=refiner)
 
 
 def _v_prediction_probe(keys: Sequence[str]) -> str | None:

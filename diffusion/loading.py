@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from .detect import (SD1_CLIP_PREFIX, SD2_CLIP_PREFIX, SDXL_CLIP_G_PREFIX, SDXL_CLIP_L_PREFIX, UNET_PREFIX,
-                     VAE_PREFIX, Architecture, detect_architecture)
+from .detect import UNET_PREFIX, VAE_PREFIX, Architecture, detect_architecture
 from .errors import ModelLoadError
 from .model_configs import clip_text_config, unet_config, vae_config
 from .weights_file import SafetensorsFile, load_state_dict
@@ -140,6 +139,12 @@ def build_text_encoder(source: WeightSource, prefix: str, kind: str, with_projec
     return TextEncoderWeights(model, kind, config.num_hidden_layers)
 
 
+def build_text_encoders(source: WeightSource, arch: Architecture, dtype=None) -> list[TextEncoderWeights]:
+    """Every text tower of a checkpoint, in the order their features are concatenated."""
+    return [build_text_encoder(source, spec.prefix, spec.kind, spec.with_projection, dtype)
+            for spec in arch.text_encoders]
+
+
 @dataclass
 class CheckpointParts:
     arch: Architecture
@@ -163,13 +168,7 @@ def load_checkpoint_parts(path: str | os.PathLike, dtype=None, *, want_unet=True
     vae = build_vae(source, arch, dtype) if want_vae else None
     encoders: list[TextEncoderWeights] = []
     if want_clip:
-        if arch.family == "sd1":
-            encoders.append(build_text_encoder(source, SD1_CLIP_PREFIX, "clip_l", False, dtype))
-        elif arch.family == "sd2":
-            encoders.append(build_text_encoder(source, SD2_CLIP_PREFIX, "openclip", False, dtype))
-        else:
-            encoders.append(build_text_encoder(source, SDXL_CLIP_L_PREFIX, "clip_l", False, dtype))
-            encoders.append(build_text_encoder(source, SDXL_CLIP_G_PREFIX, "openclip", True, dtype))
+        encoders = build_text_encoders(source, arch, dtype)
     return CheckpointParts(arch, unet, vae, encoders)
 
 

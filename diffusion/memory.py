@@ -134,8 +134,7 @@ class ModelManager:
         return self._cached(self._file_key(path, "checkpoint"), lambda: self._load_checkpoint(Path(path)))
 
     def _load_checkpoint(self, path: Path):
-        from .loading import WeightSource, build_text_encoder, build_unet, build_vae, read_architecture
-        from .detect import SD1_CLIP_PREFIX, SD2_CLIP_PREFIX, SDXL_CLIP_G_PREFIX, SDXL_CLIP_L_PREFIX
+        from .loading import WeightSource, build_text_encoders, build_unet, build_vae, read_architecture
 
         source = WeightSource(path)
         arch = read_architecture(source)
@@ -144,9 +143,7 @@ class ModelManager:
         self._own(name, "unet", unet)
         vae = build_vae(source, arch, self.vae_dtype)
         self._own(name, "vae", vae)
-        specs = {"sd1": [(SD1_CLIP_PREFIX, "clip_l", False)], "sd2": [(SD2_CLIP_PREFIX, "openclip", False)],
-                 "sdxl": [(SDXL_CLIP_L_PREFIX, "clip_l", False), (SDXL_CLIP_G_PREFIX, "openclip", True)]}
-        encoders = tuple(build_text_encoder(source, *spec, dtype=self.text_dtype) for spec in specs[arch.family])
+        encoders = tuple(build_text_encoders(source, arch, self.text_dtype))
         for enc in encoders:
             self._own(name, "text_encoder", enc.model)
         fmt = for_family(arch.family)

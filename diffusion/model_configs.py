@@ -63,6 +63,10 @@ def unet_params_from_shapes(shapes: Shapes, base: dict) -> dict:
             if tb:
                 attention.append(2 ** level)
             depth.append(len(tb) or 1)
+        # diffusers sizes the middle block by the last level's depth; where that level has
+        # no attention (the SDXL refiner's), its depth is free, so give it the middle's.
+        middle = len(_indices(shapes, u + "middle_block.1.transformer_blocks.")) or depth[-1]
+        depth = [d if 2 ** level in attention else middle for level, d in enumerate(depth)]
         p["channel_mult"] = mults
         p["attention_resolutions"] = attention
         p["transformer_depth"] = depth if len(set(depth)) > 1 or isinstance(base.get("transformer_depth"), list) else depth[0]
@@ -116,9 +120,12 @@ def unet_config(arch: Architecture, shapes: Shapes) -> dict[str, Any]:
         config["attention_head_dim"] = [max(1, mc * m // unet["num_head_channels"]) for m in mults]
     if arch.family == "sdxl":
         # diffusers recognises SDXL by its full-size context width; the layout says it too.
-        pooled = int(shapes["conditioner.embedders.1.model.text_projection"][1])
+        # The ADM is the pooled bigG text plus one sinusoidal embedding per number: six sizes
+        # for the base, (height, width, crop_h, crop_w, aesthetic score) for the refiner.
+        pooled = int(shapes[arch.text_encoders[-1].prefix + "text_projection"][1])
+        numbers = 5 if arch.refiner else 6
         config.update(class_embed_type=None, addition_embed_type="text_time",
-                      addition_time_embed_dim=(unet["adm_in_channels"] - pooled) // 6,
+                      addition_time_embed_dim=(unet["adm_in_channels"] - pooled) // numbers,
                       projection_class_embeddings_input_dim=unet["adm_in_channels"])
     elif "adm_in_channels" in unet:
         # SD2.1 unCLIP: label_emb projects the (noised) image embedding into the time embedding

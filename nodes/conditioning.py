@@ -1,4 +1,4 @@
-"""Text conditioning (CLIPTextEncode, CLIPTextEncodeSDXL, CLIPSetLastLayer) and its
+"""Text conditioning (CLIPTextEncode, CLIPTextEncodeSDXL, CLIPTextEncodeSDXLRefiner, CLIPSetLastLayer) and its
 composition (ConditioningCombine, Concat, Average, SetArea*, SetMask, ZeroOut,
 SetTimestepRange) with ComfyUI's names and inputs; the work is in diffusion.composition."""
 
@@ -42,6 +42,21 @@ def CLIPTextEncodeSDXL(ctx: NodeContext, clip: CLIP,
     sizes = dict(width=width, height=height, crop_w=crop_w, crop_h=crop_h,
                  target_width=target_width, target_height=target_height)
     return encode(clip, text_g, text_l=text_l, embedding_dirs=_embedding_dirs(ctx), extra=sizes)
+
+
+@node(category="advanced/conditioning", display_name="CLIPTextEncodeSDXLRefiner")
+def CLIPTextEncodeSDXLRefiner(ctx: NodeContext,
+                              ascore: float = Float(6.0, min=0.0, max=1000.0, step=0.01),
+                              width: int = Int(1024, min=0, max=MAX_RESOLUTION),
+                              height: int = Int(1024, min=0, max=MAX_RESOLUTION),
+                              text: str = String("", multiline=True),
+                              clip: CLIP = Input()) -> CONDITIONING:
+    """SDXL refiner prompt with its aesthetic score (high for the positive, low for the
+    negative) and the image size it conditions on."""
+    from diffusion.text_encoding import encode
+
+    return encode(clip, text, embedding_dirs=_embedding_dirs(ctx),
+                  extra=dict(aesthetic_score=ascore, width=width, height=height))
 
 
 @node(category="conditioning", display_name="CLIP Set Last Layer")
@@ -126,6 +141,6 @@ def ConditioningSetTimestepRange(conditioning: CONDITIONING,
     return _ops().set_timestep_range(conditioning, start, end)
 
 
-NODES = [CLIPTextEncode, CLIPTextEncodeSDXL, CLIPSetLastLayer, ConditioningCombine, ConditioningConcat,
+NODES = [CLIPTextEncode, CLIPTextEncodeSDXL, CLIPTextEncodeSDXLRefiner, CLIPSetLastLayer, ConditioningCombine, ConditioningConcat,
          ConditioningAverage, ConditioningSetArea, ConditioningSetAreaPercentage, ConditioningSetAreaStrength,
          ConditioningSetMask, ConditioningZeroOut, ConditioningSetTimestepRange]
