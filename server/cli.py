@@ -161,7 +161,7 @@ def download_model(args: argparse.Namespace) -> int:
         # asyncio.run cancelled the download, which removed its part file; a
         # second Ctrl-C may have cut that short, so make sure (never the real file).
         dest.part.unlink(missing_ok=True)
-        print(f"loom: download of {where} cancelled; the partial file {dest.part.name} was removed", file=sys.stderr)
+        print(f"loom: download of {where} cancelled; no partial file ({dest.part.name}) is left", file=sys.stderr)
         return 130
     except BadDownloadRequest as exc:
         print(f"loom: {exc}", file=sys.stderr)

@@ -284,5 +284,5 @@ def test_ctrl_c_in_loom_models_download_removes_the_partial_file_and_exits_130(t
             process.communicate()
     assert process.returncode == 130
     assert err.strip() == ("loom: download of models/checkpoints/m.safetensors cancelled;"
-                           " the partial file m.safetensors.part was removed")
+                           " no partial file (m.safetensors.part) is left")
     assert list(checkpoints(base).iterdir()) == []
