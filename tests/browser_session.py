@@ -30,3 +30,10 @@ def browser():
         launched = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield launched
         launched.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests run last: while Playwright's sync API is alive it holds an
+    event loop in this thread, and an asyncio test after it would fail with
+    "Cannot run the event loop while another loop is running"."""
+    items.sort(key=lambda item: "browser" in getattr(item, "fixturenames", ()))
