@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from .jsonio import json_response
 from .http_errors import ApiError, read_json_object
 from .model_downloads import (BadDownloadRequest, DownloadConflict, DownloadFinished, DownloadManager, DownloadRequest,
                               UnknownDownload)
@@ -53,10 +54,10 @@ class ModelRoutes:
             raise ApiError(400, exc.kind, str(exc)) from None
         except DownloadConflict as exc:
             raise ApiError(409, exc.kind, str(exc)) from None
-        return web.json_response(status.message(), status=202)
+        return json_response(status.message(), status=202)
 
     async def list_downloads(self, request: web.Request) -> web.Response:
-        return web.json_response([status.message() for status in self.downloads.list()])
+        return json_response([status.message() for status in self.downloads.list()])
 
     async def cancel(self, request: web.Request) -> web.Response:
         """Answers once the transfer stopped and the part file is gone."""
@@ -66,4 +67,4 @@ class ModelRoutes:
             raise ApiError(404, exc.kind, str(exc)) from None
         except DownloadFinished as exc:
             raise ApiError(409, exc.kind, str(exc)) from None
-        return web.json_response(status.message())
+        return json_response(status.message())
