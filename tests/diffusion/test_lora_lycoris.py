@@ -42,6 +42,7 @@ def adapter(module, name):
 
 
 def close(a, b, tol=1e-5):
+    a, b = a.detach(), b.detach()
     return a.shape == b.shape and float((a - b).abs().max()) <= tol * max(1.0, float(b.abs().max()))
 
 
@@ -322,3 +323,57 @@ def test_dora_magnitude_that_fits_neither_axis_is_a_clear_mismatch(sd1):
                        f"{base}.dora_scale": torch.ones(1, in_dim + 1, 1, 1)}, "dora.safetensors")
     with pytest.raises(LoraMismatch, match=r"DoRA magnitude \[1, \d+, 1, 1\] fits neither"):
         with_unet_lora(model, lora, 1.0)
+
+
+# -- other spellings and stacking ---------------------------------------------------------------
+
+
+def test_peft_layout_dora_file_patches_like_peft_merges_it():
+    # diffusers/PEFT files store DoRA as `<layer>.lora_magnitude_vector` next to lora_A/lora_B
+    # (PEFT drops the ".default.weight" of the in-memory parameter when saving); a conv's
+    # magnitude is [1, out, 1, 1] there, one value per output all the same
+    from diffusion.lora import resolve
+
+    model = peft_model(peft.LoraConfig(r=2, lora_alpha=4, target_modules=["lin", "conv"], init_lora_weights=False,
+                                       use_dora=True))
+    state = {}
+    for name in ("lin", "conv"):
+        layer = getattr(model, name)
+        with torch.no_grad():
+            layer.lora_magnitude_vector["default"].weight.mul_(1.3)
+        state[f"unet.{name}.lora_A.weight"] = layer.lora_A["default"].weight.detach().clone()
+        state[f"unet.{name}.lora_B.weight"] = layer.lora_B["default"].weight.detach().clone()
+        state[f"unet.{name}.lora_magnitude_vector"] = layer.lora_magnitude_vector["default"].weight.detach().clone()
+    state = {k: v * (4 / 2) if k.endswith("lora_B.weight") else v for k, v in state.items()}  # no alpha key: scale 1
+    plain = Pair()
+    apply_patches(plain, (resolve(parse_lora(state, "peft_dora.safetensors"), "unet", plain, 1.0),))
+    with torch.no_grad():
+        model.lin.merge()
+        model.conv.merge()
+    assert close(plain.lin.weight, model.lin.get_base_layer().weight)
+    assert close(plain.conv.weight, model.conv.get_base_layer().weight)
+
+
+def test_norm_layer_differences_change_the_group_norm_weight_and_bias(sd1):
+    model, _, _ = sd1
+    base = "lora_unet_down_blocks_0_resnets_0_norm1"
+    norm = model.unet.down_blocks[0].resnets[0].norm1
+    channels = norm.weight.shape[0]
+    original_weight, original_bias = norm.weight.detach().clone(), norm.bias.detach().clone()
+    lora = parse_lora({f"{base}.w_norm": torch.full((channels,), 0.25), f"{base}.b_norm": torch.full((channels,), -1.0)},
+                      "norms.safetensors")
+    apply_patches(model.unet, with_unet_lora(model, lora, 2.0).patches)
+    assert torch.equal(norm.weight.detach(), original_weight + 0.5)
+    assert torch.equal(norm.bias.detach(), original_bias - 2.0)
+
+
+def test_dora_stacked_after_a_lora_decomposes_the_weight_the_lora_left(sd1, tmp_path):
+    model, _, _ = sd1
+    plain = load_lora(save(lycoris_state(model.unet, algo="loha", seed=1), tmp_path / "loha.safetensors"))
+    dora = load_lora(save(lycoris_state(model.unet, algo="dora_out", seed=2), tmp_path / "dora.safetensors"))
+    name, key = "down_blocks.0.resnets.0.conv1.weight", "down_blocks_0_resnets_0_conv1"
+    original = model.unet.state_dict()[name].clone()
+    apply_patches(model.unet, with_unet_lora(with_unet_lora(model, plain, 1.0), dora, 0.8).patches)
+    after_loha = plain.component("unet")[key].patched(original.clone(), 1.0)
+    expected = dora.component("unet")[key].patched(after_loha, 0.8)
+    assert torch.equal(model.unet.state_dict()[name], expected)
