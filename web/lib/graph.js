@@ -5,7 +5,8 @@
 // (0.4, or 1 with link objects and top-level reroutes; new graphs are 0.4).
 // Keys this editor does not understand are kept on every node, link holder and
 // the workflow itself, so a file saved by ComfyUI and re-saved here loses nothing.
-// Subgraph instances are drawn from their definitions (subgraphs.js); native
+// Subgraph instances are drawn from their definitions (subgraphs.js), and a
+// definition's inside opens as a Graph of its own (subgraph_edit.js); native
 // reroutes are points links are drawn through (reroutes.js).
 import { ANY, linkRefusal } from "./types.js";
 import { defaultValue, hasControl, socketInputs, widgetInputs } from "./schema.js";
