@@ -23,7 +23,7 @@ KSampler here; ``dpmpp_sde``, which needs noise over two nested intervals of one
 combines two draws as increments of one Brownian path (:func:`diffusion.k_steps.brownian_pair`).
 
 KSamplerSelect offers every sampler with a step rule: the KSampler's names plus ComfyUI's
-``uni_pc_bh2`` and ``*_gpu`` names, which only SamplerCustom runs.
+``uni_pc_bh2``, ``ipndm`` and ``*_gpu`` names, which only SamplerCustom runs.
 """
 
 from __future__ import annotations

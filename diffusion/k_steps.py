@@ -219,6 +219,26 @@ class _Dpmpp3mSde:
         return x, denoised
 
 
+class _Ipndm:
+    """iPNDM (Zhang & Chen's improved pseudo-numerical method, k-diffusion/ComfyUI
+    ``sample_ipndm``): Adams-Bashforth in σ on dx/dσ with fixed weights, warming up from
+    order 1 to 4; a step to σ 0 lands on the prediction."""
+
+    #: Adams-Bashforth weights by order, newest derivative first
+    WEIGHTS = ((1,), (3 / 2, -1 / 2), (23 / 12, -16 / 12, 5 / 12), (55 / 24, -59 / 24, 37 / 24, -9 / 24))
+
+    def __init__(self):
+        self.ds: list = []  # the last derivatives, newest first
+
+    def __call__(self, D, x, s, s_next, randn):
+        denoised = D(x, s)
+        self.ds = [(x - denoised) / s] + self.ds[:len(self.WEIGHTS) - 1]
+        if s_next == 0:
+            return denoised, denoised
+        slope = sum(w * d for w, d in zip(self.WEIGHTS[len(self.ds) - 1], self.ds))
+        return x + (s_next - s) * slope, denoised
+
+
 class _Lcm:
     def __call__(self, D, x, s, s_next, randn):
         denoised = D(x, s)
@@ -247,6 +267,7 @@ _RULES: dict[str, Callable[[Sequence[float]], Any]] = {
     "uni_pc": lambda sigmas: UniPC(sigmas, "bh1"),
     "uni_pc_bh2": lambda sigmas: UniPC(sigmas, "bh2"),
     "lcm": lambda sigmas: _Lcm(),
+    "ipndm": lambda sigmas: _Ipndm(),
 }
 
 #: every sampler that runs on an explicit σ schedule (what KSamplerSelect offers)

@@ -217,12 +217,12 @@ def test_every_sampler_ksampler_select_offers_has_a_step_rule():
     assert set(offered) == set(RULE_NAMES)
 
 
-def test_ksampler_select_offers_every_sampler_the_ksampler_offers_and_comfyuis_aliases():
+def test_ksampler_select_offers_every_sampler_the_ksampler_offers_and_comfyuis_custom_only_names():
     from nodes.sampling import SAMPLER_NAMES
 
     offered = _ksampler_select_options()
     assert set(SAMPLER_NAMES) <= set(offered)
-    assert {"uni_pc_bh2", "dpmpp_sde_gpu", "dpmpp_2m_sde_gpu", "dpmpp_3m_sde_gpu"} <= set(offered)
+    assert {"uni_pc_bh2", "dpmpp_sde_gpu", "dpmpp_2m_sde_gpu", "dpmpp_3m_sde_gpu", "ipndm"} <= set(offered)
 
 
 def test_a_gpu_named_sampler_is_the_same_rule_as_its_cpu_name(sd1):
@@ -290,7 +290,8 @@ def test_bad_sigmas_in_a_graph_fail_the_node_with_the_message(tiny, env):
 
 
 #: the samplers that had no custom-σ step rule before (uni_pc, dpmpp_sde) or no name here
-NEWLY_ENABLED = ["uni_pc", "uni_pc_bh2", "dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m_sde_gpu", "dpmpp_3m_sde_gpu"]
+NEWLY_ENABLED = ["uni_pc", "uni_pc_bh2", "dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m_sde_gpu", "dpmpp_3m_sde_gpu",
+                 "ipndm"]
 
 
 @pytest.mark.parametrize("sampler", NEWLY_ENABLED)

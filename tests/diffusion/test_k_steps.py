@@ -148,3 +148,25 @@ def test_the_two_noises_of_a_dpmpp_sde_step_are_increments_of_one_brownian_path(
     assert abs(float(first.var()) - 1) < 0.01 and abs(float(whole.var()) - 1) < 0.01
     expected = math.sqrt((s - s_mid) / (s - s_next))
     assert abs(float((first * whole).mean()) - expected) < 0.01
+
+
+# -- ipndm against k-diffusion's recurrence, written out ----------------------------------------
+
+def test_ipndm_is_adams_bashforth_in_sigma_warming_up_to_order_4():
+    # k-diffusion / ComfyUI ``sample_ipndm`` (from zju-pi/diff-sampler): d = (x − D)/σ, then
+    # x += Δσ·(AB weights of order min(4, i+1) over the newest d first); a step to σ 0 returns D
+    sigmas = [10.0, 5.0, 2.5, 1.2, 0.5, 0.2, 0.0]
+    x = _start(sigmas[0])
+    ours, _ = run_steps(step_rule("ipndm", sigmas), toy_denoiser, x.clone(), sigmas, _no_noise)
+
+    def d(x, s):
+        return (x - toy_denoiser(x, s)) / s
+
+    s = sigmas
+    d0 = d(x, s[0]); x1 = x + (s[1] - s[0]) * d0
+    d1 = d(x1, s[1]); x2 = x1 + (s[2] - s[1]) * (3 * d1 - d0) / 2
+    d2 = d(x2, s[2]); x3 = x2 + (s[3] - s[2]) * (23 * d2 - 16 * d1 + 5 * d0) / 12
+    d3 = d(x3, s[3]); x4 = x3 + (s[4] - s[3]) * (55 * d3 - 59 * d2 + 37 * d1 - 9 * d0) / 24
+    d4 = d(x4, s[4]); x5 = x4 + (s[5] - s[4]) * (55 * d4 - 59 * d3 + 37 * d2 - 9 * d1) / 24
+    expected = toy_denoiser(x5, s[5])
+    assert (ours - expected).abs().max() <= 1e-12 * expected.abs().max()
