@@ -14,14 +14,18 @@ dpm_2_ancestral        KDPM2AncestralDiscreteScheduler                      fait
 lms                    LMSDiscreteScheduler (order 4)                       faithful
 dpmpp_2s_ancestral     Loom's own (no diffusers equivalent)                 own code
 dpmpp_sde              DPMSolverSDEScheduler (Brownian tree noise)          faithful
+  (and _gpu)           (ComfyUI's _gpu names only move noise to the GPU:
+                       here every name draws its noise from the seed)
 dpmpp_2m               DPMSolverMultistepScheduler dpmsolver++, order 2     faithful
 dpmpp_2m_sde           DPMSolverMultistepScheduler sde-dpmsolver++, ord 2   close (Gaussian,
                                                                             not Brownian noise)
 dpmpp_3m_sde           DPMSolverMultistepScheduler sde-dpmsolver++, ord 3   approximate
 ddim                   DDIMScheduler; with karras/exponential/beta          faithful
                        EulerDiscrete (ComfyUI's ddim is Euler inside)
-uni_pc                 UniPCMultistepScheduler bh2 (bh1 gave NaN on         close
-                       random tiny weights)
+uni_pc                 Loom's own UniPC bh1 (diffusion/k_steps_unipc.py,    faithful
+                       checked against diffusers' bh1 on a toy model)
+uni_pc_bh2             Loom's own UniPC bh2                                 faithful
+ipndm                  Loom's own (k-diffusion's iPNDM, order ≤ 4)          own code
 lcm                    LCMScheduler (timestep-spaced schedulers only)       faithful
 =====================  ===================================================  ==========
 
@@ -73,9 +77,14 @@ SAMPLERS: dict[str, SamplerSpec] = {
     "dpmpp_3m_sde": SamplerSpec("DPMSolverMultistepScheduler",
                                 {"algorithm_type": "sde-dpmsolver++", "solver_order": 3}),
     "ddim": SamplerSpec("DDIMScheduler"),
-    "uni_pc": SamplerSpec("UniPCMultistepScheduler", {"solver_type": "bh2"}),
+    # ComfyUI's uni_pc is bh1; diffusers' bh1 diverged on some models, Loom's own follows ComfyUI.
+    "uni_pc": SamplerSpec(None, own="uni_pc"),
+    "uni_pc_bh2": SamplerSpec(None, own="uni_pc_bh2"),
+    "ipndm": SamplerSpec(None, own="ipndm"),
     "lcm": SamplerSpec("LCMScheduler"),
 }
+# ComfyUI's _gpu variants differ only in where their noise is drawn.
+SAMPLERS.update({f"{name}_gpu": SAMPLERS[name] for name in ("dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde")})
 
 SCHEDULERS: dict[str, dict[str, Any]] = {
     "normal": {"timestep_spacing": "linspace"},

@@ -136,3 +136,21 @@ def test_conditioning_from_another_family_is_a_clear_error(manager, tiny):
     with pytest.raises(SamplingError, match="96 wide.*expects 32"):
         sample(model, seed=1, steps=1, cfg=5.0, sampler_name="euler", scheduler="normal",
                positive=encode(clip, "a"), negative=encode(clip, ""), latent={"samples": torch.zeros(1, 4, 8, 8)})
+
+
+def test_the_ksampler_node_offers_exactly_the_samplers_it_can_run():
+    from nodes.sampling import SAMPLER_NAMES as OFFERED
+
+    assert sorted(OFFERED) == sorted(SAMPLER_NAMES)
+
+
+@pytest.mark.parametrize("name", ["dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde"])
+def test_gpu_variants_sample_exactly_like_their_base_names(sd1, name):
+    # ComfyUI's _gpu names only draw their noise on the GPU; here all noise comes from the seed.
+    assert torch.equal(_run(sd1, f"{name}_gpu"), _run(sd1, name))
+
+
+def test_uni_pc_and_uni_pc_bh2_are_different_solvers(sd1):
+    bh1, bh2 = _run(sd1, "uni_pc", steps=4), _run(sd1, "uni_pc_bh2", steps=4)
+    assert torch.isfinite(bh1).all() and torch.isfinite(bh2).all()
+    assert not torch.allclose(bh1, bh2)
