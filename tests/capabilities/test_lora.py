@@ -184,9 +184,11 @@ def test_lora_layer_with_up_and_down_ranks_that_differ_is_a_clear_error():
         parse_lora(state, "odd.safetensors")
 
 
-def test_loha_layers_are_reported_as_unsupported():
-    with pytest.raises(ModelLoadError, match="LoHa"):
-        parse_lora({"lora_unet_x.hada_w1_a": torch.zeros(1)}, "loha.safetensors")
+def test_glora_layers_are_reported_as_unsupported():
+    square = torch.zeros(2, 2)
+    glora = {f"lora_unet_x.{part}.weight": square for part in ("a1", "a2", "b1", "b2")}
+    with pytest.raises(ModelLoadError, match="GLoRA layers .* are not supported"):
+        parse_lora(glora, "glora.safetensors")
 
 
 # -- parity with diffusers ------------------------------------------------------------------
