@@ -6,9 +6,9 @@ with the 256-wide sinusoidal timestep embedding inside the UNet.
 
 The numbers come from the conditioning's meta under ComfyUI's keys (``width``,
 ``height``, ``crop_w``, ``crop_h``, ``target_width``, ``target_height``,
-``aesthetic_score``), with ComfyUI's defaults where a conditioning has none: for the
-refiner the latent's size in pixels, crop (0, 0) and an aesthetic score of 6, or 2.5
-for negative prompts — the same defaults as diffusers' refiner pipeline.
+``aesthetic_score``), with ComfyUI's defaults where a conditioning has none: the latent's size in
+pixels (the target size follows it), crop (0, 0), and for the refiner an aesthetic
+score of 6, or 2.5 for negative prompts — the same defaults as diffusers' pipelines.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 from .errors import SamplingError
 
-#: Base size conditioning when a conditioning carries none (ComfyUI's encode_adm default).
+#: Size conditioning when a conditioning carries none and no latent gives one (ComfyUI's encode_adm default).
 BASE_DEFAULT_SIZE = 768
 #: The refiner's aesthetic score when a conditioning carries none (ComfyUI's and diffusers').
 POSITIVE_AESTHETIC_SCORE = 6.0
@@ -59,13 +59,14 @@ def layout_of(unet) -> AdmLayout | None:
 
 
 def _numbers(layout: AdmLayout, meta: dict, positive: bool, latent_size: tuple[int, int] | None) -> list[float]:
+    # ComfyUI fills a missing size from the latent being sampled, for base and refiner
+    # alike (comfy/samplers.py, encode_model_conds); 768 only without a latent.
+    default_h, default_w = ((latent_size[0] * LATENT_SCALE, latent_size[1] * LATENT_SCALE)
+                            if latent_size is not None else (BASE_DEFAULT_SIZE, BASE_DEFAULT_SIZE))
+    h, w = meta.get("height", default_h), meta.get("width", default_w)
     if layout.refiner:
-        default_h, default_w = ((latent_size[0] * LATENT_SCALE, latent_size[1] * LATENT_SCALE)
-                                if latent_size is not None else (BASE_DEFAULT_SIZE, BASE_DEFAULT_SIZE))
-        h, w = meta.get("height", default_h), meta.get("width", default_w)
         score = meta.get("aesthetic_score", POSITIVE_AESTHETIC_SCORE if positive else NEGATIVE_AESTHETIC_SCORE)
         return [h, w, meta.get("crop_h", 0), meta.get("crop_w", 0), score]
-    h, w = meta.get("height", BASE_DEFAULT_SIZE), meta.get("width", BASE_DEFAULT_SIZE)
     return [h, w, meta.get("crop_h", 0), meta.get("crop_w", 0), meta.get("target_height", h),
             meta.get("target_width", w)]
 

@@ -24,9 +24,9 @@ def _reference(model_dir, sampler, scheduler, *, xl=False, steps=4, seed=42, cfg
     pipe.scheduler = plan(sampler, scheduler).scheduler
     pipe.set_progress_bar_config(disable=True)
     latents = prepare_noise(torch.zeros(1, 4, size // 8, size // 8), seed)
-    extra = dict(original_size=(768, 768), target_size=(768, 768)) if xl else {}
+    # SDXL's size conditioning: diffusers defaults it to the image size, as ComfyUI does.
     result = pipe(POSITIVE, negative_prompt=NEGATIVE, num_inference_steps=steps, guidance_scale=cfg,
-                  height=size, width=size, latents=latents, output_type="np", **extra)
+                  height=size, width=size, latents=latents, output_type="np")
     return result.images[0]
 
 
