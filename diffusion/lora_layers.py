@@ -97,14 +97,11 @@ def _alpha_scale(alpha: float | None, rank: int) -> float:
 # -- LoRA / LoCon ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, eq=False)
-class LowRank(_Additive):
-    """LoRA / LoCon: ``delta = up @ down``, scale ``alpha / rank`` (rank = rows of ``down``)."""
+class _DownRank:
+    """Rank from the rows of ``down``, scale ``alpha / rank``: plain and Tucker LoCon alike."""
 
-    up: torch.Tensor      # [out, rank] or [out, rank, 1, 1]
-    down: torch.Tensor    # [rank, in] or [rank, in, kh, kw]
+    down: torch.Tensor
     alpha: float | None
-    kind = "LoRA"
 
     @property
     def rank(self) -> int:
@@ -113,6 +110,16 @@ class LowRank(_Additive):
     @property
     def scale(self) -> float:
         return _alpha_scale(self.alpha, self.rank)
+
+
+@dataclass(frozen=True, eq=False)
+class LowRank(_DownRank, _Additive):
+    """LoRA / LoCon: ``delta = up @ down``, scale ``alpha / rank`` (rank = rows of ``down``)."""
+
+    up: torch.Tensor      # [out, rank] or [out, rank, 1, 1]
+    down: torch.Tensor    # [rank, in] or [rank, in, kh, kw]
+    alpha: float | None
+    kind = "LoRA"
 
     def out_in(self) -> tuple[int, int]:
         return int(self.up.shape[0]), int(self.down[0].numel())
@@ -124,7 +131,7 @@ class LowRank(_Additive):
 
 
 @dataclass(frozen=True, eq=False)
-class TuckerLowRank(_Additive):
+class TuckerLowRank(_DownRank, _Additive):
     """LoCon with a Tucker middle (``lora_mid``): a 1×1 ``down``, a ``kh×kw`` rank→rank
     ``mid`` and a 1×1 ``up``; ``delta[o,i,k,l] = Σ up[o,p] · mid[p,q,k,l] · down[q,i]``.
     Scale ``alpha / rank`` as plain LoRA."""
@@ -134,14 +141,6 @@ class TuckerLowRank(_Additive):
     mid: torch.Tensor     # [rank, rank, kh, kw]
     alpha: float | None
     kind = "LoCon (Tucker)"
-
-    @property
-    def rank(self) -> int:
-        return int(self.down.shape[0])
-
-    @property
-    def scale(self) -> float:
-        return _alpha_scale(self.alpha, self.rank)
 
     def out_in(self) -> tuple[int, int]:
         return int(self.up.shape[0]), int(self.down.shape[1]) * math.prod(self.mid.shape[2:])

@@ -16,6 +16,7 @@ from diffusion.errors import ModelLoadError
 from diffusion.lora import LoraMismatch, applied_patches, apply_patches, load_lora, parse_lora, with_clip_lora, \
     with_unet_lora
 from diffusion.lora_layers import FullDiff, LoHa, LoKr, LowRank, TuckerLowRank, WeightDecomposed
+from tests.capabilities.test_graphs import txt2img
 from tests.diffusion.conftest import install, run_graph, saved_images, png_pixels
 from tests.fixtures.tiny_extras import save
 from tests.fixtures.tiny_lora_lycoris import lycoris_state
@@ -221,6 +222,51 @@ def test_strength_zero_patch_leaves_every_weight_bit_identical(sd1, tmp_path, al
     assert all(torch.equal(original[k], v) for k, v in model.unet.state_dict().items())
 
 
+@pytest.mark.parametrize("algo", ["loha", "lokr", "locon_tucker", "full", "dora_out", "dora_in"])
+def test_kohya_layout_lycoris_file_patches_unet_convs_and_text_encoder_then_restores_exactly(sd1, tmp_path, algo):
+    model, clip, _ = sd1
+    encoder = clip.encoders[0].model
+    path = save(lycoris_state(model.unet, [encoder], algo=algo), tmp_path / f"{algo}.safetensors")
+    lora = load_lora(path)
+    conv = lora.component("unet")["down_blocks_0_resnets_0_conv1"]
+    assert isinstance(conv, KINDS.get(algo, TuckerLowRank))
+    assert lora.components() == {"unet", "te"}
+    original_unet, original_text = weights(model.unet), weights(encoder)
+    patched_model, patched_clip = with_unet_lora(model, lora, 0.7), with_clip_lora(clip, lora, 1.0)
+    apply_patches(model.unet, patched_model.patches)
+    apply_patches(encoder, tuple(p for _, p in patched_clip.patches))
+    changed = {k for k, v in model.unet.state_dict().items() if not torch.equal(v, original_unet[k])}
+    assert "down_blocks.0.resnets.0.conv1.weight" in changed
+    assert changed == {name for name, _ in patched_model.patches[0].layers}
+    if algo == "full":
+        assert "down_blocks.0.resnets.0.conv1.bias" in changed
+    assert any(not torch.equal(v, original_text[k]) for k, v in encoder.state_dict().items())
+    apply_patches(model.unet, ())
+    apply_patches(encoder, ())
+    for original, module in ((original_unet, model.unet), (original_text, encoder)):
+        assert all(torch.equal(original[k], v) for k, v in module.state_dict().items())
+
+
+@pytest.mark.parametrize("algo", ["loha", "lokr", "dora_in"])
+def test_patched_conv_weight_is_original_plus_the_layer_result(sd1, tmp_path, algo):
+    model, _, _ = sd1
+    lora = load_lora(save(lycoris_state(model.unet, algo=algo, alpha=4.0), tmp_path / "a.safetensors"))
+    name = "down_blocks.0.resnets.0.conv1.weight"
+    original = model.unet.state_dict()[name].clone()
+    layer = lora.component("unet")["down_blocks_0_resnets_0_conv1"]
+    apply_patches(model.unet, with_unet_lora(model, lora, 0.5).patches)
+    assert torch.equal(model.unet.state_dict()[name], layer.patched(original.clone(), 0.5))
+
+
+@pytest.mark.parametrize("algo", ["loha", "lokr", "dora_out"])
+def test_strength_zero_patch_leaves_every_weight_bit_identical(sd1, tmp_path, algo):
+    model, _, _ = sd1
+    lora = load_lora(save(lycoris_state(model.unet, algo=algo), tmp_path / "a.safetensors"))
+    original = weights(model.unet)
+    apply_patches(model.unet, with_unet_lora(model, lora, 0.0).patches)
+    assert all(torch.equal(original[k], v) for k, v in model.unet.state_dict().items())
+
+
 def txt2img_with_lora(ckpt: str, lora: str | None, strength: float) -> dict:
     model, clip = ["4", 0], ["4", 1]
     prompt = {"4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt}}}
@@ -253,7 +299,7 @@ def test_lora_loader_node_applies_a_lycoris_file_and_leaves_no_trace(env, tiny, 
     name = save(state, folder / f"{algo}_style.safetensors").name
 
     def image(lora, strength):
-        outcome = run_graph(env, txt2img_with_lora(ckpt, lora, strength))
+        outcome = run_graph(env, txt2img(ckpt, lora, strength))
         assert outcome.status == "success", outcome.error
         return png_pixels(saved_images(env, outcome)[0])
 
