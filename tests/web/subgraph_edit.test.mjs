@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 
 import { Graph } from "../../web/lib/graph.js";
 import { schemasFromObjectInfo } from "../../web/lib/schema.js";
-import { INPUTS_NODE_ID, OUTPUTS_NODE_ID, openDefinition, setInnerWidget, writeDefinition } from "../../web/lib/subgraph_edit.js";
+import { EMPTY_SLOT, INPUTS_NODE_ID, OUTPUTS_NODE_ID, openDefinition, setInnerWidget, writeDefinition } from "../../web/lib/subgraph_edit.js";
 import { proxyWidgetEntries, proxyWidgetSpecs } from "../../web/lib/subgraphs.js";
 import { workflowToApi } from "../../web/lib/workflow_to_api.js";
 
@@ -27,12 +27,12 @@ function opened(workflow = fixture(SUBGRAPH), instanceId = 10) {
 
 const withoutNamed = (nodes) => nodes.map(({ widgets_values_named: _, ...n }) => n);
 
-test("a subgraph's boundary opens as two nodes: its inputs as outputs, its outputs as inputs, with their links", () => {
+test("a subgraph's boundary opens as two nodes: its inputs as outputs, its outputs as inputs, with their links, then an empty slot", () => {
   const { inside } = opened();
   const inputs = inside.nodes.get(INPUTS_NODE_ID);
   const outputs = inside.nodes.get(OUTPUTS_NODE_ID);
-  assert.deepEqual(inputs.outputs.map((o) => [o.name, o.links]), [["model", [101]], ["positive", [102]], ["negative", [103]], ["latent_image", [104]], ["vae", [107]], ["steps", [105]], ["passthrough", [109]]]);
-  assert.deepEqual(outputs.inputs.map((i) => [i.name, i.link]), [["IMAGE", 108], ["inverted", 110]]);
+  assert.deepEqual(inputs.outputs.map((o) => [o.name, o.links]), [["model", [101]], ["positive", [102]], ["negative", [103]], ["latent_image", [104]], ["vae", [107]], ["steps", [105]], ["passthrough", [109]], [EMPTY_SLOT, []]]);
+  assert.deepEqual(outputs.inputs.map((i) => [i.name, i.link]), [["IMAGE", 108], ["inverted", 110], [EMPTY_SLOT, null]]);
   assert.deepEqual(inputs.pos, [0, 30]);  // inputNode.bounding [0, 0, 120, 160]: its top-left is the title's
 });
 

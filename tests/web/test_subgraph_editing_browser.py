@@ -65,8 +65,8 @@ def test_double_clicking_an_instance_shows_its_nodes_and_boundary_with_a_breadcr
     enter(ed, 2)
     shown = ed.js("""() => [...window.loom.editor.graph.nodes.values()].map(n => [n.id, n.type,
         n.outputs.map(o => o.name), n.inputs.map(i => i.name)])""")
-    assert shown == [[-10, "loom/subgraph-inputs", ["x"], []], [1, "IntMath", ["INT"], ["a"]],
-                     [-20, "loom/subgraph-outputs", [], ["sum"]]]
+    assert shown == [[-10, "loom/subgraph-inputs", ["x", "loom:new-slot"], []], [1, "IntMath", ["INT"], ["a"]],
+                     [-20, "loom/subgraph-outputs", [], ["sum", "loom:new-slot"]]]
     # The boundary sits where the definition's inputNode/outputNode say (bounding's top-left is the title's).
     assert ed.js("() => [window.loom.editor.nodeById(-10).pos, window.loom.editor.nodeById(-20).pos]") == [[-260, 30], [420, 30]]
     assert breadcrumb(ed) == ["Root", "Add three"]
@@ -172,7 +172,7 @@ def test_the_boundary_nodes_cannot_be_deleted(ed, page):
     ed.page.mouse.click(*ed.where(-10, "title"))
     page.keyboard.press("Delete")
     assert -10 in ed.node_ids()
-    assert "cannot add or remove subgraph inputs" in page.locator(".toast").last.inner_text()
+    assert "drag a link to their empty slot" in page.locator(".toast").last.inner_text()
 
 
 def test_linking_the_input_boundary_to_an_inner_widget_promotes_it_on_the_instance(ed, page):

@@ -6,7 +6,8 @@
 // or target_id -20, so the usual link editing works across the boundary.
 // writeDefinition puts the edited graph back into the (shared) definition:
 // every instance of the subgraph runs the change, as in ComfyUI.
-// Adding or removing subgraph inputs/outputs is not supported here.
+// Each boundary node ends with an empty slot (EMPTY_SLOT, never saved): a
+// link dropped on it adds a subgraph input/output (subgraph_io.js does that).
 // Pure (no DOM).
 import { Graph } from "./graph.js";
 import { ANY } from "./types.js";
@@ -16,12 +17,20 @@ export const INPUTS_NODE_ID = -10;
 export const OUTPUTS_NODE_ID = -20;
 export const BOUNDARY_INPUTS = "loom/subgraph-inputs";
 export const BOUNDARY_OUTPUTS = "loom/subgraph-outputs";
-export const BOUNDARY_NOTE = "Loom cannot add or remove subgraph inputs and outputs yet: do that in ComfyUI";
+export const EMPTY_SLOT = "loom:new-slot";
+export const BOUNDARY_NOTE = "the subgraph's input and output nodes are part of it: drag a link to their empty slot to add an input or output, right-click a slot to rename or remove it";
 
 const BOUNDARY_W = 160;
 const BOUNDARY_COLORS = { color: "#2d5a74", bgcolor: "#1e2b33" };  // never saved: the boundary is not a node in the file
 
 export const isBoundary = (node) => node?.type === BOUNDARY_INPUTS || node?.type === BOUNDARY_OUTPUTS;
+
+/** Whether slot `index` of boundary `node` (its output on the inputs node, its input on the outputs node) is the empty one. */
+export function isEmptySlot(node, index) {
+  if (node?.type === BOUNDARY_INPUTS) return node.outputs[index]?.name === EMPTY_SLOT;
+  if (node?.type === BOUNDARY_OUTPUTS) return node.inputs[index]?.name === EMPTY_SLOT;
+  return false;
+}
 
 function boundarySchemas(definition) {
   const slotName = (slot, i, kind) => String(slot?.name ?? `${kind} ${i}`);
@@ -31,12 +40,14 @@ function boundarySchemas(definition) {
       ...common, classType: BOUNDARY_INPUTS, displayName: "Subgraph inputs",
       description: "What the subgraph's inputs carry in; drag from one to a node inside.",
       inputs: [],
-      outputs: (definition.inputs ?? []).map((s, i) => ({ name: slotName(s, i, "input"), type: String(s?.type ?? ANY), label: s?.label, isList: false })),
+      outputs: [...(definition.inputs ?? []).map((s, i) => ({ name: slotName(s, i, "input"), type: String(s?.type ?? ANY), label: s?.label, isList: false })),
+        { name: EMPTY_SLOT, type: ANY, label: "+ new input", isList: false }],
     },
     outputs: {
       ...common, classType: BOUNDARY_OUTPUTS, displayName: "Subgraph outputs",
       description: "What the subgraph's outputs give out; drag a node's output to one.",
-      inputs: (definition.outputs ?? []).map((s, i) => ({ name: slotName(s, i, "output"), label: s?.label, type: String(s?.type ?? ANY), section: "required", options: {}, isWidget: false })),
+      inputs: [...(definition.outputs ?? []).map((s, i) => ({ name: slotName(s, i, "output"), label: s?.label, type: String(s?.type ?? ANY), section: "required", options: {}, isWidget: false })),
+        { name: EMPTY_SLOT, label: "+ new output", type: ANY, section: "required", options: {}, isWidget: false }],
       outputs: [],
     },
   };
@@ -78,14 +89,14 @@ export function openDefinition(definition, { subgraphs, schemaLookup, ids = {} }
     inputs: [],
     outputs: schemas.inputs.outputs.map((o, i) => ({
       name: o.name, type: o.type, ...(o.label ? { label: o.label } : {}),
-      links: links.filter((l) => Number(l.origin_id) === INPUTS_NODE_ID && Number(l.origin_slot) === i).map((l) => l.id),
+      links: o.name === EMPTY_SLOT ? [] : links.filter((l) => Number(l.origin_id) === INPUTS_NODE_ID && Number(l.origin_slot) === i).map((l) => l.id),
     })),
   };
   const outputsNode = {
     id: OUTPUTS_NODE_ID, type: BOUNDARY_OUTPUTS, pos: [bounds.outputs[0], bounds.outputs[1] + TITLE_H], size: null, mode: 0, ...BOUNDARY_COLORS,
     inputs: schemas.outputs.inputs.map((s, j) => ({
       name: s.name, type: s.type, ...(s.label ? { label: s.label } : {}),
-      link: links.find((l) => Number(l.target_id) === OUTPUTS_NODE_ID && Number(l.target_slot) === j)?.id ?? null,
+      link: s.name === EMPTY_SLOT ? null : links.find((l) => Number(l.target_id) === OUTPUTS_NODE_ID && Number(l.target_slot) === j)?.id ?? null,
     })),
     outputs: [],
   };

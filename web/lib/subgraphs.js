@@ -3,7 +3,9 @@
 // the definition's inputs and outputs, a widget for each input that feeds a
 // widget inside (a "promoted" widget), and a widget for each inner widget its
 // `properties.proxyWidgets` names. Opening an instance to edit its inside is
-// subgraph_edit.js's job; the edits go into the shared definition.
+// subgraph_edit.js's job (the edits go into the shared definition); adding,
+// renaming and removing a subgraph's own inputs and outputs, on the definition
+// and every instance, is subgraph_io.js's.
 // Pure (no DOM); the conversion to an API prompt is workflow_to_api.js's job.
 import { ANY } from "./types.js";
 import { WIDGET_TYPES } from "./schema.js";

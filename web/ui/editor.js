@@ -11,6 +11,7 @@ import { WorkflowConversionError, workflowToApi } from "../lib/workflow_to_api.j
 import { BOUNDARY_NOTE, isBoundary } from "../lib/subgraph_edit.js";
 import { Renderer } from "./renderer.js";
 import { SubgraphScopes } from "./subgraph_scopes.js";
+import { boundarySlotEntries, dropOnEmptySlot } from "./subgraph_actions.js";
 import { closePopup, comboList, contextMenu, inlineEntry, nodeSearch, toast } from "./popups.js";
 
 const STORAGE_KEY = "loom.workflow";
@@ -571,6 +572,7 @@ export class Editor extends EventTarget {
 
   finishLink(d, wx, wy, e) {
     const t = this.linkTarget(d, wx, wy);
+    if (dropOnEmptySlot(this, d, t)) return;  // a new subgraph input/output
     if (!t) {
       if (d.detached) { this.commit(); return; }  // dropped a picked-up link on nothing: it is deleted
       // Dropped on empty canvas: offer the nodes that fit, and connect the chosen one.
@@ -714,9 +716,12 @@ export class Editor extends EventTarget {
     const hit = this.hitAt(wx, wy);
     const node = hit?.node;
     if (node && isBoundary(node)) {
+      const slotEntries = boundarySlotEntries(this, hit);
       contextMenu({ x: e.clientX, y: e.clientY, entries: [
+        ...slotEntries,
+        ...(slotEntries.length ? [null] : []),
         { label: "Back to the parent graph (Esc)", action: () => this.closeSubgraph() },
-        { label: "Add or remove inputs/outputs…", action: () => toast(BOUNDARY_NOTE, "warn", 6000) },
+        ...(slotEntries.length ? [] : [{ label: "Add, rename or remove inputs/outputs…", action: () => toast(`To change them: ${BOUNDARY_NOTE}`, "info", 6000) }]),
       ] });
       return;
     }
