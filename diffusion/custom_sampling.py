@@ -36,7 +36,7 @@ from .errors import SamplingError
 from .guidance import GuidedModel
 from .inpaint import keep_unmasked, latent_mask, unet_extra_channels
 from .models import DiffusionModel
-from .k_steps import RULE_NAMES, run_steps, step_rule
+from .k_steps import RULE_NAMES, noise_source, run_steps, step_rule
 from .noise import prepare_noise
 from .sampling import StepCallback, _Denoiser, step_range
 from .schedules import SCHEDULER_NAMES, plan
@@ -150,19 +150,16 @@ def sample_custom(model: DiffusionModel, sampler: Sampler, sigmas, *, seed: int,
     # the seed also draws unCLIP's image-embedding noise augmentation (as the KSampler's does)
     guided = GuidedModel(model, positive, negative, cfg, extra, latent_shape=latent_image.shape, seed=seed)
     device = guided.device
-    generator = torch.Generator("cpu").manual_seed(int(seed) & 0xFFFFFFFFFFFFFFFF)
     D = _Denoiser(model, guided, plan("euler", "normal", model.prediction_type).scheduler)
     if mask is not None:
         D.inpaint(mask.to(device), latent_image.to(device), noise.to(device))
     x = latent_image.to(device)
     if add_noise:
         x = x + noise.to(device) * values[0]
-
-    def randn():
-        return torch.randn(x.shape, generator=generator, dtype=torch.float32).to(device)
-
+    # the step noise follows the seed even without add_noise (ComfyUI passes noise_seed on)
+    step_noise = noise_source(sampler.name, x, values, seed)
     with torch.inference_mode():
-        x, denoised = run_steps(rule, D, x, values, randn, callback)
+        x, denoised = run_steps(rule, D, x, values, step_noise, callback)
     if mask is not None and values[-1] == 0:  # exact, not just up to rounding
         x = keep_unmasked(x, D.mask, D.original)
     out["samples"] = x.float().cpu()

@@ -2,8 +2,11 @@
 the loop that runs one over a schedule.  Shared by the KSampler's own samplers
 (those with no faithful diffusers scheduler) and by SamplerCustom.
 
-A rule is called as ``rule(D, x, σ, σ_next, randn) -> (x_next, denoised)`` where ``D``
-predicts the clean latent at a noise level and ``randn`` draws seeded Gaussian noise.
+A rule is called as ``rule(D, x, σ, σ_next, noise) -> (x_next, denoised)`` where ``D``
+predicts the clean latent at a noise level and ``noise(σ_a, σ_b)`` gives unit-variance
+noise for the interval from σ_a to σ_b (k-diffusion's ``noise_sampler``).  Which source
+a sampler draws from — seeded Gaussian draws or one seeded Brownian path — is ComfyUI's
+choice per sampler (:func:`noise_source`, :mod:`diffusion.k_steps_noise`).
 """
 
 from __future__ import annotations
@@ -11,7 +14,10 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Sequence
 
+from dataclasses import dataclass
+
 from .errors import SamplingError
+from .k_steps_noise import BrownianTreeNoise, NoiseSource, SeededGaussian
 from .k_steps_unipc import UniPC
 
 
@@ -24,27 +30,25 @@ def ancestral_step(sigma_from: float, sigma_to: float, eta: float = 1.0) -> tupl
 
 
 Denoise = Callable[[Any, float], Any]
-Noise = Callable[[], Any]
 
 
 class _Euler:
-    def __call__(self, D: Denoise, x, s: float, s_next: float, randn: Noise):
+    def __call__(self, D: Denoise, x, s: float, s_next: float, noise: NoiseSource):
         denoised = D(x, s)
         return x + (x - denoised) / s * (s_next - s), denoised
 
 
 class _EulerAncestral:
-    def __call__(self, D, x, s, s_next, randn):
+    def __call__(self, D, x, s, s_next, noise):
         denoised = D(x, s)
         down, up = ancestral_step(s, s_next)
-        x = x + (x - denoised) / s * (down - s)
-        if s_next > 0:
-            x = x + randn() * up
-        return x, denoised
+        if down == 0:
+            return denoised, denoised
+        return x + (x - denoised) / s * (down - s) + noise(s, s_next) * up, denoised
 
 
 class _Heun:
-    def __call__(self, D, x, s, s_next, randn):
+    def __call__(self, D, x, s, s_next, noise):
         denoised = D(x, s)
         d = (x - denoised) / s
         if s_next == 0:
@@ -64,7 +68,7 @@ class _Dpm2:
     def __init__(self, ancestral: bool):
         self.ancestral = ancestral
 
-    def __call__(self, D, x, s, s_next, randn):
+    def __call__(self, D, x, s, s_next, noise):
         denoised = D(x, s)
         target, up = ancestral_step(s, s_next) if self.ancestral else (s_next, 0.0)
         d = (x - denoised) / s
@@ -76,7 +80,7 @@ class _Dpm2:
             d_2 = (x_2 - D(x_2, mid)) / mid
             x = x + d_2 * (target - s)
         if self.ancestral and s_next > 0:
-            x = x + randn() * up
+            x = x + noise(s, s_next) * up
         return x, denoised
 
 
@@ -102,7 +106,7 @@ class _Lms:
 
         return integrate.quad(fn, t[i], t[i + 1], epsrel=1e-4)[0]
 
-    def __call__(self, D, x, s, s_next, randn):
+    def __call__(self, D, x, s, s_next, noise):
         denoised = D(x, s)
         self.ds = (self.ds + [(x - denoised) / s])[-self.order:]
         order = min(self.i + 1, self.order)
@@ -113,7 +117,7 @@ class _Lms:
 
 
 class _Dpmpp2sAncestral:
-    def __call__(self, D, x, s, s_next, randn):
+    def __call__(self, D, x, s, s_next, noise):
         denoised = D(x, s)
         down, up = ancestral_step(s, s_next)
         if down == 0:
@@ -126,32 +130,32 @@ class _Dpmpp2sAncestral:
             denoised_2 = D(x_2, s_mid)
             x = (down / s) * x - math.expm1(-h) * denoised_2
         if s_next > 0:
-            x = x + randn() * up
+            x = x + noise(s, s_next) * up
         return x, denoised
 
 
-def brownian_pair(randn: Noise, s: float, s_mid: float, s_next: float):
-    """Unit-variance noise for the two nested intervals [s_mid, s] and [s_next, s] of one
-    Brownian path, as k-diffusion's Brownian-tree sampler gives them: the path's increment
-    over the whole step contains the one over its first half, so the two are correlated."""
-    a, b = randn(), randn()
-    first, second = math.sqrt(s - s_mid), math.sqrt(s_mid - s_next)
-    return a, (a * first + b * second) / math.sqrt(s - s_next)
+def _log_midpoint_f32(s: float, s_next: float) -> float:
+    """σ halfway between ``s`` and ``s_next`` in log σ, computed in float32 as ComfyUI's
+    dpmpp_sde does: the Brownian path is queried at this exact σ, so its rounding matters."""
+    import torch
+
+    lam_s, lam_t = -torch.tensor(s, dtype=torch.float32).log(), -torch.tensor(s_next, dtype=torch.float32).log()
+    return float((-(lam_s + 0.5 * (lam_t - lam_s))).exp())
 
 
 class _DpmppSde:
     """DPM-Solver++ SDE (k-diffusion's ``sample_dpmpp_sde``, eta 1, r ½): an ancestral
     DPM-Solver++ step to the log-σ midpoint, then one over the whole step using the
-    midpoint's prediction; the last step (to σ 0) is Euler."""
+    midpoint's prediction; the noise of the two is the Brownian path's increments from σ
+    to the midpoint and from σ to σ_next.  The last step (to σ 0) lands on the prediction."""
 
-    def __call__(self, D, x, s, s_next, randn):
+    def __call__(self, D, x, s, s_next, noise):
         denoised = D(x, s)
         if s_next == 0:
-            return x + (x - denoised) / s * (s_next - s), denoised
-        s_mid = math.sqrt(s * s_next)  # σ at t + h/2 with t = -log σ
-        noise_mid, noise_next = brownian_pair(randn, s, s_mid, s_next)
-        x_2 = self._ancestral(x, denoised, s, s_mid, noise_mid)
-        return self._ancestral(x, D(x_2, s_mid), s, s_next, noise_next), denoised
+            return denoised, denoised
+        s_mid = _log_midpoint_f32(s, s_next)
+        x_2 = self._ancestral(x, denoised, s, s_mid, noise(s, s_mid))
+        return self._ancestral(x, D(x_2, s_mid), s, s_next, noise(s, s_next)), denoised
 
     @staticmethod
     def _ancestral(x, denoised, s, s_to, noise):
@@ -160,12 +164,13 @@ class _DpmppSde:
 
 
 class _Dpmpp2m:
-    """DPM-Solver++(2M); with ``eta`` > 0 the SDE variant (midpoint), Gaussian noise."""
+    """DPM-Solver++(2M); with ``eta`` > 0 k-diffusion's SDE variant with the 'midpoint'
+    correction (ComfyUI's dpmpp_2m_sde default; its 'heun' variant is another sampler)."""
 
     def __init__(self, eta: float = 0.0):
         self.eta, self.old, self.h_last = eta, None, None
 
-    def __call__(self, D, x, s, s_next, randn):
+    def __call__(self, D, x, s, s_next, noise):
         denoised = D(x, s)
         if s_next == 0:
             x = denoised
@@ -183,18 +188,22 @@ class _Dpmpp2m:
                 if self.old is not None:
                     r = self.h_last / h
                     x = x + 0.5 * (-math.expm1(-h - eta_h)) * (1 / r) * (denoised - self.old)
-                x = x + randn() * s_next * math.sqrt(-math.expm1(-2 * eta_h))
+                x = x + noise(s, s_next) * s_next * math.sqrt(-math.expm1(-2 * eta_h))
             self.h_last = h
         self.old = denoised
         return x, denoised
 
 
 class _Dpmpp3mSde:
+    """DPM-Solver++(3M) SDE (k-diffusion's ``sample_dpmpp_3m_sde``, eta 1): multistep over
+    the last three predictions, order 1, 2, then 3; ``exp(−h(η+1))`` is k-diffusion's
+    ``σ_next/σ · exp(−hη)``."""
+
     def __init__(self, eta: float = 1.0):
         self.eta = eta
         self.d_1 = self.d_2 = self.h_1 = self.h_2 = None
 
-    def __call__(self, D, x, s, s_next, randn):
+    def __call__(self, D, x, s, s_next, noise):
         denoised = D(x, s)
         if s_next == 0:
             x = denoised
@@ -213,7 +222,7 @@ class _Dpmpp3mSde:
             elif self.h_1 is not None:
                 x = x + phi_2 * (denoised - self.d_1) / (self.h_1 / h)
             if self.eta:
-                x = x + randn() * s_next * math.sqrt(-math.expm1(-2 * h * self.eta))
+                x = x + noise(s, s_next) * s_next * math.sqrt(-math.expm1(-2 * h * self.eta))
             self.h_1, self.h_2 = h, self.h_1
         self.d_1, self.d_2 = denoised, self.d_1
         return x, denoised
@@ -230,7 +239,7 @@ class _Ipndm:
     def __init__(self):
         self.ds: list = []  # the last derivatives, newest first
 
-    def __call__(self, D, x, s, s_next, randn):
+    def __call__(self, D, x, s, s_next, noise):
         denoised = D(x, s)
         self.ds = [(x - denoised) / s] + self.ds[:len(self.WEIGHTS) - 1]
         if s_next == 0:
@@ -240,55 +249,74 @@ class _Ipndm:
 
 
 class _Lcm:
-    def __call__(self, D, x, s, s_next, randn):
+    def __call__(self, D, x, s, s_next, noise):
         denoised = D(x, s)
-        return (denoised + randn() * s_next if s_next > 0 else denoised), denoised
+        return (denoised + noise(s, s_next) * s_next if s_next > 0 else denoised), denoised
 
 
-#: sampler name → its rule's factory, given the run's σ; in ComfyUI's order.  The ``_gpu``
-#: names are ComfyUI's for the same samplers with their Brownian noise drawn on the GPU:
-#: here noise always comes from the seed on the CPU, so they are the same rules.
-_RULES: dict[str, Callable[[Sequence[float]], Any]] = {
-    "euler": lambda sigmas: _Euler(),
-    "euler_ancestral": lambda sigmas: _EulerAncestral(),
-    "heun": lambda sigmas: _Heun(),
-    "dpm_2": lambda sigmas: _Dpm2(False),
-    "dpm_2_ancestral": lambda sigmas: _Dpm2(True),
-    "lms": _Lms,
-    "dpmpp_2s_ancestral": lambda sigmas: _Dpmpp2sAncestral(),
-    "dpmpp_sde": lambda sigmas: _DpmppSde(),
-    "dpmpp_sde_gpu": lambda sigmas: _DpmppSde(),
-    "dpmpp_2m": lambda sigmas: _Dpmpp2m(),
-    "dpmpp_2m_sde": lambda sigmas: _Dpmpp2m(eta=1.0),
-    "dpmpp_2m_sde_gpu": lambda sigmas: _Dpmpp2m(eta=1.0),
-    "dpmpp_3m_sde": lambda sigmas: _Dpmpp3mSde(),
-    "dpmpp_3m_sde_gpu": lambda sigmas: _Dpmpp3mSde(),
-    "ddim": lambda sigmas: _Euler(),  # ComfyUI's ddim is Euler on the given σ
-    "uni_pc": lambda sigmas: UniPC(sigmas, "bh1"),
-    "uni_pc_bh2": lambda sigmas: UniPC(sigmas, "bh2"),
-    "lcm": lambda sigmas: _Lcm(),
-    "ipndm": lambda sigmas: _Ipndm(),
+@dataclass(frozen=True)
+class _Rule:
+    factory: Callable[[Sequence[float]], Any]   # the run's σ → a fresh rule
+    noise: str = "gaussian"                      # "gaussian", "brownian" or "brownian_device"
+
+
+#: sampler name → its rule; in ComfyUI's order.  The SDE samplers draw their noise from a
+#: Brownian path built on the CPU; ComfyUI's ``_gpu`` names are the same rules with the
+#: path built on the latent's device (the same noise when that device is the CPU).
+_RULES: dict[str, _Rule] = {
+    "euler": _Rule(lambda sigmas: _Euler()),
+    "euler_ancestral": _Rule(lambda sigmas: _EulerAncestral()),
+    "heun": _Rule(lambda sigmas: _Heun()),
+    "dpm_2": _Rule(lambda sigmas: _Dpm2(False)),
+    "dpm_2_ancestral": _Rule(lambda sigmas: _Dpm2(True)),
+    "lms": _Rule(_Lms),
+    "dpmpp_2s_ancestral": _Rule(lambda sigmas: _Dpmpp2sAncestral()),
+    "dpmpp_sde": _Rule(lambda sigmas: _DpmppSde(), "brownian"),
+    "dpmpp_sde_gpu": _Rule(lambda sigmas: _DpmppSde(), "brownian_device"),
+    "dpmpp_2m": _Rule(lambda sigmas: _Dpmpp2m()),
+    "dpmpp_2m_sde": _Rule(lambda sigmas: _Dpmpp2m(eta=1.0), "brownian"),
+    "dpmpp_2m_sde_gpu": _Rule(lambda sigmas: _Dpmpp2m(eta=1.0), "brownian_device"),
+    "dpmpp_3m_sde": _Rule(lambda sigmas: _Dpmpp3mSde(), "brownian"),
+    "dpmpp_3m_sde_gpu": _Rule(lambda sigmas: _Dpmpp3mSde(), "brownian_device"),
+    "ddim": _Rule(lambda sigmas: _Euler()),  # ComfyUI's ddim is Euler on the given σ
+    "uni_pc": _Rule(lambda sigmas: UniPC(sigmas, "bh1")),
+    "uni_pc_bh2": _Rule(lambda sigmas: UniPC(sigmas, "bh2")),
+    "lcm": _Rule(lambda sigmas: _Lcm()),
+    "ipndm": _Rule(lambda sigmas: _Ipndm()),
 }
 
 #: every sampler that runs on an explicit σ schedule (what KSamplerSelect offers)
 RULE_NAMES = tuple(_RULES)
 
 
-def step_rule(name: str, sigmas: Sequence[float]):
-    """The step rule for sampler ``name`` on ``sigmas`` (rules with history are fresh per run)."""
+def _check(name: str) -> _Rule:
     if name not in _RULES:
         raise SamplingError(f"sampler {name!r} is not available on a custom sigma schedule; "
                             f"choose one of {', '.join(RULE_NAMES)}")
-    return _RULES[name](sigmas)
+    return _RULES[name]
 
 
-def run_steps(rule, D: Denoise, x, sigmas: Sequence[float], randn: Noise,
+def step_rule(name: str, sigmas: Sequence[float]):
+    """The step rule for sampler ``name`` on ``sigmas`` (rules with history are fresh per run)."""
+    return _check(name).factory(sigmas)
+
+
+def noise_source(name: str, like, sigmas: Sequence[float], seed: int) -> NoiseSource:
+    """The per-step noise sampler ``name`` draws on ``sigmas``, seeded with the sampler's
+    seed as ComfyUI seeds it (``like``: a tensor shaped, typed and placed as the latent)."""
+    kind = _check(name).noise
+    if kind == "gaussian":
+        return SeededGaussian(like, seed)
+    return BrownianTreeNoise(like, sigmas, seed, on_cpu=kind == "brownian")
+
+
+def run_steps(rule, D: Denoise, x, sigmas: Sequence[float], noise: NoiseSource,
               callback: Callable[[int, int, Any], None] | None = None):
     """Step ``x`` through ``sigmas`` with ``rule``; returns (x, the last clean-latent prediction)."""
     total = len(sigmas) - 1
     denoised = None
     for i in range(total):
-        x, denoised = rule(D, x, sigmas[i], sigmas[i + 1], randn)
+        x, denoised = rule(D, x, sigmas[i], sigmas[i + 1], noise)
         if callback is not None:
             callback(i + 1, total, denoised)
     return x, denoised

@@ -67,7 +67,7 @@ class UniPC:
         target = self.done + 1
         return max(1, min(MAX_ORDER, target, self.steps + 1 - target))
 
-    def __call__(self, D, x, s, s_next, randn):
+    def __call__(self, D, x, s, s_next, noise):
         denoised = D(x, s)
         if self.pending is not None:
             x = self._correct(self.pending, denoised)

@@ -15,7 +15,8 @@ from typing import Any, Callable, Sequence
 from .errors import SamplingError
 from .guidance import GuidedModel
 from .inpaint import keep_unmasked, latent_mask, unet_extra_channels
-from .k_steps import run_steps, step_rule
+from .k_steps import noise_source, run_steps, step_rule
+from .k_steps_noise import step_generator
 from .models import DiffusionModel
 from .noise import prepare_noise
 from .schedules import plan
@@ -90,13 +91,14 @@ def sample(model: DiffusionModel, *, seed: int, steps: int, cfg: float, sampler_
     mask = None if latent.get("noise_mask") is None else latent_mask(latent["noise_mask"], latent_image.shape)
     extra = unet_extra_channels(model, latent_image, mask)
     guided = GuidedModel(model, positive, negative, cfg, extra, latent_shape=latent_image.shape, seed=seed)
-    generator = torch.Generator("cpu").manual_seed(int(seed) & 0xFFFFFFFFFFFFFFFF)
     with torch.inference_mode():
         if run.own is None:
+            # the ancestral schedulers draw one noise per step from it, as ComfyUI's samplers do
+            generator = step_generator(seed, guided.device)
             x = _diffusers_loop(model, run.scheduler, guided, latent_image, noise, rng, add_noise, generator, callback,
                                 mask)
         else:
-            x = _own_loop(model, run.scheduler, run.own, guided, latent_image, noise, rng, add_noise, generator,
+            x = _own_loop(model, run.scheduler, run.own, guided, latent_image, noise, rng, add_noise, seed,
                           callback, mask)
     out["samples"] = x.float().cpu()
     return out
@@ -187,10 +189,8 @@ class _Denoiser:
         return x0 if self.mask is None else keep_unmasked(x0, self.mask, self.original)
 
 
-def _own_loop(model, scheduler, name, guided, latent_image, noise, rng: StepRange, add_noise, generator, callback,
+def _own_loop(model, scheduler, name, guided, latent_image, noise, rng: StepRange, add_noise, seed: int, callback,
               mask=None):
-    import torch
-
     device = guided.device
     scheduler.set_timesteps(rng.total, device="cpu")
     sigmas = [float(s) for s in scheduler.sigmas][rng.first: rng.last + 1]
@@ -203,11 +203,7 @@ def _own_loop(model, scheduler, name, guided, latent_image, noise, rng: StepRang
     if add_noise:
         scale = float(scheduler.init_noise_sigma) if rng.first == 0 else sigmas[0]
         x = x + noise.to(device) * scale
-
-    def randn():
-        return torch.randn(x.shape, generator=generator, dtype=torch.float32).to(device)
-
-    x, _ = run_steps(step_rule(name, sigmas), D, x, sigmas, randn, callback)
+    x, _ = run_steps(step_rule(name, sigmas), D, x, sigmas, noise_source(name, x, sigmas, seed), callback)
     if mask is not None and sigmas[-1] == 0:  # exact, not just up to rounding
         x = keep_unmasked(x, D.mask, D.original)
     return x

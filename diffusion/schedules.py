@@ -70,12 +70,11 @@ SAMPLERS: dict[str, SamplerSpec] = {
     "dpm_2_ancestral": SamplerSpec("KDPM2AncestralDiscreteScheduler"),
     "lms": SamplerSpec("LMSDiscreteScheduler"),
     "dpmpp_2s_ancestral": SamplerSpec(None, own="dpmpp_2s_ancestral"),
-    "dpmpp_sde": SamplerSpec("DPMSolverSDEScheduler"),
+    # the SDE samplers run k-diffusion's rules on Euler's σ, with ComfyUI's Brownian-tree noise
+    "dpmpp_sde": SamplerSpec(None, own="dpmpp_sde"),
     "dpmpp_2m": SamplerSpec("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
-    "dpmpp_2m_sde": SamplerSpec("DPMSolverMultistepScheduler",
-                                {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}),
-    "dpmpp_3m_sde": SamplerSpec("DPMSolverMultistepScheduler",
-                                {"algorithm_type": "sde-dpmsolver++", "solver_order": 3}),
+    "dpmpp_2m_sde": SamplerSpec(None, own="dpmpp_2m_sde"),
+    "dpmpp_3m_sde": SamplerSpec(None, own="dpmpp_3m_sde"),
     "ddim": SamplerSpec("DDIMScheduler"),
     # ComfyUI's uni_pc is bh1; diffusers' bh1 diverged on some models, Loom's own follows ComfyUI.
     "uni_pc": SamplerSpec(None, own="uni_pc"),
@@ -83,8 +82,9 @@ SAMPLERS: dict[str, SamplerSpec] = {
     "ipndm": SamplerSpec(None, own="ipndm"),
     "lcm": SamplerSpec("LCMScheduler"),
 }
-# ComfyUI's _gpu variants differ only in where their noise is drawn.
-SAMPLERS.update({f"{name}_gpu": SAMPLERS[name] for name in ("dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde")})
+# ComfyUI's _gpu variants differ only in where their Brownian path is built (the latent's device).
+SAMPLERS.update({f"{name}_gpu": SamplerSpec(None, own=f"{name}_gpu")
+                 for name in ("dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde")})
 
 SCHEDULERS: dict[str, dict[str, Any]] = {
     "normal": {"timestep_spacing": "linspace"},

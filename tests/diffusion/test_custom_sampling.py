@@ -41,7 +41,9 @@ def _custom(sd1, sampler, sigmas, latent, seed=11, add_noise=True, cfg=5.0, call
 
 @pytest.mark.parametrize("sampler,scheduler", [
     ("dpmpp_2s_ancestral", "normal"), ("dpmpp_2s_ancestral", "karras"), ("euler_ancestral", "karras"),
-    ("euler_ancestral", "exponential"),
+    ("euler_ancestral", "exponential"), ("dpmpp_sde", "normal"), ("dpmpp_sde", "karras"), ("dpmpp_2m_sde", "normal"),
+    ("dpmpp_2m_sde", "karras"), ("dpmpp_3m_sde", "karras"), ("dpmpp_3m_sde", "exponential"),
+    ("dpmpp_2m_sde_gpu", "karras"), ("dpmpp_sde_gpu", "normal"), ("dpmpp_3m_sde_gpu", "simple"),
 ])
 def test_sampler_custom_on_basic_scheduler_equals_the_ksampler_bit_for_bit(sd1, sampler, scheduler):
     latent = torch.zeros(1, 4, 8, 8)
@@ -50,10 +52,11 @@ def test_sampler_custom_on_basic_scheduler_equals_the_ksampler_bit_for_bit(sd1, 
     assert torch.equal(got["samples"], expected)
 
 
-def test_partial_denoise_schedule_equals_the_ksampler_with_the_same_denoise(sd1):
+@pytest.mark.parametrize("sampler", ["dpmpp_2s_ancestral", "dpmpp_2m_sde", "dpmpp_3m_sde"])
+def test_partial_denoise_schedule_equals_the_ksampler_with_the_same_denoise(sd1, sampler):
     latent = _start()
-    expected = _ksampler(sd1, "dpmpp_2s_ancestral", "normal", 4, latent, denoise=0.5)
-    got, _ = _custom(sd1, "dpmpp_2s_ancestral", scheduler_sigmas(sd1[0], "normal", 4, 0.5), latent)
+    expected = _ksampler(sd1, sampler, "normal", 4, latent, denoise=0.5)
+    got, _ = _custom(sd1, sampler, scheduler_sigmas(sd1[0], "normal", 4, 0.5), latent)
     assert torch.equal(got["samples"], expected)
 
 

@@ -145,9 +145,25 @@ def test_the_ksampler_node_offers_exactly_the_samplers_it_can_run():
 
 
 @pytest.mark.parametrize("name", ["dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde"])
-def test_gpu_variants_sample_exactly_like_their_base_names(sd1, name):
-    # ComfyUI's _gpu names only draw their noise on the GPU; here all noise comes from the seed.
+def test_gpu_variants_on_the_cpu_sample_exactly_like_their_base_names(sd1, name):
+    # ComfyUI's _gpu names build their Brownian path on the latent's device: the CPU here
     assert torch.equal(_run(sd1, f"{name}_gpu"), _run(sd1, name))
+
+
+@pytest.mark.parametrize("name", ["dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde", "euler_ancestral"])
+def test_step_noise_follows_the_seed_even_without_added_noise(sd1, name):
+    noisy = {"samples": torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(3)) * 14.6}
+    a = _run(sd1, name, seed=1, add_noise=False, latent=noisy)
+    again = _run(sd1, name, seed=1, add_noise=False, latent=noisy)
+    b = _run(sd1, name, seed=2, add_noise=False, latent=noisy)
+    assert torch.equal(a, again) and not torch.allclose(a, b)
+
+
+@pytest.mark.parametrize("name", ["dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde"])
+def test_sde_samplers_run_loom_s_own_loop_not_a_diffusers_scheduler(name):
+    from diffusion.schedules import plan
+
+    assert plan(name, "karras").own == name and plan(f"{name}_gpu", "normal").own == f"{name}_gpu"
 
 
 def test_uni_pc_and_uni_pc_bh2_are_different_solvers(sd1):
