@@ -10,20 +10,22 @@ The denoiser, the guidance, the seeding and the inpainting mask are the KSampler
 
 * BasicScheduler's σ are exactly the ones the KSampler steps through for its
   k-diffusion samplers (Euler's σ for that scheduler), and for those samplers
-  (``dpmpp_2s_ancestral``; ``euler_ancestral`` with karras/exponential/beta) the
-  results are identical bit for bit;
+  (``dpmpp_2s_ancestral``, the SDE samplers, ``uni_pc``, ``ipndm``; ``euler_ancestral``
+  with karras/exponential/beta) the results are identical bit for bit;
 * for samplers the KSampler runs through a diffusers scheduler the results agree
   closely but not exactly: diffusers feeds the UNet the timesteps of its own
   spacing, here the timestep is read back from σ (log-σ interpolation, as ComfyUI).
 
 Noise is added as ``latent + noise·σ₀`` (the KSampler's rule; ComfyUI scales by
-``sqrt(1 + σ₀²)`` at full denoise, 0.2 % more).  The SDE samplers draw Gaussian noise
-per step from the seed (ComfyUI samples a Brownian tree seeded alike): same as the
-KSampler here; ``dpmpp_sde``, which needs noise over two nested intervals of one step,
-combines two draws as increments of one Brownian path (:func:`diffusion.k_steps.brownian_pair`).
+``sqrt(1 + σ₀²)`` at full denoise, 0.2 % more).  The per-step noise is ComfyUI's, drawn
+from ``noise_seed`` even when ``add_noise`` is off (:mod:`diffusion.k_steps_noise`): the SDE
+samplers (``dpmpp_sde``, ``dpmpp_2m_sde``, ``dpmpp_3m_sde`` and their ``_gpu`` names) take
+increments of one seeded Brownian tree, as k-diffusion's ``BrownianTreeNoiseSampler``; the
+ancestral samplers and ``lcm`` draw from a generator seeded with the seed + 1 on the CPU,
+as ComfyUI's ``default_noise_sampler``.  The KSampler runs the SDE samplers through these
+same rules, so the two agree bit for bit on the same σ for them too.
 
-KSamplerSelect offers every sampler with a step rule: the KSampler's names plus ComfyUI's
-``uni_pc_bh2``, ``ipndm`` and ``*_gpu`` names, which only SamplerCustom runs.
+KSamplerSelect offers every sampler with a step rule, the KSampler's names.
 """
 
 from __future__ import annotations

@@ -1,6 +1,39 @@
 """ComfyUI sampler and scheduler names → diffusers schedulers: the one mapping table.
 
+Per-step noise is drawn as ComfyUI draws it (:mod:`diffusion.k_steps_noise`): the
+ancestral samplers and lcm from one generator seeded with the seed + 1 (on the CPU),
+the SDE samplers from one ``torchsde.BrownianTree`` with the seed as entropy.  With the
+same σ (karras, exponential) the same seed then gives ComfyUI's image up to rounding.
+
 =====================  ===================================================  ==========
+ComfyUI sampler        implementation                                       fidelity
+=====================  ===================================================  ==========
+euler                  EulerDiscreteScheduler                               faithful
+euler_ancestral        EulerAncestralDiscreteScheduler (normal/simple/      faithful
+                       sgm_uniform/ddim_uniform); Loom's own Euler-         (ComfyUI's
+                       ancestral step on Euler's sigmas for karras/         noise draws)
+                       exponential/beta, which that class lacks
+heun                   HeunDiscreteScheduler                                faithful
+dpm_2                  KDPM2DiscreteScheduler                               faithful
+dpm_2_ancestral        KDPM2AncestralDiscreteScheduler                      faithful
+lms                    LMSDiscreteScheduler (order 4)                       faithful
+dpmpp_2s_ancestral     Loom's own (no diffusers equivalent)                 own code
+dpmpp_sde              Loom's own k-diffusion rules (diffusion/k_steps.py)  faithful
+dpmpp_2m_sde           on Euler's σ, with k-diffusion's Brownian-tree       (checked against
+dpmpp_3m_sde           noise; 2m_sde is the 'midpoint' variant (ComfyUI's   k-diffusion's
+  (and _gpu)           default).  The _gpu names build the Brownian tree    recurrences and
+                       on the latent's device, as ComfyUI's do             tree, 1e-6)
+dpmpp_2m               DPMSolverMultistepScheduler dpmsolver++, order 2     faithful
+ddim                   DDIMScheduler; with karras/exponential/beta          faithful
+                       EulerDiscrete (ComfyUI's ddim is Euler inside)
+uni_pc                 Loom's own UniPC bh1 (diffusion/k_steps_unipc.py,    faithful
+                       checked against diffusers' bh1 on a toy model)
+uni_pc_bh2             Loom's own UniPC bh2                                 faithful
+ipndm                  Loom's own (k-diffusion's iPNDM, order ≤ 4)          own code
+lcm                    LCMScheduler (timestep-spaced schedulers only)       faithful
+=====================  ===================================================  ==========
+
+=============  ===================================================  ==========
 ComfyUI sampler        implementation                                       fidelity
 =====================  ===================================================  ==========
 euler                  EulerDiscreteScheduler                               faithful
