@@ -61,3 +61,32 @@ def add_workflow(start: int = 5, proxy_widgets=None) -> dict:
         "groups": [], "config": {}, "extra": {"ds": {"scale": 1, "offset": [40, 60]}},
         "definitions": {"subgraphs": [add_definition()]},
     }
+
+
+def chain_workflow(start: int = 5) -> dict:
+    """Int(start) → Int Math (+3) → Int Math (×2) → Preview as Text, no subgraph (version 1 file)."""
+    def math(node_id, x, b, operation, link_in, link_out):
+        return {"id": node_id, "type": "IntMath", "pos": [x, 100], "size": [260, 130], "flags": {}, "order": node_id - 1, "mode": 0,
+                "inputs": [{"name": "a", "type": "INT", "link": link_in, "widget": {"name": "a"}}],
+                "outputs": [{"name": "INT", "type": "INT", "links": [link_out], "slot_index": 0}],
+                "properties": {"Node name for S&R": "IntMath"}, "widgets_values": [0, b, operation]}
+    return {
+        "id": "0d5c2a5e-5b3e-4a55-9a7e-2f6f1d0c0002", "revision": 0, "version": 1,
+        "state": {"lastNodeId": 4, "lastLinkId": 3, "lastGroupId": 0, "lastRerouteId": 0},
+        "nodes": [
+            {"id": 1, "type": "PrimitiveInt", "pos": [0, 100], "size": [260, 110], "flags": {}, "order": 0, "mode": 0,
+             "inputs": [], "outputs": [{"name": "INT", "type": "INT", "links": [1], "slot_index": 0}],
+             "properties": {"Node name for S&R": "PrimitiveInt"}, "widgets_values": [start, "fixed"]},
+            math(2, 350, 3, "add", 1, 2),
+            math(3, 700, 2, "multiply", 2, 3),
+            {"id": 4, "type": "PreviewAny", "pos": [1050, 100], "size": [260, 120], "flags": {}, "order": 3, "mode": 0,
+             "inputs": [{"name": "source", "type": "*", "link": 3}], "outputs": [{"name": "STRING", "type": "STRING", "links": [], "slot_index": 0}],
+             "properties": {"Node name for S&R": "PreviewAny"}},
+        ],
+        "links": [
+            {"id": 1, "origin_id": 1, "origin_slot": 0, "target_id": 2, "target_slot": 0, "type": "INT"},
+            {"id": 2, "origin_id": 2, "origin_slot": 0, "target_id": 3, "target_slot": 0, "type": "INT"},
+            {"id": 3, "origin_id": 3, "origin_slot": 0, "target_id": 4, "target_slot": 0, "type": "INT"},
+        ],
+        "groups": [], "config": {}, "extra": {"ds": {"scale": 1, "offset": [40, 60]}},
+    }

@@ -11,7 +11,7 @@ import { WorkflowConversionError, workflowToApi } from "../lib/workflow_to_api.j
 import { BOUNDARY_NOTE, isBoundary } from "../lib/subgraph_edit.js";
 import { Renderer } from "./renderer.js";
 import { SubgraphScopes } from "./subgraph_scopes.js";
-import { boundarySlotEntries, dropOnEmptySlot } from "./subgraph_actions.js";
+import { boundarySlotEntries, convertSelection, dropOnEmptySlot, unpackInstance } from "./subgraph_actions.js";
 import { closePopup, comboList, contextMenu, inlineEntry, nodeSearch, toast } from "./popups.js";
 
 const STORAGE_KEY = "loom.workflow";
@@ -730,7 +730,7 @@ export class Editor extends EventTarget {
       const colors = [["Default", null], ["Red", "#5a2b2b"], ["Green", "#2b4a2b"], ["Blue", "#2b3a5a"], ["Purple", "#45305a"]];
       contextMenu({
         x: e.clientX, y: e.clientY, entries: [
-          ...(node.subgraph ? [{ label: "Open subgraph", action: () => this.openSubgraph(node) }] : []),
+          ...(node.subgraph ? [{ label: "Open subgraph", action: () => this.openSubgraph(node) }, { label: "Unpack Subgraph", action: () => unpackInstance(this, node) }] : []),
           { label: "Rename…", action: () => this.rename(node) },
           { label: node.flags?.collapsed ? "Expand" : "Collapse", action: () => this.toggleCollapse(node) },
           { label: node.mode === MODE_BYPASSED ? "Stop bypassing (Ctrl+B)" : "Bypass (Ctrl+B)", action: () => this.setMode(MODE_BYPASSED) },
@@ -739,6 +739,7 @@ export class Editor extends EventTarget {
           null,
           { label: "Copy (Ctrl+C)", action: () => this.copySelection() },
           { label: "Group selection (Ctrl+G)", action: () => this.groupSelection() },
+          { label: "Convert to Subgraph", action: () => convertSelection(this) },
           { label: "Remove (Del)", action: () => this.deleteSelection() },
         ],
       });
@@ -760,6 +761,7 @@ export class Editor extends EventTarget {
         { label: "Add group", action: () => { this.graph.groups.push({ title: "Group", bounding: [wx, wy, 400, 300], color: "#3f789e", font_size: 24, flags: {}, rest: {} }); this.graph.touch(); this.commit(); } },
         null,
         { label: "Paste (Ctrl+V)", action: () => this.paste(false) },
+        ...(this.selection.size ? [{ label: "Convert selection to Subgraph", action: () => convertSelection(this) }] : []),
         { label: "Fit view (.)", action: () => this.fitView() },
       ],
     });

@@ -3,8 +3,10 @@
 // renames and removes them. Each is one undoable edit of the whole workflow:
 // the open scopes are written into their definitions, the pure function in
 // web/lib changes the saved workflow, and the editor loads the result and
-// opens the same subgraph again (as an undo does).
+// opens the same subgraph again (as an undo does). "Convert to Subgraph" and
+// "Unpack Subgraph" change the shown graph in place and commit.
 import { INPUTS_NODE_ID, OUTPUTS_NODE_ID, isBoundary, isEmptySlot } from "../lib/subgraph_edit.js";
+import { convertToSubgraph, dropUnusedDefinition, unpackSubgraph } from "../lib/subgraph_convert.js";
 import { addSubgraphInput, addSubgraphOutput, removeSubgraphSlot, renameSubgraphSlot } from "../lib/subgraph_io.js";
 import { inlineEntry, toast } from "./popups.js";
 
@@ -81,4 +83,36 @@ async function renameSlot(editor, node, kind, index, shown, defId) {
   const text = await inlineEntry({ x: x - 100, y: y - 14, w: 200, h: 28, value: shown });
   if (text === null || text.trim() === shown) return;
   applyWorkflowChange(editor, `Renaming the ${kind}`, (w, lookup) => renameSubgraphSlot(w, lookup, defId, kind, index, text));
+}
+
+/** Put the selected nodes into a new subgraph; its instance is selected. */
+export function convertSelection(editor) {
+  let result;
+  try {
+    result = convertToSubgraph(editor.graph, editor.selection, editor.rootGraph);
+  } catch (err) {
+    toast(`Convert to Subgraph: ${err.message}`, "warn", 6000);
+    return;
+  }
+  editor.announceLoaded(result.instance);
+  editor.selection = new Set([result.instance.id]);
+  editor.commit();
+}
+
+/** Replace a subgraph instance by its inner nodes (selected); the definition goes once nothing uses it. */
+export function unpackInstance(editor, node) {
+  const defId = String(node.type);
+  editor.scopes.sync();
+  let result;
+  try {
+    result = unpackSubgraph(editor.graph, node.id, editor.rootGraph);
+  } catch (err) {
+    toast(`Unpack Subgraph: ${err.message}`, "error", 6000);
+    return;
+  }
+  editor.scopes.sync();  // the shown subgraph's definition no longer holds the instance
+  dropUnusedDefinition(editor.rootGraph, defId);
+  for (const n of result.nodes) editor.announceLoaded(n);
+  editor.selection = new Set(result.nodes.map((n) => n.id));
+  editor.commit();
 }
