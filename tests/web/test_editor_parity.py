@@ -127,3 +127,46 @@ def test_subgraph_edited_in_the_editor_queues_the_same_prompt_as_python_converts
     added = f"{instance}:{edited['added']}"
     assert api[added]["class_type"] == added_type and added not in original
     assert api == ui_to_api(edited["workflow"], schemas)
+
+
+def renamed(prompt: dict, rename) -> dict:
+    """`prompt` with its node ids (and the references to them) renamed by `rename`."""
+    ref = lambda v: [rename(v[0]), v[1]] if isinstance(v, list) and len(v) == 2 and isinstance(v[0], str) else v  # noqa: E731
+    return {rename(k): {**v, "inputs": {n: ref(x) for n, x in v["inputs"].items()}} for k, v in prompt.items()}
+
+
+def change_subgraph(stem: str, *args: str) -> dict:
+    result = subprocess.run(["node", "tests/web/change_subgraph.mjs", str(FIXTURES / "object_info.json"), str(FIXTURES / f"{stem}.json"), *args],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return json.loads(result.stdout)
+
+
+CONVERTED = [("txt2img_v04", "3,8"), ("primitive_node", "3,10"), ("subgraph_proxy_widgets_and_native_reroutes_v1", "10,9"), ("nested_subgraphs", "5")]
+
+
+@pytest.mark.parametrize(("stem", "ids"), CONVERTED, ids=[c[0] for c in CONVERTED])
+def test_nodes_converted_to_a_subgraph_queue_the_same_prompt_in_python_with_the_instance_prefix(stem, ids, schemas):
+    converted = change_subgraph(stem, "convert", ids)["converted"]
+    original = ui_to_api(load_workflow_text((FIXTURES / f"{stem}.json").read_text())["workflow"], schemas)
+    assert ui_to_api(converted["workflow"], schemas) == converted["api"]
+    prefix = f"{converted['instance']}:"
+    assert renamed(converted["api"], lambda i: i.removeprefix(prefix)) == original
+
+
+@pytest.mark.parametrize(("stem", "ids"), CONVERTED, ids=[c[0] for c in CONVERTED])
+def test_an_unpacked_subgraph_queues_the_original_prompt_in_python_modulo_the_fresh_ids(stem, ids, schemas):
+    unpacked = change_subgraph(stem, "convert", ids)["unpacked"]
+    original = ui_to_api(load_workflow_text((FIXTURES / f"{stem}.json").read_text())["workflow"], schemas)
+    assert ui_to_api(unpacked["workflow"], schemas) == unpacked["api"]
+    back = {str(new): str(old) for old, new in unpacked["idMap"].items()}
+    assert renamed(unpacked["api"], lambda i: back.get(i.split(":")[0], i.split(":")[0]) + i[len(i.split(":")[0]):]) == original
+    assert unpacked["workflow"].get("definitions", {}).get("subgraphs", []) == load_workflow_text((FIXTURES / f"{stem}.json").read_text())["workflow"].get("definitions", {}).get("subgraphs", [])
+
+
+def test_a_subgraph_whose_inputs_and_outputs_changed_queues_the_same_prompt_in_python(schemas):
+    """An input added and linked to an inner widget, one renamed, one input and one output removed."""
+    changed = change_subgraph("subgraph_proxy_widgets_and_native_reroutes_v1", "io", "a3f0c1d2-0000-4000-8000-00000000abcd")
+    assert ui_to_api(changed["workflow"], schemas) == changed["api"]
+    definition = changed["workflow"]["definitions"]["subgraphs"][0]
+    assert definition["inputs"][0]["label"] == "renamed" and len(definition["outputs"]) == 1
