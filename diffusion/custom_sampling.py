@@ -38,7 +38,7 @@ from .errors import SamplingError
 from .guidance import GuidedModel
 from .inpaint import keep_unmasked, latent_mask, unet_extra_channels
 from .models import DiffusionModel
-from .k_steps import RULE_NAMES, noise_source, run_steps, step_rule
+from .k_steps import RULE_NAMES, needs_uncond, noise_source, run_steps, step_rule
 from .noise import prepare_noise
 from .sampling import StepCallback, _Denoiser, step_range
 from .schedules import SCHEDULER_NAMES, plan
@@ -150,7 +150,8 @@ def sample_custom(model: DiffusionModel, sampler: Sampler, sigmas, *, seed: int,
     mask = None if latent.get("noise_mask") is None else latent_mask(latent["noise_mask"], latent_image.shape)
     extra = unet_extra_channels(model, latent_image, mask)
     # the seed also draws unCLIP's image-embedding noise augmentation (as the KSampler's does)
-    guided = GuidedModel(model, positive, negative, cfg, extra, latent_shape=latent_image.shape, seed=seed)
+    guided = GuidedModel(model, positive, negative, cfg, extra, latent_shape=latent_image.shape, seed=seed,
+                         keep_uncond=needs_uncond(sampler.name))
     device = guided.device
     D = _Denoiser(model, guided, plan("euler", "normal", model.prediction_type).scheduler)
     if mask is not None:

@@ -27,16 +27,20 @@ class GuidedModel:
 
     ``x`` is the UNet's (scheduler-scaled) 4-channel input ``[B, 4, h, w]``, ``t`` the
     timestep on the training scale (0..999).  ``extra_channels`` ``[B, k, h, w]`` are
-    concatenated to ``x`` for inpainting UNets (never shown to ControlNets)."""
+    concatenated to ``x`` for inpainting UNets (never shown to ControlNets).
+
+    ``keep_uncond``: evaluate the negative prompt even at cfg 1, for samplers that step
+    with the unconditional prediction (CFG++; ComfyUI disables its cfg-1 shortcut for them),
+    and read it with :meth:`with_uncond`."""
 
     def __init__(self, model: DiffusionModel, positive, negative, cfg: float, extra_channels=None,
-                 latent_shape: tuple[int, ...] | None = None, seed: int | None = None):
+                 latent_shape: tuple[int, ...] | None = None, seed: int | None = None, keep_uncond: bool = False):
         self.model = model
         self.unet = model.manager.use(model.unet)
         p = next(self.unet.parameters())
         self.device, self.dtype = p.device, p.dtype
         self.cfg = float(cfg)
-        self.use_negative = self.cfg != 1.0
+        self.use_negative = self.cfg != 1.0 or keep_uncond
         size = None if latent_shape is None else (int(latent_shape[-2]), int(latent_shape[-1]))
         self.rows: list[CondRow] = resolve_rows(model, positive, negative, self.use_negative, size,
                                                 self.device, self.dtype, seed)
@@ -48,6 +52,17 @@ class GuidedModel:
 
     # -- one step ---------------------------------------------------------------------------
     def __call__(self, x, t):
+        return self._outputs(x, t)[0]
+
+    def with_uncond(self, x, t):
+        """(guided output, the negative prompt's output) at one step."""
+        guided, uncond = self._outputs(x, t)
+        if uncond is None:
+            raise ValueError("with_uncond needs a GuidedModel built with keep_uncond=True")
+        return guided, uncond
+
+    def _outputs(self, x, t):
+        """(guided output, unconditional output or None when the negative is skipped)."""
         import torch
 
         t_value = float(torch.as_tensor(t).reshape(-1)[0])
@@ -60,13 +75,13 @@ class GuidedModel:
                 out = self._predict(active, x, extra, t, None)
                 b = x.shape[0]
                 if not self.use_negative:
-                    return out[:b]
+                    return out[:b], None
                 cond, uncond = out[:b], out[b:]
-                return uncond + self.cfg * (cond - uncond)
+                return uncond + self.cfg * (cond - uncond), uncond
             cond, uncond = self._averaged(active, x, extra, t)
         if not self.use_negative:
-            return cond
-        return uncond + self.cfg * (cond - uncond)
+            return cond, None
+        return uncond + self.cfg * (cond - uncond), uncond
 
     def _averaged(self, active: list[CondRow], x, extra, t):
         import torch

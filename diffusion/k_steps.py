@@ -254,10 +254,82 @@ class _Lcm:
         return (denoised + noise(s, s_next) * s_next if s_next > 0 else denoised), denoised
 
 
+# -- CFG++ (Chung et al. 2024): step along the unconditional prediction ------------------------
+# These rules need ``D.with_uncond(x, σ) -> (guided prediction, unconditional prediction)``;
+# ComfyUI's versions read the unconditional prediction through a post-CFG hook.
+
+
+class _EulerAncestralCfgPp:
+    """ComfyUI's ``euler_ancestral_cfg_pp`` (``euler_cfg_pp`` with eta 0): from the guided
+    prediction, re-noise along the unconditional prediction's direction to σ_down, then add
+    fresh noise up to σ_next."""
+
+    def __init__(self, eta: float):
+        self.eta = eta
+
+    def __call__(self, D, x, s, s_next, noise):
+        denoised, uncond = D.with_uncond(x, s)
+        if s_next == 0:
+            return denoised, denoised
+        down, up = ancestral_step(s, s_next, self.eta)
+        x = denoised + (x - uncond) / s * down
+        if self.eta > 0:
+            x = x + noise(s, s_next) * up
+        return x, denoised
+
+
+class _Dpmpp2sAncestralCfgPp:
+    """ComfyUI's ``dpmpp_2s_ancestral_cfg_pp``: the DPM-Solver++(2S) ancestral step on the
+    unconditional predictions (the midpoint's too), plus the first prediction's guidance
+    (guided − unconditional)."""
+
+    def __call__(self, D, x, s, s_next, noise):
+        denoised, uncond = D.with_uncond(x, s)
+        guidance = denoised - uncond
+        down, up = ancestral_step(s, s_next)
+        if down == 0:
+            x = x + (x - uncond) / s * (down - s)
+        else:
+            t, t_next = -math.log(s), -math.log(down)
+            h = t_next - t
+            s_mid = math.exp(-(t + 0.5 * h))
+            x_2 = (s_mid / s) * x - math.expm1(-0.5 * h) * uncond
+            _, uncond_2 = D.with_uncond(x_2, s_mid)
+            x = (down / s) * x - math.expm1(-h) * uncond_2
+        if s_next > 0:
+            x = x + noise(s, s_next) * up
+        return x + guidance, denoised
+
+
+class _Dpmpp2mCfgPp:
+    """ComfyUI's ``dpmpp_2m_cfg_pp``: DPM-Solver++(2M) where x is carried by the unconditional
+    prediction and the step lands on the guided one; the second-order term takes the guided
+    prediction minus the last unconditional one."""
+
+    def __init__(self):
+        self.old_uncond = self.s_last = None
+
+    def __call__(self, D, x, s, s_next, noise):
+        denoised, uncond = D.with_uncond(x, s)
+        if s_next == 0:
+            x = denoised  # exp(−h) is 0
+        else:
+            h = math.log(s) - math.log(s_next)
+            decay = math.exp(-h)
+            mix = -decay * uncond
+            if self.old_uncond is not None:
+                r = (math.log(self.s_last) - math.log(s)) / h
+                mix = mix - math.expm1(-h) * (1 / (2 * r)) * (denoised - self.old_uncond)
+            x = denoised + mix + decay * x
+        self.old_uncond, self.s_last = uncond, s
+        return x, denoised
+
+
 @dataclass(frozen=True)
 class _Rule:
     factory: Callable[[Sequence[float]], Any]   # the run's σ → a fresh rule
     noise: str = "gaussian"                      # "gaussian", "brownian" or "brownian_device"
+    uncond: bool = False                         # steps with the unconditional prediction (CFG++)
 
 
 #: sampler name → its rule; in ComfyUI's order.  The SDE samplers draw their noise from a
@@ -265,15 +337,19 @@ class _Rule:
 #: path built on the latent's device (the same noise when that device is the CPU).
 _RULES: dict[str, _Rule] = {
     "euler": _Rule(lambda sigmas: _Euler()),
+    "euler_cfg_pp": _Rule(lambda sigmas: _EulerAncestralCfgPp(eta=0.0), uncond=True),
     "euler_ancestral": _Rule(lambda sigmas: _EulerAncestral()),
+    "euler_ancestral_cfg_pp": _Rule(lambda sigmas: _EulerAncestralCfgPp(eta=1.0), uncond=True),
     "heun": _Rule(lambda sigmas: _Heun()),
     "dpm_2": _Rule(lambda sigmas: _Dpm2(False)),
     "dpm_2_ancestral": _Rule(lambda sigmas: _Dpm2(True)),
     "lms": _Rule(_Lms),
     "dpmpp_2s_ancestral": _Rule(lambda sigmas: _Dpmpp2sAncestral()),
+    "dpmpp_2s_ancestral_cfg_pp": _Rule(lambda sigmas: _Dpmpp2sAncestralCfgPp(), uncond=True),
     "dpmpp_sde": _Rule(lambda sigmas: _DpmppSde(), "brownian"),
     "dpmpp_sde_gpu": _Rule(lambda sigmas: _DpmppSde(), "brownian_device"),
     "dpmpp_2m": _Rule(lambda sigmas: _Dpmpp2m()),
+    "dpmpp_2m_cfg_pp": _Rule(lambda sigmas: _Dpmpp2mCfgPp(), uncond=True),
     "dpmpp_2m_sde": _Rule(lambda sigmas: _Dpmpp2m(eta=1.0), "brownian"),
     "dpmpp_2m_sde_gpu": _Rule(lambda sigmas: _Dpmpp2m(eta=1.0), "brownian_device"),
     "dpmpp_3m_sde": _Rule(lambda sigmas: _Dpmpp3mSde(), "brownian"),
@@ -299,6 +375,12 @@ def _check(name: str) -> _Rule:
 def step_rule(name: str, sigmas: Sequence[float]):
     """The step rule for sampler ``name`` on ``sigmas`` (rules with history are fresh per run)."""
     return _check(name).factory(sigmas)
+
+
+def needs_uncond(name: str) -> bool:
+    """Whether sampler ``name`` steps with the unconditional prediction (the CFG++ samplers):
+    its denoiser must offer ``with_uncond``, and the negative prompt runs even at cfg 1."""
+    return _check(name).uncond
 
 
 def noise_source(name: str, like, sigmas: Sequence[float], seed: int) -> NoiseSource:

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 from .errors import SamplingError
 from .guidance import GuidedModel
 from .inpaint import keep_unmasked, latent_mask, unet_extra_channels
-from .k_steps import noise_source, run_steps, step_rule
+from .k_steps import needs_uncond, noise_source, run_steps, step_rule
 from .k_steps_noise import step_generator
 from .models import DiffusionModel
 from .noise import prepare_noise
@@ -90,7 +90,8 @@ def sample(model: DiffusionModel, *, seed: int, steps: int, cfg: float, sampler_
     run = plan(sampler_name, scheduler, model.prediction_type)
     mask = None if latent.get("noise_mask") is None else latent_mask(latent["noise_mask"], latent_image.shape)
     extra = unet_extra_channels(model, latent_image, mask)
-    guided = GuidedModel(model, positive, negative, cfg, extra, latent_shape=latent_image.shape, seed=seed)
+    guided = GuidedModel(model, positive, negative, cfg, extra, latent_shape=latent_image.shape, seed=seed,
+                         keep_uncond=run.own is not None and needs_uncond(run.own))
     with torch.inference_mode():
         if run.own is None:
             # the ancestral schedulers draw one noise per step from it, as ComfyUI's samplers do
@@ -181,12 +182,23 @@ class _Denoiser:
         self.mask, self.original, self.noise = mask, original, noise
 
     def __call__(self, x, sigma: float):
+        return self._denoise(x, sigma, with_uncond=False)[0]
+
+    def with_uncond(self, x, sigma: float):
+        """(guided prediction, the negative prompt's prediction) of the clean latent, for the
+        CFG++ step rules (the GuidedModel must keep the unconditional output)."""
+        return self._denoise(x, sigma, with_uncond=True)
+
+    def _denoise(self, x, sigma: float, with_uncond: bool):
         if self.mask is not None:
             x = keep_unmasked(x, self.mask, self.original + self.noise * sigma)
         c_in = 1 / math.sqrt(sigma ** 2 + 1)
-        out = self.guided(x * c_in, self.t(sigma))
-        x0 = _x0(self.model, x * c_in, out, 1 / (sigma ** 2 + 1))
-        return x0 if self.mask is None else keep_unmasked(x0, self.mask, self.original)
+        if with_uncond:
+            outs = self.guided.with_uncond(x * c_in, self.t(sigma))
+        else:
+            outs = (self.guided(x * c_in, self.t(sigma)),)
+        x0s = tuple(_x0(self.model, x * c_in, out, 1 / (sigma ** 2 + 1)) for out in outs)
+        return x0s if self.mask is None else tuple(keep_unmasked(x0, self.mask, self.original) for x0 in x0s)
 
 
 def _own_loop(model, scheduler, name, guided, latent_image, noise, rng: StepRange, add_noise, seed: int, callback,

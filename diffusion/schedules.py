@@ -97,15 +97,20 @@ class SamplerSpec:
 
 SAMPLERS: dict[str, SamplerSpec] = {
     "euler": SamplerSpec("EulerDiscreteScheduler"),
+    # the CFG++ samplers need the unconditional prediction: only Loom's own step rules give it
+    "euler_cfg_pp": SamplerSpec(None, own="euler_cfg_pp"),
     "euler_ancestral": SamplerSpec("EulerAncestralDiscreteScheduler"),
+    "euler_ancestral_cfg_pp": SamplerSpec(None, own="euler_ancestral_cfg_pp"),
     "heun": SamplerSpec("HeunDiscreteScheduler"),
     "dpm_2": SamplerSpec("KDPM2DiscreteScheduler"),
     "dpm_2_ancestral": SamplerSpec("KDPM2AncestralDiscreteScheduler"),
     "lms": SamplerSpec("LMSDiscreteScheduler"),
     "dpmpp_2s_ancestral": SamplerSpec(None, own="dpmpp_2s_ancestral"),
+    "dpmpp_2s_ancestral_cfg_pp": SamplerSpec(None, own="dpmpp_2s_ancestral_cfg_pp"),
     # the SDE samplers run k-diffusion's rules on Euler's σ, with ComfyUI's Brownian-tree noise
     "dpmpp_sde": SamplerSpec(None, own="dpmpp_sde"),
     "dpmpp_2m": SamplerSpec("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "dpmpp_2m_cfg_pp": SamplerSpec(None, own="dpmpp_2m_cfg_pp"),
     "dpmpp_2m_sde": SamplerSpec(None, own="dpmpp_2m_sde"),
     "dpmpp_3m_sde": SamplerSpec(None, own="dpmpp_3m_sde"),
     "ddim": SamplerSpec("DDIMScheduler"),

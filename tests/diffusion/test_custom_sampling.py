@@ -44,6 +44,8 @@ def _custom(sd1, sampler, sigmas, latent, seed=11, add_noise=True, cfg=5.0, call
     ("euler_ancestral", "exponential"), ("dpmpp_sde", "normal"), ("dpmpp_sde", "karras"), ("dpmpp_2m_sde", "normal"),
     ("dpmpp_2m_sde", "karras"), ("dpmpp_3m_sde", "karras"), ("dpmpp_3m_sde", "exponential"),
     ("dpmpp_2m_sde_gpu", "karras"), ("dpmpp_sde_gpu", "normal"), ("dpmpp_3m_sde_gpu", "simple"),
+    ("euler_cfg_pp", "normal"), ("euler_ancestral_cfg_pp", "karras"), ("dpmpp_2s_ancestral_cfg_pp", "normal"),
+    ("dpmpp_2m_cfg_pp", "karras"),
 ])
 def test_sampler_custom_on_basic_scheduler_equals_the_ksampler_bit_for_bit(sd1, sampler, scheduler):
     latent = torch.zeros(1, 4, 8, 8)
@@ -196,9 +198,9 @@ def test_unknown_sampler_name_is_a_clear_error():
 
 
 def test_a_sampler_name_without_a_step_rule_is_a_clear_error():
-    # ComfyUI's CFG++ samplers need the unguided prediction, which the step rules do not see
-    with pytest.raises(SamplingError, match="'euler_cfg_pp' is not available on a custom sigma schedule"):
-        step_rule("euler_cfg_pp", [1.0, 0.0])
+    # a ComfyUI sampler Loom does not have
+    with pytest.raises(SamplingError, match="'res_multistep_cfg_pp' is not available on a custom sigma schedule"):
+        step_rule("res_multistep_cfg_pp", [1.0, 0.0])
 
 
 # -- what KSamplerSelect offers ----------------------------------------------------------------
@@ -327,3 +329,31 @@ def test_custom_sampling_nodes_have_comfyui_inputs_and_outputs():
     assert turbo["steps"] == ["INT", {"default": 1, "min": 1, "max": 10}]
     assert object_info_for(registry, "KSamplerSelect")["KSamplerSelect"]["output"] == ["SAMPLER"]
     assert object_info_for(registry, "BasicScheduler")["BasicScheduler"]["output"] == ["SIGMAS"]
+
+
+# -- CFG++ samplers -------------------------------------------------------------------------------
+
+CFG_PP = ["euler_cfg_pp", "euler_ancestral_cfg_pp", "dpmpp_2s_ancestral_cfg_pp", "dpmpp_2m_cfg_pp"]
+
+
+@pytest.mark.parametrize("sampler", CFG_PP)
+def test_a_cfg_pp_sampler_at_cfg_1_still_steps_with_the_negative_prompt(sd1, sampler):
+    # ComfyUI evaluates the negative prompt for CFG++ even at cfg 1 (no cfg-1 shortcut)
+    model, pos, neg = sd1
+    sigmas = scheduler_sigmas(model, "karras", 3)
+    latent = {"samples": torch.zeros(1, 4, 8, 8)}
+    run = lambda negative: sample_custom(model, Sampler(sampler), sigmas, seed=5, add_noise=True, cfg=1.0,  # noqa: E731
+                                         positive=pos, negative=negative, latent=latent)[0]["samples"]
+    assert torch.isfinite(run(neg)).all()
+    assert not torch.allclose(run(neg), run(pos))
+
+
+@pytest.mark.parametrize("sampler", CFG_PP)
+def test_a_cfg_pp_sampler_in_a_ksampler_graph_makes_an_image_and_the_seed_reproduces_it(tiny, env, sampler):
+    from tests.diffusion.conftest import txt2img_prompt
+
+    prompt = txt2img_prompt(install(env, tiny("sd1")), sampler=sampler, scheduler="karras", cfg=1.0)
+    first, second = run_graph(env, prompt), run_graph(env, prompt)
+    assert first.status == "success" and second.status == "success", (first.error, second.error)
+    a, b = png_pixels(saved_images(env, first)[0]), png_pixels(saved_images(env, second)[0])
+    assert a.std() > 0 and (a == b).all()

@@ -364,3 +364,126 @@ def test_euler_ancestral_matches_k_diffusion_s_recurrence_with_that_noise():
             noise = torch.randn(x.size(), dtype=x.dtype, generator=generator)
             expected = expected + (expected - denoised) / s * (down - s) + noise * up
     assert (ours - expected).abs().max() <= 1e-12 * expected.abs().max()
+
+
+# -- CFG++ samplers against ComfyUI's recurrences, on a toy guided denoiser ----------------------
+
+_MIX_UNCOND = torch.randn(6, 6, generator=torch.Generator().manual_seed(11), dtype=torch.float64) * 0.3
+
+
+class ToyGuided:
+    """A guided denoiser: the toy prediction (conditional) and another linear map
+    (unconditional), combined with CFG; ``with_uncond`` also returns the unconditional one."""
+
+    cfg = 0.8  # CFG++ uses a small scale
+
+    def uncond(self, x, sigma: float):
+        return (x + 0.3 * math.tanh(sigma) * (x @ _MIX_UNCOND)) / (1 + sigma ** 2)
+
+    def with_uncond(self, x, sigma: float):
+        uncond = self.uncond(x, sigma)
+        return uncond + self.cfg * (toy_denoiser(x, sigma) - uncond), uncond
+
+    def __call__(self, x, sigma: float):
+        return self.with_uncond(x, sigma)[0]
+
+
+def _kd_euler_ancestral_cfg_pp(x, sigmas, noise, eta):
+    """comfy/k_diffusion/sampling.py ``sample_euler_ancestral_cfg_pp`` (``sample_euler_cfg_pp``
+    is eta 0, s_noise 0), ε model: α = 1."""
+    D = ToyGuided()
+    for i in range(len(sigmas) - 1):
+        denoised, uncond = D.with_uncond(x, sigmas[i])
+        if sigmas[i + 1] == 0:
+            x = denoised
+            continue
+        d = (x - uncond) / sigmas[i]
+        if eta:
+            up = min(sigmas[i + 1], eta * (sigmas[i + 1] ** 2 * (sigmas[i] ** 2 - sigmas[i + 1] ** 2)
+                                           / sigmas[i] ** 2) ** 0.5)
+            down = (sigmas[i + 1] ** 2 - up ** 2) ** 0.5
+        else:
+            down, up = sigmas[i + 1], 0.0
+        x = denoised + down * d
+        if eta > 0:
+            x = x + noise(sigmas[i], sigmas[i + 1]) * up
+    return x
+
+
+def _kd_dpmpp_2s_ancestral_cfg_pp(x, sigmas, noise):
+    """comfy/k_diffusion/sampling.py ``sample_dpmpp_2s_ancestral_cfg_pp``, eta 1, ε model."""
+    D = ToyGuided()
+    for i in range(len(sigmas) - 1):
+        denoised, uncond = D.with_uncond(x, sigmas[i])
+        guidance_vector = denoised - uncond
+        s, s_next = sigmas[i], sigmas[i + 1]
+        up = min(s_next, (s_next ** 2 * (s ** 2 - s_next ** 2) / s ** 2) ** 0.5)
+        down = (s_next ** 2 - up ** 2) ** 0.5
+        if down == 0:
+            x = x + (x - uncond) / s * (down - s)
+        else:
+            t, t_next = -math.log(s), -math.log(down)
+            h = t_next - t
+            mid = t + 0.5 * h
+            x_2 = (math.exp(-mid) / math.exp(-t)) * x - math.expm1(-h * 0.5) * uncond
+            _, uncond_2 = D.with_uncond(x_2, math.exp(-mid))
+            x = (math.exp(-t_next) / math.exp(-t)) * x - math.expm1(-h) * uncond_2
+        if s_next > 0:
+            x = x + noise(s, s_next) * up
+        x = x + guidance_vector
+    return x
+
+
+def _kd_dpmpp_2m_cfg_pp(x, sigmas, noise):
+    """comfy/k_diffusion/sampling.py ``sample_dpmpp_2m_cfg_pp``."""
+    D = ToyGuided()
+    old_uncond = None
+    for i in range(len(sigmas) - 1):
+        denoised, uncond = D.with_uncond(x, sigmas[i])
+        if sigmas[i + 1] == 0:
+            x = denoised
+        else:
+            t, t_next = -math.log(sigmas[i]), -math.log(sigmas[i + 1])
+            h = t_next - t
+            if old_uncond is None:
+                mix = -math.exp(-h) * uncond
+            else:
+                h_last = t - (-math.log(sigmas[i - 1]))
+                r = h_last / h
+                mix = -math.exp(-h) * uncond - math.expm1(-h) * (1 / (2 * r)) * (denoised - old_uncond)
+            x = denoised + mix + math.exp(-h) * x
+        old_uncond = uncond
+    return x
+
+
+CFG_PP_REFERENCES = {
+    "euler_cfg_pp": lambda x, sigmas, noise: _kd_euler_ancestral_cfg_pp(x, sigmas, noise, eta=0.0),
+    "euler_ancestral_cfg_pp": lambda x, sigmas, noise: _kd_euler_ancestral_cfg_pp(x, sigmas, noise, eta=1.0),
+    "dpmpp_2s_ancestral_cfg_pp": _kd_dpmpp_2s_ancestral_cfg_pp,
+    "dpmpp_2m_cfg_pp": _kd_dpmpp_2m_cfg_pp,
+}
+
+
+@pytest.mark.parametrize("schedule", ["7 steps to 0", "4 steps stopping at 0.3"])
+@pytest.mark.parametrize("name", CFG_PP_REFERENCES)
+def test_cfg_pp_sampler_matches_comfyui_s_recurrence(name, schedule):
+    sigmas = SCHEDULES[schedule]
+    x = _start(sigmas[0])
+    reference = CFG_PP_REFERENCES[name](x.clone(), sigmas, SeededGaussian(x, 9))
+    ours, _ = run_steps(step_rule(name, sigmas), ToyGuided(), x.clone(), sigmas, noise_source(name, x, sigmas, 9))
+    assert (ours - reference).abs().max() <= 1e-12 * reference.abs().max()
+
+
+@pytest.mark.parametrize("name", CFG_PP_REFERENCES)
+def test_cfg_pp_samplers_step_with_the_unconditional_prediction(name):
+    # the same guided prediction with another unconditional one must change the result
+    class OtherUncond(ToyGuided):
+        def with_uncond(self, x, sigma):
+            denoised, uncond = super().with_uncond(x, sigma)
+            return denoised, uncond * 0.5
+
+    sigmas = SCHEDULES["7 steps to 0"][:-1]  # stop with noise left: the last step lands on the guided prediction
+    x = _start(sigmas[0])
+    a, _ = run_steps(step_rule(name, sigmas), ToyGuided(), x.clone(), sigmas, noise_source(name, x, sigmas, 1))
+    b, _ = run_steps(step_rule(name, sigmas), OtherUncond(), x.clone(), sigmas, noise_source(name, x, sigmas, 1))
+    assert (a - b).abs().max() > 1e-3
