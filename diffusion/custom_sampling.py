@@ -25,7 +25,9 @@ ancestral samplers and ``lcm`` draw from a generator seeded with the seed + 1 on
 as ComfyUI's ``default_noise_sampler``.  The KSampler runs the SDE samplers through these
 same rules, so the two agree bit for bit on the same σ for them too.
 
-KSamplerSelect offers every sampler with a step rule, the KSampler's names.
+KSamplerSelect offers every sampler with a step rule, the KSampler's names.  The CFG++
+samplers (``*_cfg_pp``) step with the negative prompt's prediction too: the denoiser's
+``with_uncond`` gives it beside the guided one, and the negative runs even at cfg 1.
 """
 
 from __future__ import annotations

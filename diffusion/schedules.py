@@ -2,8 +2,9 @@
 
 Per-step noise is drawn as ComfyUI draws it (:mod:`diffusion.k_steps_noise`): the
 ancestral samplers and lcm from one generator seeded with the seed + 1 (on the CPU),
-the SDE samplers from one ``torchsde.BrownianTree`` with the seed as entropy.  With the
-same σ (karras, exponential) the same seed then gives ComfyUI's image up to rounding.
+the SDE samplers from one ``torchsde.BrownianTree`` with the seed as entropy.  A seed's
+step noise is then ComfyUI's; the image also depends on the σ schedule (see the
+scheduler table) and on the initial noise's scale (see :mod:`diffusion.custom_sampling`).
 
 =====================  ===================================================  ==========
 ComfyUI sampler        implementation                                       fidelity
@@ -22,7 +23,7 @@ dpmpp_sde              Loom's own k-diffusion rules (diffusion/k_steps.py)  fait
 dpmpp_2m_sde           on Euler's σ, with k-diffusion's Brownian-tree       (checked against
 dpmpp_3m_sde           noise; 2m_sde is the 'midpoint' variant (ComfyUI's   k-diffusion's
   (and _gpu)           default).  The _gpu names build the Brownian tree    recurrences and
-                       on the latent's device, as ComfyUI's do             tree, 1e-6)
+                       on the latent's device, as ComfyUI's do              tree, 1e-6)
 dpmpp_2m               DPMSolverMultistepScheduler dpmsolver++, order 2     faithful
 ddim                   DDIMScheduler; with karras/exponential/beta          faithful
                        EulerDiscrete (ComfyUI's ddim is Euler inside)
@@ -31,35 +32,11 @@ uni_pc                 Loom's own UniPC bh1 (diffusion/k_steps_unipc.py,    fait
 uni_pc_bh2             Loom's own UniPC bh2                                 faithful
 ipndm                  Loom's own (k-diffusion's iPNDM, order ≤ 4)          own code
 lcm                    LCMScheduler (timestep-spaced schedulers only)       faithful
-=====================  ===================================================  ==========
-
-=============  ===================================================  ==========
-ComfyUI sampler        implementation                                       fidelity
-=====================  ===================================================  ==========
-euler                  EulerDiscreteScheduler                               faithful
-euler_ancestral        EulerAncestralDiscreteScheduler (normal/simple/      faithful
-                       sgm_uniform/ddim_uniform); Loom's own Euler-
-                       ancestral step on Euler's sigmas for karras/
-                       exponential/beta, which that class lacks
-heun                   HeunDiscreteScheduler                                faithful
-dpm_2                  KDPM2DiscreteScheduler                               faithful
-dpm_2_ancestral        KDPM2AncestralDiscreteScheduler                      faithful
-lms                    LMSDiscreteScheduler (order 4)                       faithful
-dpmpp_2s_ancestral     Loom's own (no diffusers equivalent)                 own code
-dpmpp_sde              DPMSolverSDEScheduler (Brownian tree noise)          faithful
-  (and _gpu)           (ComfyUI's _gpu names only move noise to the GPU:
-                       here every name draws its noise from the seed)
-dpmpp_2m               DPMSolverMultistepScheduler dpmsolver++, order 2     faithful
-dpmpp_2m_sde           DPMSolverMultistepScheduler sde-dpmsolver++, ord 2   close (Gaussian,
-                                                                            not Brownian noise)
-dpmpp_3m_sde           DPMSolverMultistepScheduler sde-dpmsolver++, ord 3   approximate
-ddim                   DDIMScheduler; with karras/exponential/beta          faithful
-                       EulerDiscrete (ComfyUI's ddim is Euler inside)
-uni_pc                 Loom's own UniPC bh1 (diffusion/k_steps_unipc.py,    faithful
-                       checked against diffusers' bh1 on a toy model)
-uni_pc_bh2             Loom's own UniPC bh2                                 faithful
-ipndm                  Loom's own (k-diffusion's iPNDM, order ≤ 4)          own code
-lcm                    LCMScheduler (timestep-spaced schedulers only)       faithful
+euler_cfg_pp,          Loom's own CFG++ rules (diffusion/k_steps.py) on     faithful
+euler_ancestral_cfg_pp Euler's σ: they step with the negative prompt's      (checked against
+dpmpp_2s_ancestral_    prediction, which the denoiser returns beside the    ComfyUI's
+  cfg_pp,              guided one; the negative runs even at cfg 1, as      recurrences,
+dpmpp_2m_cfg_pp        ComfyUI's                                            1e-12)
 =====================  ===================================================  ==========
 
 =============  ==========================================  ===========
