@@ -8,16 +8,13 @@ the loop, because no diffusers scheduler takes an arbitrary σ list for every sa
 The denoiser, the guidance, the seeding and the inpainting mask are the KSampler's own
 (:mod:`diffusion.sampling`), so on the same σ the two agree:
 
-* BasicScheduler's σ are exactly the ones the KSampler steps through for its
-  k-diffusion samplers (Euler's σ for that scheduler), and for those samplers
-  (``dpmpp_2s_ancestral``, the SDE samplers, ``uni_pc``, ``ipndm``; ``euler_ancestral``
-  with karras/exponential/beta) the results are identical bit for bit;
-* for samplers the KSampler runs through a diffusers scheduler the results agree
-  closely but not exactly: diffusers feeds the UNet the timesteps of its own
-  spacing, here the timestep is read back from σ (log-σ interpolation, as ComfyUI).
+* BasicScheduler's σ are ComfyUI's (:mod:`diffusion.sigma_schedules`), the KSampler's
+  for the same scheduler (except that the KSampler, as ComfyUI's, drops the second-to-last
+  σ for dpm_2, dpm_2_ancestral and the uni_pc samplers), and on the same σ the results of
+  SamplerCustom and the KSampler are identical bit for bit, for every sampler.
 
-Noise is added as ``latent + noise·σ₀`` (the KSampler's rule; ComfyUI scales by
-``sqrt(1 + σ₀²)`` at full denoise, 0.2 % more).  The per-step noise is ComfyUI's, drawn
+Noise is added as ComfyUI's ``noise_scaling`` adds it: ``latent + noise·√(1+σ₀²)`` when the
+σ start at the model's highest σ, ``latent + noise·σ₀`` below it.  The per-step noise is ComfyUI's, drawn
 from ``noise_seed`` even when ``add_noise`` is off (:mod:`diffusion.k_steps_noise`): the SDE
 samplers (``dpmpp_sde``, ``dpmpp_2m_sde``, ``dpmpp_3m_sde`` and their ``_gpu`` names) take
 increments of one seeded Brownian tree, as k-diffusion's ``BrownianTreeNoiseSampler``; the
@@ -37,13 +34,10 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from .errors import SamplingError
-from .guidance import GuidedModel
-from .inpaint import keep_unmasked, latent_mask, unet_extra_channels
+from .k_steps import RULE_NAMES
 from .models import DiffusionModel
-from .k_steps import RULE_NAMES, needs_uncond, noise_source, run_steps, step_rule
-from .noise import prepare_noise
-from .sampling import StepCallback, _Denoiser, step_range
-from .schedules import SCHEDULER_NAMES, plan
+from .sampling import StepCallback, check_latent, model_sigmas, run_sampler
+from .sigma_schedules import SCHEDULER_NAMES, DiscreteSigmas, basic_scheduler_sigmas
 
 #: SD-Turbo was distilled on these 10 timesteps (ComfyUI's SDTurboScheduler: 999, 899, ... 99).
 TURBO_TIMESTEPS = tuple(999 - 100 * i for i in range(10))
@@ -63,27 +57,17 @@ class Sampler:
 # -- schedules --------------------------------------------------------------------------
 
 
-def _training_sigmas():
-    """σ of every training timestep (0..999) of the schedule all supported families share."""
-    import torch
-
-    ac = torch.as_tensor(plan("euler", "normal").scheduler.alphas_cumprod, dtype=torch.float64)
-    return ((1 - ac) / ac) ** 0.5
-
-
 def scheduler_sigmas(model: DiffusionModel, scheduler: str, steps: int, denoise: float = 1.0):
-    """BasicScheduler: the KSampler's σ for ``scheduler`` — the last ``steps`` + 1 of an
+    """BasicScheduler: ComfyUI's σ for ``scheduler`` — the last ``steps`` + 1 of an
     ``int(steps / denoise)``-step schedule, ending in 0; empty when ``denoise`` is 0."""
     import torch
 
     if scheduler not in SCHEDULER_NAMES:
         raise SamplingError(f"unknown scheduler {scheduler!r}; choose from {', '.join(SCHEDULER_NAMES)}")
-    rng = step_range(int(steps), float(denoise))
-    if rng.first >= rng.last:
-        return torch.zeros(0, dtype=torch.float32)
-    source = plan("euler", scheduler, model.prediction_type).scheduler
-    source.set_timesteps(rng.total, device="cpu")
-    return source.sigmas.float()[rng.first: rng.last + 1].clone()
+    if int(steps) < 1:
+        raise SamplingError(f"steps must be at least 1, got {steps}")
+    sigmas = basic_scheduler_sigmas(scheduler, int(steps), float(denoise), model_sigmas(model))
+    return torch.tensor(sigmas, dtype=torch.float32)
 
 
 def turbo_sigmas(model: DiffusionModel, steps: int, denoise: float = 1.0):
@@ -95,9 +79,8 @@ def turbo_sigmas(model: DiffusionModel, steps: int, denoise: float = 1.0):
         raise SamplingError(f"SD-Turbo takes 1 to 10 steps, got {steps}")
     start = 10 - int(10 * float(denoise))
     timesteps = list(TURBO_TIMESTEPS[start: start + int(steps)])
-    table = _training_sigmas()
-    sigmas = [float(table[t]) for t in timesteps] + [0.0]
-    return torch.tensor(sigmas, dtype=torch.float32)
+    sigmas = DiscreteSigmas(model_sigmas(model)).sigma(torch.tensor(timesteps, dtype=torch.float32))
+    return torch.cat([sigmas, sigmas.new_zeros(1)])
 
 
 def check_sigmas(sigmas) -> list[float]:
@@ -128,46 +111,10 @@ def sample_custom(model: DiffusionModel, sampler: Sampler, sigmas, *, seed: int,
                   callback: StepCallback | None = None) -> tuple[dict, dict]:
     """Run ``sampler`` over ``sigmas``; returns (output LATENT, denoised_output LATENT —
     the model's last prediction of the clean latent)."""
-    import torch
-
     if not isinstance(sampler, Sampler):
         raise SamplingError(f"sampler must come from a sampler node (KSamplerSelect), got {type(sampler).__name__}")
-    if not isinstance(latent, dict) or "samples" not in latent:
-        raise SamplingError("latent_image must be a LATENT (a dict with 'samples')")
-    samples = latent["samples"]
-    if samples.ndim != 4:
-        raise SamplingError(f"latent must be [batch, channels, height, width], got shape {list(samples.shape)}")
-    if samples.shape[1] != model.latent_format.channels:
-        raise SamplingError(f"latent has {samples.shape[1]} channels; this {model.family} model uses "
-                            f"{model.latent_format.channels}")
-    latent_image = samples.float().cpu()
-    out = dict(latent)
-    if len(sigmas) == 0:  # BasicScheduler at denoise 0: nothing to do (as ComfyUI)
-        out["samples"] = latent_image
-        return out, dict(out)
-    values = check_sigmas(sigmas)
-    rule = step_rule(sampler.name, values)
-    noise = prepare_noise(latent_image, seed, latent.get("batch_index")) if add_noise \
-        else torch.zeros_like(latent_image)
-    mask = None if latent.get("noise_mask") is None else latent_mask(latent["noise_mask"], latent_image.shape)
-    extra = unet_extra_channels(model, latent_image, mask)
-    # the seed also draws unCLIP's image-embedding noise augmentation (as the KSampler's does)
-    guided = GuidedModel(model, positive, negative, cfg, extra, latent_shape=latent_image.shape, seed=seed,
-                         keep_uncond=needs_uncond(sampler.name))
-    device = guided.device
-    D = _Denoiser(model, guided, plan("euler", "normal", model.prediction_type).scheduler)
-    if mask is not None:
-        D.inpaint(mask.to(device), latent_image.to(device), noise.to(device))
-    x = latent_image.to(device)
-    if add_noise:
-        x = x + noise.to(device) * values[0]
-    # the step noise follows the seed even without add_noise (ComfyUI passes noise_seed on)
-    step_noise = noise_source(sampler.name, x, values, seed)
-    with torch.inference_mode():
-        x, denoised = run_steps(rule, D, x, values, step_noise, callback)
-    if mask is not None and values[-1] == 0:  # exact, not just up to rounding
-        x = keep_unmasked(x, D.mask, D.original)
-    out["samples"] = x.float().cpu()
-    denoised_out = dict(latent)
-    denoised_out["samples"] = denoised.float().cpu()
-    return out, denoised_out
+    check_latent(model, latent)
+    # no σ (BasicScheduler at denoise 0): the latent comes back unchanged, as ComfyUI's
+    values = check_sigmas(sigmas) if len(sigmas) else []
+    return run_sampler(model, sampler.name, values, seed=seed, add_noise=add_noise, cfg=cfg, positive=positive,
+                       negative=negative, latent=latent, callback=callback)

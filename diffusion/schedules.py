@@ -1,159 +1,147 @@
-"""ComfyUI sampler and scheduler names → diffusers schedulers: the one mapping table.
+"""ComfyUI's sampler and scheduler names: the one table of what Loom runs for each.
 
-Per-step noise is drawn as ComfyUI draws it (:mod:`diffusion.k_steps_noise`): the
-ancestral samplers and lcm from one generator seeded with the seed + 1 (on the CPU),
-the SDE samplers from one ``torchsde.BrownianTree`` with the seed as entropy.  A seed's
-step noise is then ComfyUI's; the image also depends on the σ schedule (see the
-scheduler table) and on the initial noise's scale (see :mod:`diffusion.custom_sampling`).
+Every KSampler sampler runs k-diffusion's step rules (:mod:`diffusion.k_steps`) on ComfyUI's
+exact σ schedule (:mod:`diffusion.sigma_schedules`), with ComfyUI's initial-noise scaling
+(√(1+σ₀²) from the top of the schedule) and its UNet timestep (the training timestep nearest
+σ).  SamplerCustom runs the same rules, so KSampler and BasicScheduler + SamplerCustom agree
+bit for bit.  Per-step noise is drawn as ComfyUI draws it (:mod:`diffusion.k_steps_noise`):
+the ancestral samplers and lcm from one generator seeded with the seed + 1 (on the CPU), the
+SDE samplers from one ``torchsde.BrownianTree`` with the seed as entropy.
 
 =====================  ===================================================  ==========
-ComfyUI sampler        implementation                                       fidelity
+ComfyUI sampler        step rule (diffusion/k_steps.py)                     fidelity
 =====================  ===================================================  ==========
-euler                  EulerDiscreteScheduler                               faithful
-euler_ancestral        EulerAncestralDiscreteScheduler (normal/simple/      faithful
-                       sgm_uniform/ddim_uniform); Loom's own Euler-         (ComfyUI's
-                       ancestral step on Euler's sigmas for karras/         noise draws)
-                       exponential/beta, which that class lacks
-heun                   HeunDiscreteScheduler                                faithful
-dpm_2                  KDPM2DiscreteScheduler                               faithful
-dpm_2_ancestral        KDPM2AncestralDiscreteScheduler                      faithful
-lms                    LMSDiscreteScheduler (order 4)                       faithful
-dpmpp_2s_ancestral     Loom's own (no diffusers equivalent)                 own code
-dpmpp_sde              Loom's own k-diffusion rules (diffusion/k_steps.py)  faithful
-dpmpp_2m_sde           on Euler's σ, with k-diffusion's Brownian-tree       (checked against
-dpmpp_3m_sde           noise; 2m_sde is the 'midpoint' variant (ComfyUI's   k-diffusion's
-  (and _gpu)           default).  The _gpu names build the Brownian tree    recurrences and
-                       on the latent's device, as ComfyUI's do              tree, 1e-6)
-dpmpp_2m               DPMSolverMultistepScheduler dpmsolver++, order 2     faithful
-ddim                   DDIMScheduler; with karras/exponential/beta          faithful
-                       EulerDiscrete (ComfyUI's ddim is Euler inside)
-uni_pc                 Loom's own UniPC bh1 (diffusion/k_steps_unipc.py,    faithful
-                       checked against diffusers' bh1 on a toy model)
-uni_pc_bh2             Loom's own UniPC bh2                                 faithful
-ipndm                  Loom's own (k-diffusion's iPNDM, order ≤ 4)          own code
-lcm                    LCMScheduler (timestep-spaced schedulers only)       faithful
-euler_cfg_pp,          Loom's own CFG++ rules (diffusion/k_steps.py) on     faithful
-euler_ancestral_cfg_pp Euler's σ: they step with the negative prompt's      (checked against
-dpmpp_2s_ancestral_    prediction, which the denoiser returns beside the    ComfyUI's
-  cfg_pp,              guided one; the negative runs even at cfg 1, as      recurrences,
-dpmpp_2m_cfg_pp        ComfyUI's                                            1e-12)
+euler, heun,           k-diffusion's recurrences; checked end to end        faithful
+dpmpp_2m               against diffusers' Euler / Heun / DPM-Solver++(2M)
+                       fed the same σ and timesteps (test_parity.py)
+euler_ancestral        k-diffusion's Euler ancestral, ComfyUI's noise       faithful
+dpm_2,                 DPM-Solver-2 (log-σ midpoint); the KSampler drops    faithful
+dpm_2_ancestral        the second-to-last σ for them, as ComfyUI's
+lms                    linear multistep, order 4 (scipy quadrature)         faithful
+dpmpp_2s_ancestral     DPM-Solver++(2S) ancestral                           faithful
+dpmpp_sde              k-diffusion's rules with its Brownian-tree noise;    faithful
+dpmpp_2m_sde           2m_sde is the 'midpoint' variant (ComfyUI's          (checked against
+dpmpp_3m_sde           default).  The _gpu names build the Brownian tree    k-diffusion's
+  (and _gpu)           on the latent's device, as ComfyUI's do              recurrences and
+                                                                            tree, 1e-6)
+ddim                   Euler (ComfyUI's ddim is Euler on the given σ);      faithful
+                       checked against diffusers' DDIM on ddim_uniform
+uni_pc, uni_pc_bh2     UniPC bh1 / bh2 (diffusion/k_steps_unipc.py); the    faithful
+                       KSampler drops the second-to-last σ, as ComfyUI's
+ipndm                  k-diffusion's iPNDM, order ≤ 4                       faithful
+lcm                    ComfyUI's lcm step (predict, re-noise to σ_next)     faithful for
+                       with ComfyUI's noise; like ComfyUI it does not       ComfyUI without
+                       change the model's output scaling                    ModelSampling-
+                                                                            Discrete(lcm)
+euler_cfg_pp,          CFG++ rules: they step with the negative prompt's    faithful
+euler_ancestral_cfg_pp prediction, which the denoiser returns beside the    (checked against
+dpmpp_2s_ancestral_    guided one; the negative runs even at cfg 1, as      ComfyUI's
+  cfg_pp,              ComfyUI's                                            recurrences,
+dpmpp_2m_cfg_pp                                                             1e-12)
 =====================  ===================================================  ==========
 
-=============  ==========================================  ===========
-scheduler      diffusers option                            fidelity
-=============  ==========================================  ===========
-normal         timestep_spacing="linspace"                 close (linear, not log,
-                                                           sigma interpolation)
-karras         use_karras_sigmas=True (rho 7)              faithful
-exponential    use_exponential_sigmas=True                 faithful
-sgm_uniform    timestep_spacing="trailing"                 close
-simple         timestep_spacing="trailing"                 close
-ddim_uniform   timestep_spacing="leading", steps_offset=1  close
-beta           use_beta_sigmas=True (α=β=0.6)              approximate (ComfyUI
-                                                           applies the beta ppf to
-                                                           timestep indices)
-=============  ==========================================  ===========
+Every scheduler (normal, karras, exponential, sgm_uniform, simple, ddim_uniform, beta) gives
+ComfyUI's σ list exactly (checked against its formulas written out independently in
+tests/diffusion/test_sigma_schedules.py, 1e-6 relative), for any sampler, in the KSampler
+and in BasicScheduler; denoise < 1 takes the tail of an ``int(steps / denoise)``-step one.
 """
 
 from __future__ import annotations
 
-import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import SamplingError
-from .models import TRAINING_SCHEDULE
+from .sigma_schedules import SCHEDULER_NAMES, comfy_sigmas, initial_noise_scale, training_sigmas
 
-
-@dataclass(frozen=True)
-class SamplerSpec:
-    scheduler_class: str | None          # diffusers class, or None for Loom's own loop
-    options: dict[str, Any] = field(default_factory=dict)
-    own: str | None = None               # name of Loom's own sampler (k-diffusion style)
-
-
-SAMPLERS: dict[str, SamplerSpec] = {
-    "euler": SamplerSpec("EulerDiscreteScheduler"),
-    # the CFG++ samplers need the unconditional prediction: only Loom's own step rules give it
-    "euler_cfg_pp": SamplerSpec(None, own="euler_cfg_pp"),
-    "euler_ancestral": SamplerSpec("EulerAncestralDiscreteScheduler"),
-    "euler_ancestral_cfg_pp": SamplerSpec(None, own="euler_ancestral_cfg_pp"),
-    "heun": SamplerSpec("HeunDiscreteScheduler"),
-    "dpm_2": SamplerSpec("KDPM2DiscreteScheduler"),
-    "dpm_2_ancestral": SamplerSpec("KDPM2AncestralDiscreteScheduler"),
-    "lms": SamplerSpec("LMSDiscreteScheduler"),
-    "dpmpp_2s_ancestral": SamplerSpec(None, own="dpmpp_2s_ancestral"),
-    "dpmpp_2s_ancestral_cfg_pp": SamplerSpec(None, own="dpmpp_2s_ancestral_cfg_pp"),
-    # the SDE samplers run k-diffusion's rules on Euler's σ, with ComfyUI's Brownian-tree noise
-    "dpmpp_sde": SamplerSpec(None, own="dpmpp_sde"),
-    "dpmpp_2m": SamplerSpec("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
-    "dpmpp_2m_cfg_pp": SamplerSpec(None, own="dpmpp_2m_cfg_pp"),
-    "dpmpp_2m_sde": SamplerSpec(None, own="dpmpp_2m_sde"),
-    "dpmpp_3m_sde": SamplerSpec(None, own="dpmpp_3m_sde"),
-    "ddim": SamplerSpec("DDIMScheduler"),
-    # ComfyUI's uni_pc is bh1; diffusers' bh1 diverged on some models, Loom's own follows ComfyUI.
-    "uni_pc": SamplerSpec(None, own="uni_pc"),
-    "uni_pc_bh2": SamplerSpec(None, own="uni_pc_bh2"),
-    "ipndm": SamplerSpec(None, own="ipndm"),
-    "lcm": SamplerSpec("LCMScheduler"),
-}
-# ComfyUI's _gpu variants differ only in where their Brownian path is built (the latent's device).
-SAMPLERS.update({f"{name}_gpu": SamplerSpec(None, own=f"{name}_gpu")
-                 for name in ("dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde")})
-
-SCHEDULERS: dict[str, dict[str, Any]] = {
-    "normal": {"timestep_spacing": "linspace"},
-    "karras": {"use_karras_sigmas": True},
-    "exponential": {"use_exponential_sigmas": True},
-    "sgm_uniform": {"timestep_spacing": "trailing"},
-    "simple": {"timestep_spacing": "trailing"},
-    "ddim_uniform": {"timestep_spacing": "leading", "steps_offset": 1},
-    "beta": {"use_beta_sigmas": True},
-}
+#: ComfyUI's KSampler names, in its order → the step rule each runs
+SAMPLERS: dict[str, str] = {name: name for name in (
+    "euler", "euler_cfg_pp", "euler_ancestral", "euler_ancestral_cfg_pp", "heun", "dpm_2", "dpm_2_ancestral",
+    "lms", "dpmpp_2s_ancestral", "dpmpp_2s_ancestral_cfg_pp", "dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m",
+    "dpmpp_2m_cfg_pp", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu", "lcm", "ipndm",
+    "ddim", "uni_pc", "uni_pc_bh2")}
 
 SAMPLER_NAMES = tuple(SAMPLERS)
-SCHEDULER_NAMES = tuple(SCHEDULERS)
-_SIGMA_OPTIONS = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas")
+
+# -- diffusers references: diffusers' own solvers fed ComfyUI's σ --------------------------
+# Not used for sampling; tests and benchmarks compare Loom against diffusers' pipelines with
+# these, so the comparison checks the model and the solver math on the same σ.
+
+#: sampler → the diffusers scheduler running the same solver in a pipeline
+_REFERENCES = {"euler": "EulerDiscreteScheduler", "ddim": "EulerDiscreteScheduler",
+               "heun": "HeunDiscreteScheduler", "dpmpp_2m": "DPMSolverMultistepScheduler"}
 
 
 @dataclass(frozen=True)
 class Plan:
-    """How one (sampler, scheduler) pair runs: a diffusers scheduler, or Loom's own loop."""
+    """A diffusers scheduler that steps through ComfyUI's σ for (sampler, scheduler)."""
 
-    scheduler: Any                 # a configured diffusers scheduler (for own loops: the sigma source)
-    own: str | None = None
-
-
-def _accepts(cls, option: str) -> bool:
-    return option in inspect.signature(cls.__init__).parameters
+    scheduler: Any
+    own: str            # the step rule Loom runs for the sampler
 
 
 def plan(sampler_name: str, scheduler_name: str, prediction_type: str = "epsilon") -> Plan:
-    """The configured scheduler for ComfyUI's (sampler_name, scheduler) pair."""
-    import diffusers
-
+    """A diffusers scheduler for ``sampler_name`` that, when a pipeline calls
+    ``set_timesteps(n)``, steps through ComfyUI's σ for ``scheduler_name`` with ComfyUI's UNet
+    timesteps and initial noise scale: diffusers' solver on exactly the KSampler's schedule."""
     if sampler_name not in SAMPLERS:
         raise SamplingError(f"unknown sampler {sampler_name!r}; choose from {', '.join(SAMPLER_NAMES)}")
-    if scheduler_name not in SCHEDULERS:
+    if scheduler_name not in SCHEDULER_NAMES:
         raise SamplingError(f"unknown scheduler {scheduler_name!r}; choose from {', '.join(SCHEDULER_NAMES)}")
-    spec = SAMPLERS[sampler_name]
-    schedule = SCHEDULERS[scheduler_name]
-    base = dict(TRAINING_SCHEDULE, prediction_type=prediction_type, timestep_spacing="linspace", steps_offset=0)
-    sigma_option = next((o for o in _SIGMA_OPTIONS if schedule.get(o)), None)
-    cls_name, own = spec.scheduler_class, spec.own
-    if cls_name is not None and sigma_option and not _accepts(getattr(diffusers, cls_name), sigma_option):
-        if sampler_name == "ddim":
-            cls_name = "EulerDiscreteScheduler"
-        elif sampler_name == "euler_ancestral":
-            cls_name, own = None, "euler_ancestral"
-        else:
-            raise SamplingError(f"sampler {sampler_name!r} cannot use the {scheduler_name!r} scheduler; "
-                                "use normal, simple, sgm_uniform or ddim_uniform")
-    if cls_name is None:  # own loops take their sigmas from an Euler schedule
-        cls_name = "EulerDiscreteScheduler"
-    cls = getattr(diffusers, cls_name)
-    config = {**base, **(spec.options if own is None else {}), **schedule}
-    if cls_name == "DDIMScheduler":
-        config.update(clip_sample=False, set_alpha_to_one=False)
-    config = {k: v for k, v in config.items() if _accepts(cls, k)}
-    return Plan(cls.from_config(config), own)
+    if sampler_name not in _REFERENCES:
+        raise SamplingError(f"no diffusers scheduler runs {sampler_name!r} as ComfyUI does; "
+                            f"references exist for {', '.join(_REFERENCES)}")
+    cls = _reference_class(_REFERENCES[sampler_name])
+    config = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                  prediction_type=prediction_type)
+    if cls.__name__ == "ComfyDPMSolverMultistepScheduler":
+        config.update(algorithm_type="dpmsolver++", solver_order=2)
+    scheduler = cls.from_config(config)
+    scheduler.comfy_scheduler = scheduler_name
+    return Plan(scheduler, SAMPLERS[sampler_name])
+
+
+_CLASSES: dict[str, type] = {}
+
+
+def _reference_class(base_name: str) -> type:
+    """diffusers' ``base_name`` with ``set_timesteps(n)`` replaced by ComfyUI's σ for n steps."""
+    if base_name in _CLASSES:
+        return _CLASSES[base_name]
+    import diffusers
+    import torch
+
+    base = getattr(diffusers, base_name)
+    vp = base_name == "DPMSolverMultistepScheduler"   # works on x/√(σ²+1), not x
+
+    class Reference(base):
+        comfy_scheduler = "normal"
+
+        def set_timesteps(self, num_inference_steps=None, device=None, **_):
+            sigmas = comfy_sigmas(self.comfy_scheduler, int(num_inference_steps))
+            super().set_timesteps(len(sigmas) - 1, device=device)   # resets the solver's state
+            table = training_sigmas()
+            log_table = table.double().log().float()
+            steps = [int((torch.tensor(s).log() - log_table).abs().argmin()) for s in sigmas[:-1]]
+            s = torch.tensor(sigmas, dtype=torch.float32)
+            t = torch.tensor(steps, dtype=torch.float32)
+            if base_name == "HeunDiscreteScheduler":   # its layout: every inner σ twice
+                s = torch.cat([s[:1], s[1:-1].repeat_interleave(2), s[-1:]])
+                t = torch.cat([t[:1], t[1:].repeat_interleave(2)])
+            self.sigmas = s
+            self.timesteps = t.to(device=device, dtype=torch.int64 if vp else torch.float32)
+            self.comfy_noise_scale = initial_noise_scale(sigmas[0], float(table[-1]))
+            if vp:
+                self.comfy_noise_scale /= (1 + sigmas[0] ** 2) ** 0.5
+
+        @property
+        def init_noise_sigma(self):
+            return getattr(self, "comfy_noise_scale", 1.0)
+
+        @init_noise_sigma.setter
+        def init_noise_sigma(self, value):  # diffusers' VP schedulers assign 1.0; the σ decide
+            pass
+
+    Reference.__name__ = Reference.__qualname__ = f"Comfy{base_name}"
+    _CLASSES[base_name] = Reference
+    return Reference

@@ -45,7 +45,8 @@ def _custom(sd1, sampler, sigmas, latent, seed=11, add_noise=True, cfg=5.0, call
     ("dpmpp_2m_sde", "karras"), ("dpmpp_3m_sde", "karras"), ("dpmpp_3m_sde", "exponential"),
     ("dpmpp_2m_sde_gpu", "karras"), ("dpmpp_sde_gpu", "normal"), ("dpmpp_3m_sde_gpu", "simple"),
     ("euler_cfg_pp", "normal"), ("euler_ancestral_cfg_pp", "karras"), ("dpmpp_2s_ancestral_cfg_pp", "normal"),
-    ("dpmpp_2m_cfg_pp", "karras"),
+    ("dpmpp_2m_cfg_pp", "karras"), ("euler", "karras"), ("euler", "normal"), ("heun", "karras"),
+    ("dpmpp_2m", "karras"), ("lms", "beta"), ("ddim", "ddim_uniform"), ("lcm", "simple"), ("euler", "sgm_uniform"),
 ])
 def test_sampler_custom_on_basic_scheduler_equals_the_ksampler_bit_for_bit(sd1, sampler, scheduler):
     latent = torch.zeros(1, 4, 8, 8)
@@ -62,15 +63,31 @@ def test_partial_denoise_schedule_equals_the_ksampler_with_the_same_denoise(sd1,
     assert torch.equal(got["samples"], expected)
 
 
-@pytest.mark.parametrize("sampler,scheduler", [("euler", "karras"), ("euler", "normal"), ("heun", "karras"),
-                                               ("dpmpp_2m", "karras")])
-def test_samplers_the_ksampler_runs_through_diffusers_agree_closely(sd1, sampler, scheduler):
-    # diffusers feeds the UNet its own timesteps (DPM-Solver rounds them to integers);
-    # here t is read back from σ — so close, not equal
+@pytest.mark.parametrize("sampler", ["dpm_2", "uni_pc"])
+def test_ksampler_drops_the_penultimate_sigma_where_sampler_custom_runs_the_sigmas_it_is_given(sd1, sampler):
     latent = torch.zeros(1, 4, 8, 8)
-    expected = _ksampler(sd1, sampler, scheduler, 4, latent)
-    got, _ = _custom(sd1, sampler, scheduler_sigmas(sd1[0], scheduler, 4), latent)
-    assert (got["samples"] - expected).abs().max() <= 5e-3 * expected.abs().max()
+    expected = _ksampler(sd1, sampler, "karras", 3, latent)
+    longer = scheduler_sigmas(sd1[0], "karras", 4)
+    got, _ = _custom(sd1, sampler, torch.cat([longer[:-2], longer[-1:]]), latent)
+    assert torch.equal(got["samples"], expected)
+
+
+def test_full_denoise_scales_the_seed_noise_by_sqrt_one_plus_sigma_max_squared(sd1):
+    from diffusion.noise import prepare_noise
+
+    sigmas = scheduler_sigmas(sd1[0], "normal", 1)
+    seen = []
+    _custom(sd1, "euler", sigmas, torch.zeros(1, 4, 8, 8), seed=4, callback=lambda i, n, x0: seen.append(x0))
+    # one Euler step to σ 0 lands on the prediction; what went in is the scaled noise
+    top = float(sigmas[0])
+    scaled = prepare_noise(torch.zeros(1, 4, 8, 8), 4) * math.sqrt(1 + top ** 2)
+    model, pos, neg = sd1
+    from diffusion.sampling import _Denoiser, model_sigmas
+    from diffusion.guidance import GuidedModel
+
+    D = _Denoiser(model, GuidedModel(model, pos, neg, 5.0, latent_shape=scaled.shape), model_sigmas(model))
+    with torch.inference_mode():
+        assert torch.equal(seen[0], D(scaled, top))
 
 
 def test_basic_scheduler_gives_the_tail_of_the_longer_schedule_for_partial_denoise(sd1):
@@ -140,7 +157,8 @@ def test_denoised_output_is_the_model_prediction_of_the_clean_latent(sd1):
     out, denoised = _custom(sd1, "euler", sigmas, latent, seed=4)
     x = latent + prepare_noise(latent, 4) * 6.0
     log_sigmas = ((1 - model_alphas()) / model_alphas()).sqrt().log()
-    t = _interp(math.log(6.0), log_sigmas)  # the timestep whose σ is 6
+    # the UNet's timestep: the training timestep nearest σ = 6 in log σ (ComfyUI's timestep(σ))
+    t = int((log_sigmas - math.log(6.0)).abs().argmin())
     eps = GuidedModel(model, pos, neg, 5.0, latent_shape=latent.shape)(x / math.sqrt(37.0), t)
     expected_x0 = x - 6.0 * eps
     # (up to the σ→t table: the sampler's is float32, this one float64)

@@ -7,7 +7,7 @@ import torch
 
 from diffusion.errors import SamplingError
 from diffusion.noise import prepare_noise
-from diffusion.sampling import sample, step_range
+from diffusion.sampling import ksampler_steps, sample
 from diffusion.schedules import SAMPLER_NAMES, SCHEDULER_NAMES
 from diffusion.text_encoding import encode
 from tests.diffusion.conftest import install, run_graph, saved_images, txt2img_prompt
@@ -77,13 +77,8 @@ def test_every_scheduler_runs_with_euler(sd1, scheduler):
     assert torch.isfinite(_run(sd1, "euler", scheduler, steps=2)).all()
 
 
-def test_karras_on_euler_ancestral_uses_loom_own_loop(sd1):
-    assert torch.isfinite(_run(sd1, "euler_ancestral", "karras", steps=2)).all()
-
-
-def test_unsupported_pair_is_a_clear_error(sd1):
-    with pytest.raises(SamplingError, match="lcm.*karras"):
-        _run(sd1, "lcm", "karras")
+def test_lcm_runs_with_the_karras_scheduler_as_comfyui_s_does(sd1):
+    assert torch.isfinite(_run(sd1, "lcm", "karras", steps=2)).all()
 
 
 def test_unknown_sampler_is_a_clear_error(sd1):
@@ -92,9 +87,7 @@ def test_unknown_sampler_is_a_clear_error(sd1):
 
 
 def test_partial_denoise_builds_a_longer_schedule_and_runs_its_tail():
-    assert step_range(10, 0.5) == step_range(10, 0.5)
-    rng = step_range(10, 0.5)
-    assert (rng.total, rng.first, rng.last) == (20, 10, 20)
+    assert ksampler_steps("euler", "normal", 10, 0.5) == ksampler_steps("euler", "normal", 20)[-11:]
 
 
 def test_partial_denoise_stays_close_to_the_input_latent(sd1):
@@ -159,11 +152,31 @@ def test_step_noise_follows_the_seed_even_without_added_noise(sd1, name):
     assert torch.equal(a, again) and not torch.allclose(a, b)
 
 
-@pytest.mark.parametrize("name", ["dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde"])
-def test_sde_samplers_run_loom_s_own_loop_not_a_diffusers_scheduler(name):
-    from diffusion.schedules import plan
+def test_advanced_end_step_cuts_the_schedule_and_lands_on_zero_when_forced():
+    full = ksampler_steps("euler", "karras", 6)
+    assert ksampler_steps("euler", "karras", 6, last_step=3) == full[:3] + [0.0]
+    assert ksampler_steps("euler", "karras", 6, last_step=3, force_full_denoise=False) == full[:4]
 
-    assert plan(name, "karras").own == name and plan(f"{name}_gpu", "normal").own == f"{name}_gpu"
+
+def test_advanced_start_step_at_or_past_the_end_leaves_nothing_to_do(sd1):
+    assert ksampler_steps("euler", "normal", 4, start_step=4) == []
+    start = torch.randn(1, 4, 8, 8)
+    assert torch.equal(_run(sd1, latent={"samples": start}, steps=4, start_step=4), start)
+
+
+@pytest.mark.parametrize("name", ["dpm_2", "dpm_2_ancestral", "uni_pc", "uni_pc_bh2"])
+def test_ksampler_drops_the_second_to_last_sigma_for_the_samplers_comfyui_drops_it_for(name):
+    longer = ksampler_steps("euler", "normal", 5)
+    assert ksampler_steps(name, "normal", 4) == longer[:-2] + longer[-1:]
+
+
+def test_v_prediction_model_runs_every_scheduler(manager, tiny):
+    model, clip, _ = manager.load_checkpoint(tiny("sd2_v").checkpoint)
+    for scheduler in SCHEDULER_NAMES:
+        out = sample(model, seed=1, steps=2, cfg=5.0, sampler_name="dpmpp_2m", scheduler=scheduler,
+                     positive=encode(clip, "a horse"), negative=encode(clip, ""),
+                     latent={"samples": torch.zeros(1, 4, 8, 8)})["samples"]
+        assert torch.isfinite(out).all(), scheduler
 
 
 def test_uni_pc_and_uni_pc_bh2_are_different_solvers(sd1):
