@@ -117,7 +117,9 @@ def _reference_class(base_name: str) -> type:
     class Reference(base):
         comfy_scheduler = "normal"
 
-        def set_timesteps(self, num_inference_steps=None, device=None, **_):
+        def set_timesteps(self, num_inference_steps=None, device=None, *args, **kwargs):
+            if args or kwargs:  # diffusers' own calls (Heun's __init__ sets up 1000 steps)
+                return super().set_timesteps(num_inference_steps, device, *args, **kwargs)
             sigmas = comfy_sigmas(self.comfy_scheduler, int(num_inference_steps))
             super().set_timesteps(len(sigmas) - 1, device=device)   # resets the solver's state
             table = training_sigmas()

@@ -21,6 +21,9 @@ def _reference(model_dir, sampler, scheduler, *, xl=False, steps=4, seed=42, cfg
 
     cls = StableDiffusionXLPipeline if xl else StableDiffusionPipeline
     pipe = cls.from_pretrained(model_dir, local_files_only=True)
+    # diffusers' own solver (Euler, Heun, DPM-Solver++(2M)) fed ComfyUI's σ for the scheduler, the
+    # UNet timesteps ComfyUI gives and its initial noise scale (init_noise_sigma): the schedule
+    # is Loom's (= ComfyUI's), so this checks the model and the solver math against diffusers
     pipe.scheduler = plan(sampler, scheduler).scheduler
     pipe.set_progress_bar_config(disable=True)
     latents = prepare_noise(torch.zeros(1, 4, size // 8, size // 8), seed)
@@ -32,6 +35,7 @@ def _reference(model_dir, sampler, scheduler, *, xl=False, steps=4, seed=42, cfg
 
 @pytest.mark.parametrize("sampler,scheduler", [
     ("euler", "normal"), ("heun", "normal"), ("dpmpp_2m", "normal"), ("dpmpp_2m", "karras"), ("ddim", "normal"),
+    ("euler", "beta"), ("heun", "ddim_uniform"),
 ])
 def test_sd1_graph_matches_stable_diffusion_pipeline(tiny, env, sampler, scheduler):
     model = tiny("sd1")
