@@ -37,7 +37,7 @@ from .errors import SamplingError
 from .k_steps import RULE_NAMES
 from .models import DiffusionModel
 from .sampling import StepCallback, check_latent, model_sigmas, run_sampler
-from .sigma_schedules import SCHEDULER_NAMES, DiscreteSigmas, basic_scheduler_sigmas
+from .sigma_schedules import SCHEDULER_NAMES, basic_scheduler_sigmas
 
 #: SD-Turbo was distilled on these 10 timesteps (ComfyUI's SDTurboScheduler: 999, 899, ... 99).
 TURBO_TIMESTEPS = tuple(999 - 100 * i for i in range(10))
@@ -79,7 +79,7 @@ def turbo_sigmas(model: DiffusionModel, steps: int, denoise: float = 1.0):
         raise SamplingError(f"SD-Turbo takes 1 to 10 steps, got {steps}")
     start = 10 - int(10 * float(denoise))
     timesteps = list(TURBO_TIMESTEPS[start: start + int(steps)])
-    sigmas = DiscreteSigmas(model_sigmas(model)).sigma(torch.tensor(timesteps, dtype=torch.float32))
+    sigmas = model_sigmas(model).sigma(torch.tensor(timesteps, dtype=torch.float32))
     return torch.cat([sigmas, sigmas.new_zeros(1)])
 
 

@@ -30,12 +30,14 @@ class DiffusionModel:
 
     unet: Any                       # diffusers UNet2DConditionModel
     family: Family
-    prediction_type: str            # "epsilon" | "v_prediction"
+    prediction_type: str            # "epsilon" | "v_prediction" (+ ModelSamplingDiscrete's, diffusion.model_sampling)
     latent_format: LatentFormat
     manager: "ModelManager" = field(repr=False, compare=False)
     source: str = ""
     #: Weight patches (LoRA, ...) applied while this handle samples; empty here.
     patches: tuple = ()
+    #: σ table rescaled to zero terminal SNR (ModelSamplingDiscrete's zsnr)
+    zsnr: bool = False
 
     @property
     def in_channels(self) -> int:

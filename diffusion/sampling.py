@@ -9,7 +9,6 @@ so the two agree bit for bit on the same σ.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Sequence
 
 from .errors import SamplingError
@@ -19,7 +18,8 @@ from .k_steps import needs_uncond, noise_source, run_steps, step_rule
 from .models import DiffusionModel
 from .noise import prepare_noise
 from .schedules import SAMPLERS, SCHEDULER_NAMES
-from .sigma_schedules import DiscreteSigmas, initial_noise_scale, ksampler_sigmas, training_sigmas
+from .model_sampling import denoised as model_denoised, input_scale, sigma_table
+from .sigma_schedules import DiscreteSigmas, as_table, initial_noise_scale, ksampler_sigmas
 
 #: callback(step, total, x0_preview_latent) — called after every step.
 StepCallback = Callable[[int, int, Any], None]
@@ -27,15 +27,15 @@ StepCallback = Callable[[int, int, Any], None]
 
 def ksampler_steps(sampler_name: str, scheduler: str, steps: int, denoise: float = 1.0,
                    start_step: int | None = None, last_step: int | None = None,
-                   force_full_denoise: bool = True) -> list[float]:
-    """The σ ComfyUI's KSampler steps through: its schedule for ``denoise``, cut to
-    [start_step, last_step] (KSamplerAdvanced); a cut before the end lands on σ 0 when
-    ``force_full_denoise``.  Empty when there is nothing to do."""
+                   force_full_denoise: bool = True, table: DiscreteSigmas | None = None) -> list[float]:
+    """The σ ComfyUI's KSampler steps through: its schedule for ``denoise`` on the model's σ
+    ``table`` (default: the SD training σ), cut to [start_step, last_step] (KSamplerAdvanced);
+    a cut before the end lands on σ 0 when ``force_full_denoise``.  Empty when there is nothing to do."""
     if sampler_name not in SAMPLERS:
         raise SamplingError(f"unknown sampler {sampler_name!r}; choose from {', '.join(SAMPLERS)}")
     if scheduler not in SCHEDULER_NAMES:
         raise SamplingError(f"unknown scheduler {scheduler!r}; choose from {', '.join(SCHEDULER_NAMES)}")
-    sigmas = ksampler_sigmas(sampler_name, scheduler, steps, denoise)
+    sigmas = ksampler_sigmas(sampler_name, scheduler, steps, denoise, table)
     if last_step is not None and last_step < len(sigmas) - 1:
         sigmas = sigmas[:max(last_step, 0) + 1]
         if force_full_denoise:
@@ -45,14 +45,6 @@ def ksampler_steps(sampler_name: str, scheduler: str, steps: int, denoise: float
             return []
         sigmas = sigmas[max(start_step, 0):]
     return sigmas if len(sigmas) > 1 else []
-
-
-def _x0(model: DiffusionModel, x_vp, out, alpha: float):
-    """Predicted clean latent from a VP-space sample and the model output."""
-    a, s = math.sqrt(alpha), math.sqrt(1 - alpha)
-    if model.prediction_type == "v_prediction":
-        return a * x_vp - s * out
-    return (x_vp - s * out) / a
 
 
 def check_latent(model: DiffusionModel, latent) -> None:
@@ -74,7 +66,8 @@ def sample(model: DiffusionModel, *, seed: int, steps: int, cfg: float, sampler_
     check_latent(model, latent)
     if steps < 1:
         raise SamplingError("steps must be at least 1")
-    sigmas = ksampler_steps(sampler_name, scheduler, steps, denoise, start_step, last_step, force_full_denoise)
+    sigmas = ksampler_steps(sampler_name, scheduler, steps, denoise, start_step, last_step, force_full_denoise,
+                            model_sigmas(model))
     out, _ = run_sampler(model, SAMPLERS[sampler_name], sigmas, seed=seed, add_noise=add_noise, cfg=cfg,
                          positive=positive, negative=negative, latent=latent, callback=callback)
     return out
@@ -119,9 +112,10 @@ def run_sampler(model: DiffusionModel, name: str, sigmas: list[float], *, seed: 
     return out, denoised_out
 
 
-def model_sigmas(model: DiffusionModel):
-    """The training σ the model was trained on (every supported family shares one schedule)."""
-    return training_sigmas()
+def model_sigmas(model: DiffusionModel) -> DiscreteSigmas:
+    """The model's σ table: the training σ every supported family shares, unless
+    ModelSamplingDiscrete gave the model another (zsnr, LCM's distilled 50)."""
+    return sigma_table(model.prediction_type, model.zsnr)
 
 
 class _Denoiser:
@@ -129,7 +123,7 @@ class _Denoiser:
 
     def __init__(self, model: DiffusionModel, guided: GuidedModel, sigmas):
         self.model, self.guided = model, guided
-        self.table = DiscreteSigmas(sigmas)
+        self.table = as_table(sigmas)
         self.mask = self.original = self.noise = None
 
     def t(self, sigma: float) -> int:
@@ -153,10 +147,11 @@ class _Denoiser:
     def _denoise(self, x, sigma: float, with_uncond: bool):
         if self.mask is not None:
             x = keep_unmasked(x, self.mask, self.original + self.noise * sigma)
-        c_in = 1 / math.sqrt(sigma ** 2 + 1)
+        prediction, t = self.model.prediction_type, self.t(sigma)
+        c_in = input_scale(prediction, sigma)
         if with_uncond:
-            outs = self.guided.with_uncond(x * c_in, self.t(sigma))
+            outs = self.guided.with_uncond(x * c_in, t)
         else:
-            outs = (self.guided(x * c_in, self.t(sigma)),)
-        x0s = tuple(_x0(self.model, x * c_in, out, 1 / (sigma ** 2 + 1)) for out in outs)
+            outs = (self.guided(x * c_in, t),)
+        x0s = tuple(model_denoised(prediction, x, out, sigma, t) for out in outs)
         return x0s if self.mask is None else tuple(keep_unmasked(x0, self.mask, self.original) for x0 in x0s)

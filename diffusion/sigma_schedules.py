@@ -40,11 +40,16 @@ def training_sigmas(beta_start: float = 0.00085, beta_end: float = 0.012, timest
     """σ of every training timestep (0 … 999) as ComfyUI's ModelSamplingDiscrete holds them:
     the "linear" (√β evenly spaced) β schedule in float64, ᾱ its cumulative product, σ =
     √((1 − ᾱ)/ᾱ) stored as float32.  SD1, SD2 and SDXL all train on these."""
+    return training_sigmas_f64(beta_start, beta_end, timesteps).float()
+
+
+def training_sigmas_f64(beta_start: float = 0.00085, beta_end: float = 0.012, timesteps: int = 1000):
+    """:func:`training_sigmas` before the float32 rounding (ComfyUI rescales these for zsnr)."""
     import torch
 
     betas = torch.linspace(beta_start ** 0.5, beta_end ** 0.5, timesteps, dtype=torch.float64) ** 2
     alphas_cumprod = torch.cumprod(1 - betas, dim=0)
-    return (((1 - alphas_cumprod) / alphas_cumprod) ** 0.5).float()
+    return ((1 - alphas_cumprod) / alphas_cumprod) ** 0.5
 
 
 class DiscreteSigmas:
@@ -79,6 +84,12 @@ class DiscreteSigmas:
         t = torch.as_tensor(timesteps, dtype=torch.float32).clamp(0, len(self.sigmas) - 1)
         low, high, w = t.floor().long(), t.ceil().long(), t.frac()
         return ((1 - w) * self.log_sigmas[low] + w * self.log_sigmas[high]).exp()
+
+
+def as_table(sigmas) -> DiscreteSigmas:
+    """A σ table: ``sigmas`` itself when it is one (a model's own, e.g. LCM's distilled
+    table with its own σ ↔ timestep rule), else the discrete table of those σ."""
+    return sigmas if isinstance(sigmas, DiscreteSigmas) else DiscreteSigmas(sigmas)
 
 
 def _as_float32(values: Sequence[float]) -> list[float]:
@@ -156,12 +167,13 @@ _SCHEDULERS = {
 def comfy_sigmas(scheduler: str, steps: int, sigmas=None) -> list[float]:
     """ComfyUI's ``calculate_sigmas(model_sampling, scheduler, steps)``: ``steps`` + 1 noise
     levels (fewer for ``beta`` when timesteps coincide), high to low, ending in 0.
-    ``sigmas``: the model's training σ (default: the SD training schedule)."""
+    ``sigmas``: the model's training σ or its :class:`DiscreteSigmas` table (default: the SD
+    training schedule)."""
     if scheduler not in _SCHEDULERS:
         raise SamplingError(f"unknown scheduler {scheduler!r}; choose from {', '.join(SCHEDULER_NAMES)}")
     if int(steps) < 1:
         raise SamplingError(f"steps must be at least 1, got {steps}")
-    ms = DiscreteSigmas(training_sigmas() if sigmas is None else sigmas)
+    ms = as_table(training_sigmas() if sigmas is None else sigmas)
     return _as_float32(_SCHEDULERS[scheduler](ms, int(steps)))
 
 

@@ -36,6 +36,7 @@ NODE_MODULES = (
     "nodes.gligen",
     "nodes.clip_vision",
     "nodes.unclip",
+    "nodes.model_sampling",
 )
 
 
