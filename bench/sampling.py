@@ -93,13 +93,13 @@ def _context():
 
 
 def _plain_loop(model, pos, neg, latent, seed, steps, cfg):
-    """What a hand-written diffusers loop does for euler/normal."""
+    """What a hand-written diffusers loop does for euler/normal: diffusers' Euler
+    scheduler, given ComfyUI's σ and timesteps (what the KSampler steps through)."""
     import torch
-    from diffusers import EulerDiscreteScheduler
 
-    from diffusion.models import TRAINING_SCHEDULE
+    from diffusion.schedules import plan
 
-    sched = EulerDiscreteScheduler.from_config(dict(TRAINING_SCHEDULE, timestep_spacing="linspace"))
+    sched = plan("euler", "normal").scheduler
     sched.set_timesteps(steps)
     generator = torch.manual_seed(seed)
     x = torch.randn(latent.shape, generator=generator) * sched.init_noise_sigma
