@@ -324,19 +324,21 @@ def workflows() -> list[Workflow]:
         "lora.json", "LoRA: LCM-LoRA for 6-step images (SD 1.5)",
         "LoRA: LCM-LoRA for 6-step images (SD 1.5)\n"
         "Load LoRA patches the model and the text encoder with a LoRA; this one (LCM-LoRA) lets SD 1.5 "
-        "make an image in about 6 steps with the lcm sampler and a low cfg.\n"
+        "make an image in about 6 steps with the lcm sampler and a low cfg. Model Sampling Discrete (lcm) "
+        "samples on the timesteps LCM was distilled on, as ComfyUI's LCM example does.\n"
         "Models: v1-5-pruned-emaonly-fp16.safetensors in models/checkpoints, lcm-lora-sdv1-5.safetensors "
         "in models/loras.\n"
-        "Any SD 1.5 LoRA works here: pick it in Load LoRA, set the strengths, and for a style LoRA go back "
-        "to euler, 20 steps, cfg 7.",
+        "Any SD 1.5 LoRA works here: pick it in Load LoRA, set the strengths, set Model Sampling Discrete "
+        "to eps, and for a style LoRA go back to euler, 20 steps, cfg 7.",
         [[checkpoint(SD15)],
          [Node("lora", "LoraLoader", {"lora_name": LCM_LORA["name"], "strength_model": 1.0, "strength_clip": 1.0},
-               width=315, models=[LCM_LORA]),
+               width=315, models=[LCM_LORA])],
+         [Node("sampling", "ModelSamplingDiscrete", {"sampling": "lcm", "zsnr": False}, width=315),
           Node("latent", "EmptyLatentImage", {"width": 512, "height": 512, "batch_size": 1})],
          prompts("a red fox in a snowy forest, morning light, detailed fur, photo", "blurry, low quality"),
          [sampler(steps=6, cfg=1.5, sampler_name="lcm", scheduler="sgm_uniform")], *save],
-        [("ckpt", "MODEL", "lora", "model"), ("ckpt", "CLIP", "lora", "clip"),
-         *sd_links(model_from="lora", clip_from="lora"), *save_links]))
+        [("ckpt", "MODEL", "lora", "model"), ("ckpt", "CLIP", "lora", "clip"), ("lora", "MODEL", "sampling", "model"),
+         *sd_links(model_from="sampling", clip_from="lora"), *save_links]))
 
     # 7. ControlNet (canny)
     save, save_links = decode_and_save("controlnet_canny")

@@ -135,6 +135,7 @@ def test_lora_workflow_runs_and_the_lora_changes_the_image(host):
     install_sd15(host)
     host.install_model("loras", host.models.lora(), LCM_LORA["name"])
     workflow = converted(host, "lora.json")
+    assert widget(workflow, host.registry.schema, "ModelSamplingDiscrete", "sampling") == "lcm"
     small = with_widgets(workflow, host.registry.schema, {**FAST, "EmptyLatentImage": {"width": 64, "height": 64}})
     with_lora = host.run_workflow(small)
     without = host.run_workflow(with_widgets(small, host.registry.schema,
