@@ -354,14 +354,14 @@ _RULES: dict[str, _Rule] = {
     "dpmpp_2m_sde_gpu": _Rule(lambda sigmas: _Dpmpp2m(eta=1.0), "brownian_device"),
     "dpmpp_3m_sde": _Rule(lambda sigmas: _Dpmpp3mSde(), "brownian"),
     "dpmpp_3m_sde_gpu": _Rule(lambda sigmas: _Dpmpp3mSde(), "brownian_device"),
+    "lcm": _Rule(lambda sigmas: _Lcm()),
+    "ipndm": _Rule(lambda sigmas: _Ipndm()),
     "ddim": _Rule(lambda sigmas: _Euler()),  # ComfyUI's ddim is Euler on the given σ
     "uni_pc": _Rule(lambda sigmas: UniPC(sigmas, "bh1")),
     "uni_pc_bh2": _Rule(lambda sigmas: UniPC(sigmas, "bh2")),
-    "lcm": _Rule(lambda sigmas: _Lcm()),
-    "ipndm": _Rule(lambda sigmas: _Ipndm()),
 }
 
-#: every sampler that runs on an explicit σ schedule (what KSamplerSelect offers)
+#: every sampler, in ComfyUI's order: what the KSampler and KSamplerSelect offer (torch-free)
 RULE_NAMES = tuple(_RULES)
 
 

@@ -17,7 +17,7 @@ from .inpaint import keep_unmasked, latent_mask, unet_extra_channels
 from .k_steps import needs_uncond, noise_source, run_steps, step_rule
 from .models import DiffusionModel
 from .noise import prepare_noise
-from .schedules import SAMPLERS, SCHEDULER_NAMES
+from .schedules import SAMPLER_NAMES, SCHEDULER_NAMES
 from .model_sampling import denoised as model_denoised, input_scale, sigma_table
 from .sigma_schedules import DiscreteSigmas, as_table, initial_noise_scale, ksampler_sigmas
 
@@ -31,8 +31,8 @@ def ksampler_steps(sampler_name: str, scheduler: str, steps: int, denoise: float
     """The σ ComfyUI's KSampler steps through: its schedule for ``denoise`` on the model's σ
     ``table`` (default: the SD training σ), cut to [start_step, last_step] (KSamplerAdvanced);
     a cut before the end lands on σ 0 when ``force_full_denoise``.  Empty when there is nothing to do."""
-    if sampler_name not in SAMPLERS:
-        raise SamplingError(f"unknown sampler {sampler_name!r}; choose from {', '.join(SAMPLERS)}")
+    if sampler_name not in SAMPLER_NAMES:
+        raise SamplingError(f"unknown sampler {sampler_name!r}; choose from {', '.join(SAMPLER_NAMES)}")
     if scheduler not in SCHEDULER_NAMES:
         raise SamplingError(f"unknown scheduler {scheduler!r}; choose from {', '.join(SCHEDULER_NAMES)}")
     sigmas = ksampler_sigmas(sampler_name, scheduler, steps, denoise, table)
@@ -68,7 +68,7 @@ def sample(model: DiffusionModel, *, seed: int, steps: int, cfg: float, sampler_
         raise SamplingError("steps must be at least 1")
     sigmas = ksampler_steps(sampler_name, scheduler, steps, denoise, start_step, last_step, force_full_denoise,
                             model_sigmas(model))
-    out, _ = run_sampler(model, SAMPLERS[sampler_name], sigmas, seed=seed, add_noise=add_noise, cfg=cfg,
+    out, _ = run_sampler(model, sampler_name, sigmas, seed=seed, add_noise=add_noise, cfg=cfg,
                          positive=positive, negative=negative, latent=latent, callback=callback)
     return out
 

@@ -52,16 +52,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import SamplingError
+from .k_steps import RULE_NAMES
 from .sigma_schedules import SCHEDULER_NAMES, comfy_sigmas, initial_noise_scale, training_sigmas
 
-#: ComfyUI's KSampler names, in its order → the step rule each runs
-SAMPLERS: dict[str, str] = {name: name for name in (
-    "euler", "euler_cfg_pp", "euler_ancestral", "euler_ancestral_cfg_pp", "heun", "dpm_2", "dpm_2_ancestral",
-    "lms", "dpmpp_2s_ancestral", "dpmpp_2s_ancestral_cfg_pp", "dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m",
-    "dpmpp_2m_cfg_pp", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu", "lcm", "ipndm",
-    "ddim", "uni_pc", "uni_pc_bh2")}
-
-SAMPLER_NAMES = tuple(SAMPLERS)
+#: ComfyUI's KSampler names, in its order: one per step rule
+SAMPLER_NAMES = RULE_NAMES
 
 # -- diffusers references: diffusers' own solvers fed ComfyUI's σ --------------------------
 # Not used for sampling; tests and benchmarks compare Loom against diffusers' pipelines with
@@ -84,7 +79,7 @@ def plan(sampler_name: str, scheduler_name: str, prediction_type: str = "epsilon
     """A diffusers scheduler for ``sampler_name`` that, when a pipeline calls
     ``set_timesteps(n)``, steps through ComfyUI's σ for ``scheduler_name`` with ComfyUI's UNet
     timesteps and initial noise scale: diffusers' solver on exactly the KSampler's schedule."""
-    if sampler_name not in SAMPLERS:
+    if sampler_name not in SAMPLER_NAMES:
         raise SamplingError(f"unknown sampler {sampler_name!r}; choose from {', '.join(SAMPLER_NAMES)}")
     if scheduler_name not in SCHEDULER_NAMES:
         raise SamplingError(f"unknown scheduler {scheduler_name!r}; choose from {', '.join(SCHEDULER_NAMES)}")
@@ -98,7 +93,7 @@ def plan(sampler_name: str, scheduler_name: str, prediction_type: str = "epsilon
         config.update(algorithm_type="dpmsolver++", solver_order=2)
     scheduler = cls.from_config(config)
     scheduler.comfy_scheduler = scheduler_name
-    return Plan(scheduler, SAMPLERS[sampler_name])
+    return Plan(scheduler, sampler_name)
 
 
 _CLASSES: dict[str, type] = {}

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
+from diffusion.k_steps import RULE_NAMES as SAMPLER_NAMES  # torch-free name tables
+from diffusion.sigma_schedules import SCHEDULER_NAMES
 from engine.declare import Combo, Float, Input, Int, Socket, node
 from engine.node import NodeContext, Preview
 
 MODEL, CONDITIONING, LATENT = Socket("MODEL"), Socket("CONDITIONING"), Socket("LATENT")
 
-# The names, in ComfyUI's order; kept here so listing them imports no torch.
-SAMPLER_NAMES = ("euler", "euler_cfg_pp", "euler_ancestral", "euler_ancestral_cfg_pp", "heun", "dpm_2",
-                 "dpm_2_ancestral", "lms", "dpmpp_2s_ancestral", "dpmpp_2s_ancestral_cfg_pp", "dpmpp_sde",
-                 "dpmpp_sde_gpu", "dpmpp_2m", "dpmpp_2m_cfg_pp", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu", "dpmpp_3m_sde",
-                 "dpmpp_3m_sde_gpu", "lcm", "ipndm", "ddim", "uni_pc", "uni_pc_bh2")
-SCHEDULER_NAMES = ("normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform", "beta")
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
 
 
