@@ -72,7 +72,6 @@ class Plan:
     """A diffusers scheduler that steps through ComfyUI's σ for (sampler, scheduler)."""
 
     scheduler: Any
-    own: str            # the step rule Loom runs for the sampler
 
 
 def plan(sampler_name: str, scheduler_name: str, prediction_type: str = "epsilon") -> Plan:
@@ -93,7 +92,7 @@ def plan(sampler_name: str, scheduler_name: str, prediction_type: str = "epsilon
         config.update(algorithm_type="dpmsolver++", solver_order=2)
     scheduler = cls.from_config(config)
     scheduler.comfy_scheduler = scheduler_name
-    return Plan(scheduler, sampler_name)
+    return Plan(scheduler)
 
 
 _CLASSES: dict[str, type] = {}
