@@ -253,7 +253,9 @@ def _load(path: Path, prefix: str | None, kind: str, manager) -> ClipVision:
     from .loading import WeightSource
 
     if manager is None:
-        return build_clip_vision(WeightSource(path), prefix)
+        import torch
+
+        return build_clip_vision(WeightSource(path), prefix, torch.float32)
 
     def load(file: Path) -> ClipVision:
         vision = build_clip_vision(WeightSource(file), prefix, manager.text_dtype)

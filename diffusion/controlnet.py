@@ -100,7 +100,7 @@ def _strip(state: dict[str, Any], name: str) -> dict[str, Any]:
     raise ModelLoadError(f"{name} is not a ControlNet (no control_model.* / input_hint_block weights)")
 
 
-def load_controlnet_file(path: str | os.PathLike) -> ControlNet:
+def load_controlnet_file(path: str | os.PathLike, dtype: Any = None) -> ControlNet:
     from accelerate import init_empty_weights
     from diffusers import ControlNetModel
     from diffusers.loaders.single_file_utils import convert_controlnet_checkpoint
@@ -108,7 +108,7 @@ def load_controlnet_file(path: str | os.PathLike) -> ControlNet:
     from .lora import read_weights
 
     path = Path(path)
-    state = _strip(read_weights(path), path.name)
+    state = _strip(read_weights(path, dtype), path.name)
     if "input_hint_block.0.weight" not in state:
         raise ModelLoadError(f"{path.name}: a ControlNet without input_hint_block is not supported "
                              "(T2I adapters and control LoRAs are other formats)")
@@ -135,10 +135,11 @@ def load_controlnet_folder(folder: str | os.PathLike) -> ControlNet:
     return ControlNet(load_pretrained_folder(ControlNetModel, folder, "diffusers ControlNet"), folder.name)
 
 
-def load_controlnet(path: str | os.PathLike) -> ControlNet:
-    """A ControlNet from a single file (original layout) or a diffusers folder."""
+def load_controlnet(path: str | os.PathLike, dtype: Any = None) -> ControlNet:
+    """A ControlNet from a single file (original layout) or a diffusers folder; with
+    ``dtype``, a single file's weights are converted to it as they are read."""
     path = Path(path)
-    return load_controlnet_folder(path) if path.is_dir() else load_controlnet_file(path)
+    return load_controlnet_folder(path) if path.is_dir() else load_controlnet_file(path, dtype)
 
 
 # -- in CONDITIONING ----------------------------------------------------------------------

@@ -147,14 +147,15 @@ def parse_lora(state: Mapping[str, torch.Tensor], name: str) -> LoraFile:
     return LoraFile(name, layers)
 
 
-def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """All tensors of a small weights file (LoRA, ControlNet, upscaler...), without pickle."""
+def read_weights(path: str | Path, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """All tensors of a small weights file (LoRA, ControlNet, upscaler...), without pickle;
+    with ``dtype``, the floating-point ones converted to it as they are read."""
     from .weights_file import load_state_dict
 
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"file not found: {path}")
-    return load_state_dict(path)
+    return load_state_dict(path, dtype)
 
 
 def load_lora(path: str | Path) -> LoraFile:

@@ -223,7 +223,7 @@ class ModelManager:
         def load():
             from .controlnet import load_controlnet
 
-            control = load_controlnet(path)
+            control = load_controlnet(path, self.unet_dtype)
             if next(control.model.parameters()).dtype != self.unet_dtype:
                 control.model.to(dtype=self.unet_dtype)
             self._own(Path(path).name, "controlnet", control.model)

@@ -92,10 +92,14 @@ class UpscaleModel:
 
 def load_upscale_model(path: str | os.PathLike) -> UpscaleModel:
     """An upscale model from a ``.pth`` / ``.safetensors`` file (read without pickle)."""
+    import torch
+
     from .lora import read_weights
 
     path = Path(path)
-    state = read_weights(path)
+    # spandrel builds fp32 modules; fp16/bf16/fp8 files are converted as they are read,
+    # so its architecture probes never see an 8-bit float.
+    state = read_weights(path, torch.float32)
     if "params_ema" in state or "params" in state:  # BasicSR checkpoints nest the weights
         raise ModelLoadError(f"{path.name}: nested BasicSR checkpoint; the weights-only reader found no tensors")
     state = {k.removeprefix("module."): v for k, v in state.items()}

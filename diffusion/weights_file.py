@@ -1,8 +1,10 @@
 """Reading weight files tensor by tensor, without pickle and without double memory.
 
 ``.safetensors`` is parsed here (8-byte header length, JSON header, raw data) and
-each tensor is read with plain file reads straight into its own buffer: no mmap, so
-the process never holds both a mapped copy and a loaded copy of the file.  Every
+each tensor is read with plain file reads straight into its own buffer, allocated in
+the dtype the caller computes in (a stored fp16/bf16/fp8 tensor is converted chunk by
+chunk on the way in): no mmap, so the process never holds both a mapped copy and a
+loaded copy of the file, and never a stored-dtype copy beside the cast one.  Every
 inconsistency (short file, offsets past the end, unknown dtype) becomes a
 :class:`ModelLoadError` naming the file and what is wrong.
 ``.ckpt``/``.pt`` files go through ``torch.load(weights_only=True)`` only.
@@ -20,6 +22,9 @@ from typing import Iterator
 from .errors import ModelLoadError
 
 _MAX_HEADER = 100 * 1024 * 1024
+#: Bytes converted per step when a tensor is cast while read: small enough to stay in
+#: the CPU cache between the read and the conversion.
+_CHUNK = 4 * 1024 * 1024
 
 
 def _dtypes():
@@ -91,46 +96,80 @@ class SafetensorsFile:
     def read(self, names: list[str] | None = None, dtype=None) -> Iterator[tuple[str, "torch.Tensor"]]:  # noqa: F821
         """Yield (name, tensor) for the given names (all by default), in file order.
 
-        With ``dtype``, floating-point tensors are cast one at a time as they are read,
-        so a cast never holds two copies of the whole model.
+        With ``dtype``, every floating-point tensor comes back in ``dtype`` whatever the
+        file stores (fp32, fp16, bf16, fp8): it is allocated in ``dtype`` once and the
+        file's bytes are converted into it a small chunk at a time, so a cast costs no
+        second copy of the tensor and the file is read exactly once.  Integer and bool
+        tensors keep their stored type.
         """
         import torch
 
         dtypes = _dtypes()
         wanted = self.tensors if names is None else {n: self.tensors[n] for n in names}
         order = sorted(wanted.items(), key=lambda item: item[1].start)
+        staging = None  # reused by every cast: bytes as stored, converted chunk by chunk
         with open(self.path, "rb", buffering=0) as f:
+            if order and hasattr(os, "posix_fadvise"):
+                # Ask the kernel to read ahead the whole span now, so the disk works while we convert.
+                span_start = self.data_start + order[0][1].start
+                span = max(info.end for _, info in order) + self.data_start - span_start
+                os.posix_fadvise(f.fileno(), span_start, span, os.POSIX_FADV_SEQUENTIAL)
+                os.posix_fadvise(f.fileno(), span_start, span, os.POSIX_FADV_WILLNEED)
             for name, info in order:
-                dtype = dtypes.get(info.dtype)
-                if dtype is None:
+                stored = dtypes.get(info.dtype)
+                if stored is None:
                     raise ModelLoadError(f"{self.path.name}: tensor {name!r} has unsupported dtype {info.dtype}")
-                tensor = torch.empty(info.shape, dtype=dtype)
-                nbytes = tensor.numel() * tensor.element_size()
+                item = torch.empty((), dtype=stored).element_size()
+                nbytes = item * _numel(info.shape)
                 if nbytes != info.end - info.start:
                     raise ModelLoadError(
                         f"{self.path.name}: tensor {name!r} has {info.end - info.start} bytes for shape "
                         f"{list(info.shape)} {info.dtype}")
+                target = dtype if dtype is not None and stored.is_floating_point else stored
+                tensor = torch.empty(info.shape, dtype=target)
                 if nbytes:
                     f.seek(self.data_start + info.start)
                     # flatten first: a 0-dim tensor (kohya's ``alpha``) cannot be viewed as bytes directly
-                    view = memoryview(tensor.reshape(-1).view(torch.uint8).numpy())
-                    got = 0
-                    while got < nbytes:
-                        n = f.readinto(view[got:])
-                        if not n:
-                            raise ModelLoadError(f"{self.path.name} is truncated inside tensor {name!r}")
-                        got += n
-                if dtype is not None and tensor.is_floating_point() and tensor.dtype != dtype:
-                    tensor = tensor.to(dtype)
+                    flat = tensor.reshape(-1)
+                    if target == stored:
+                        self._read_into(f, memoryview(flat.view(torch.uint8).numpy()), name)
+                    else:
+                        if staging is None:
+                            staging = torch.empty(_CHUNK, dtype=torch.uint8)
+                        per_chunk = _CHUNK // item
+                        for first in range(0, flat.numel(), per_chunk):
+                            count = min(per_chunk, flat.numel() - first)
+                            raw = staging[: count * item]
+                            self._read_into(f, memoryview(raw.numpy()), name)
+                            flat[first:first + count].copy_(raw.view(stored))
                 yield name, tensor
 
+    def _read_into(self, f, view: memoryview, name: str) -> None:
+        got, nbytes = 0, len(view)
+        while got < nbytes:
+            n = f.readinto(view[got:])
+            if not n:
+                raise ModelLoadError(f"{self.path.name} is truncated inside tensor {name!r}")
+            got += n
 
-def load_state_dict(path: str | os.PathLike) -> dict[str, "torch.Tensor"]:  # noqa: F821
-    """All tensors of a weights file (safetensors, or a pickle-free torch file)."""
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def load_state_dict(path: str | os.PathLike, dtype=None) -> dict[str, "torch.Tensor"]:  # noqa: F821
+    """All tensors of a weights file (safetensors, or a pickle-free torch file); with
+    ``dtype``, the floating-point ones in that dtype."""
     path = Path(path)
     if path.suffix.lower() in (".ckpt", ".pt", ".pth", ".bin"):
-        return _load_torch_file(path)
-    return dict(SafetensorsFile(path).read())
+        state = _load_torch_file(path)
+        if dtype is not None:
+            state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+        return state
+    return dict(SafetensorsFile(path).read(dtype=dtype))
 
 
 def _load_torch_file(path: Path) -> dict:
