@@ -6,6 +6,7 @@ object ComfyUI puts under ``error`` for a rejected prompt.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -34,20 +35,44 @@ def error_response(status: int, kind: str, message: str, details: str = "", **ex
     return json_response(ApiError(status, kind, message, details, **extra).body(), status=status)
 
 
-async def read_json(request: web.Request, limit: int) -> Any:
-    """The request's JSON body; 413 above ``limit`` bytes, 400 if it isn't JSON."""
+#: Bodies above this many bytes are parsed in a thread.
+_PARSE_IN_THREAD = 1 << 20
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The whole request body, however it arrives (in one write or many, with
+    or without Content-Length); 413 as soon as it passes ``limit`` bytes.
+
+    ``request.content.read(n)`` returns what has arrived so far, not ``n``
+    bytes: a body sent in two writes, or a large one, was cut short."""
     length = request.content_length
     if length is not None and length > limit:
         raise ApiError(413, "body_too_large", f"request body of {length} bytes is over the {limit}-byte limit")
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise ApiError(413, "body_too_large", f"request body is over the {limit}-byte limit")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "body_too_large", f"request body is over the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json(request: web.Request, limit: int) -> Any:
+    """The request's JSON body; 413 above ``limit`` bytes, 400 if it isn't JSON."""
+    body = await read_body(request, limit)
     if not body.strip():
         raise ApiError(400, "invalid_json", "request body is empty; expected a JSON object")
     try:
+        if len(body) > _PARSE_IN_THREAD:
+            # A 100k-node prompt takes most of a second to parse: off the
+            # event loop, so other requests and websockets are still served.
+            return await asyncio.to_thread(json.loads, body)
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "invalid_json", "request body is not valid JSON", str(exc)) from None
+    except RecursionError:
+        raise ApiError(400, "invalid_json", "request body is nested too deeply to parse") from None
 
 
 async def read_json_object(request: web.Request, limit: int) -> dict[str, Any]:
