@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from .app import LoomServer
 
 _JSON = "application/json"
+#: Prompts with more nodes than this are validated in a thread.
+_VALIDATE_IN_THREAD = 2000
 
 
 def _no_prompt(message: str, details: str = "") -> ApiError:
@@ -94,7 +96,12 @@ class QueueRoutes:
             expect(targets, list, "partial_execution_targets")
             targets = [str(t) for t in targets]
 
-        validation = server.validate(prompt, targets)
+        if len(prompt) > _VALIDATE_IN_THREAD:
+            # Seconds for a 100k-node prompt: off the event loop, so other
+            # requests and websockets are still served meanwhile.
+            validation = await asyncio.to_thread(server.validate, prompt, targets)
+        else:
+            validation = server.validate(prompt, targets)
         if not validation.ok:
             return json_response(validation.response(), status=400)
 
