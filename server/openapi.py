@@ -29,6 +29,15 @@ def _body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
 
 
 _STR_LIST = {"type": "array", "items": {"type": "string"}}
+
+
+def _query(name: str, description: str, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "description": description,
+            "schema": {"type": "string"}}
+
+
+_USER_FILE = {"name": "file", "in": "path", "required": True, "schema": {"type": "string"},
+              "description": "Path under the user's files, folders URL-encoded: workflows%2Fa.json"}
 _COMMON_ERRORS = {"400": _error("Malformed request (bad JSON, wrong field types)"),
                   "413": _error("Body too large")}
 
@@ -137,6 +146,12 @@ SCHEMAS: dict[str, Any] = {
         },
     },
     "History": {"type": "object", "additionalProperties": _ref("HistoryEntry")},
+    "UserdataEntry": {
+        "type": "object", "required": ["name", "path", "type"],
+        "properties": {"name": {"type": "string"}, "path": {"type": "string"},
+                       "type": {"enum": ["file", "directory"]}, "size": {"type": "integer"},
+                       "modified": {"type": "number"}},
+    },
     "HistoryOperation": {"type": "object", "properties": {"clear": {"type": "boolean"}, "delete": _STR_LIST}},
     "Interrupt": {"type": "object", "properties": {"prompt_id": {"type": "string"}}},
     "Free": {"type": "object", "properties": {"unload_models": {"type": "boolean"},
@@ -346,6 +361,47 @@ PATHS: dict[str, Any] = {
                 "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
                 "responses": {"200": _json({"type": "object"}), "404": _error("No such workflow"),
                               "413": _error("Workflow file too large")}},
+    },
+    "/userdata": {
+        "get": {"summary": "Files of one folder of the user's files (ComfyUI's userdata API)",
+                "parameters": [_query("dir", "The folder, e.g. workflows", required=True),
+                               _query("recurse", "true: include subfolders"),
+                               _query("full_info", "true: objects with path, size, modified, created (ms)"),
+                               _query("split", "true: [path, *parts] per file")],
+                "responses": {"200": _json({"type": "array"}), "400": _error("No dir given"),
+                              "403": _error("Not a user folder"), "404": _error("No such folder")}},
+    },
+    "/v2/userdata": {
+        "get": {"summary": "Folders then files under a path of the user's files, with sizes",
+                "parameters": [_query("path", "A folder relative to the user's files (default: all)")],
+                "responses": {"200": _json({"type": "array", "items": _ref("UserdataEntry")}),
+                              "400": _error("Not a folder"), "403": _error("Not a user folder"),
+                              "404": _error("No such folder")}},
+    },
+    "/userdata/{file}": {
+        "parameters": [_USER_FILE],
+        "get": {"summary": "One user file, as stored",
+                "responses": {"200": {"description": "The file's bytes"}, "403": _error("Not a user file"),
+                              "404": _error("No such file")}},
+        "post": {"summary": "Write a user file (the body is its content); atomic",
+                 "parameters": [_query("overwrite", "false: 409 if the file exists (default true)"),
+                                _query("full_info", "true: answer the file's info instead of its path")],
+                 "requestBody": {"required": False, "content": {"application/octet-stream": {"schema": {}}}},
+                 "responses": {"200": _json({}), "400": _error("Bad name"), "403": _error("Not a user file"),
+                               "409": _error("Exists and overwrite=false"), "413": _error("Too large"),
+                               "507": _error("Disk full")}},
+        "delete": {"summary": "Remove a user file",
+                   "responses": {"204": {"description": "Removed"}, "403": _error("Not a user file"),
+                                 "404": _error("No such file")}},
+    },
+    "/userdata/{file}/move/{dest}": {
+        "post": {"summary": "Rename a user file",
+                 "parameters": [_USER_FILE, {"name": "dest", "in": "path", "required": True,
+                                             "schema": {"type": "string"}},
+                                _query("overwrite", "false: 409 if dest exists (default true)"),
+                                _query("full_info", "true: answer the file's info instead of its path")],
+                 "responses": {"200": _json({}), "400": _error("Bad name"), "403": _error("Not a user file"),
+                               "404": _error("No such file"), "409": _error("dest exists and overwrite=false")}},
     },
     "/openapi.json": {"get": {"summary": "This document", "responses": {"200": _json({"type": "object"})}}},
     "/ws": {
