@@ -27,6 +27,7 @@ from .routes_editor import EditorRoutes, provide_example_inputs
 from .routes_info import InfoRoutes
 from .routes_models import ModelRoutes
 from .routes_queue import QueueRoutes
+from .routes_userdata import UserdataRoutes
 from .security import Guard
 from .static import StaticFiles
 from .store import Store
@@ -158,6 +159,7 @@ class LoomServer:
         ModelRoutes(self).register(add, app)  # before InfoRoutes: /models/downloads is not a folder
         InfoRoutes(self).register(add)
         EditorRoutes(self).register(add)
+        UserdataRoutes(self).register(add)
         for route in self.routes:  # plug-ins' own routes, also under /api
             if isinstance(route, web.RouteDef):
                 add(route.method, route.path, route.handler)
