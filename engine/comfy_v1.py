@@ -135,11 +135,11 @@ class V1Node(NodeDefinition):
     def has_fingerprint(self) -> bool:
         return hasattr(self.cls, "IS_CHANGED")
 
-    def lazy_inputs_needed(self, instance: Any, inputs: dict[str, Any]) -> list[str]:
+    def lazy_inputs_needed(self, instance: Any, inputs: dict[str, Any]) -> Any:
         fn = getattr(instance, "check_lazy_status", None)
         if fn is None:
             return []
-        return list(fn(**inputs) or [])
+        return fn(**inputs)  # a list, or a coroutine the executor awaits
 
     @property
     def validation(self) -> ValidationHook | None:

@@ -274,8 +274,9 @@ class FunctionNode(NodeDefinition):
     def has_fingerprint(self) -> bool:
         return self._fingerprint is not None
 
-    def lazy_inputs_needed(self, instance: Any, inputs: dict[str, Any]) -> list[str]:
-        return [] if self._lazy_check is None else list(call_with_accepted(self._lazy_check, inputs))
+    def lazy_inputs_needed(self, instance: Any, inputs: dict[str, Any]) -> Any:
+        # A list, or a coroutine (async checks) the executor awaits.
+        return [] if self._lazy_check is None else call_with_accepted(self._lazy_check, inputs)
 
     @property
     def validation(self) -> ValidationHook | None:

@@ -10,6 +10,7 @@ as tasks, so independent async nodes overlap.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import heapq
 import inspect
@@ -22,7 +23,7 @@ from .cache import CachedResult, ResultCache, make_cache
 from .interrupt import InterruptFlag
 from .node import CallResult, ExecutionBlocker, Interrupted, NodeContext, NodeDefinition, Preview, current_context
 from .planning import DependencyGraph
-from .prompt import DynamicPrompt, Link, ListLiteral, NodeCall, is_link, parse_input
+from .prompt import DynamicPrompt, Link, ListLiteral, NodeCall, display_node_id, is_link, parse_input
 from .registry import Registry
 from .schema import NodeSchema
 from .signature import node_signature
@@ -110,6 +111,10 @@ class Executor:
             self._loop.close()
 
 
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
 def _format_value(value: Any) -> Any:
     if value is None or isinstance(value, (int, float, bool, str)):
         return value
@@ -168,10 +173,7 @@ class _PromptRun:
         self.sink(event)
 
     def display_id(self, node_id: str) -> str:
-        call = self.calls[node_id]
-        while call.parent is not None and call.parent in self.calls:
-            call = self.calls[call.parent]
-        return call.id
+        return display_node_id(self.calls, node_id)
 
     # -- signatures -----------------------------------------------------------
 
@@ -231,13 +233,17 @@ class _PromptRun:
     def wait_for(self, node_id: str, deps: set[str], stack: list[str] | None = None) -> None:
         unresolved = {d for d in deps if d not in self.results}
         self.waiting[node_id] = unresolved
+        # Register every edge before staging anything: staging a source may
+        # resolve it at once (a cache hit, a twin's result), which removes it
+        # from ``unresolved`` — so never iterate that set while staging.
         for dep in unresolved:
             self.dependents.setdefault(dep, set()).add(node_id)
-            if stack is not None:
-                stack.append(dep)
-            elif dep not in self.staged:
-                self.stage([dep])
-        if not self.waiting[node_id]:
+        fresh = sorted(d for d in unresolved if d not in self.staged)
+        if stack is not None:
+            stack.extend(fresh)
+        else:
+            self.stage(fresh)
+        if not self.waiting.get(node_id, ()):
             self.make_ready(node_id)
 
     def make_ready(self, node_id: str) -> None:
@@ -359,8 +365,16 @@ class _PromptRun:
 
     def gather_inputs(self, node_id: str) -> dict[str, list[Any]]:
         values: dict[str, list[Any]] = {}
+        schema = self.schema(node_id)
         for name, value in self.calls[node_id].inputs.items():
             if isinstance(value, Link):
+                spec = schema.input(name)
+                if spec is not None and spec.raw_link:
+                    # ComfyUI's rawLink: the node gets the link itself (loop
+                    # nodes read their open node's id from it); the source
+                    # still runs first.
+                    values[name] = [value.wire()]
+                    continue
                 got = self.results.get(value.node)
                 values[name] = got[value.slot] if got is not None else [None]
             elif isinstance(value, ListLiteral):
@@ -433,20 +447,28 @@ class _PromptRun:
         if hidden:
             mapped = [{**kwargs, **hidden} for kwargs in mapped]
         ctx = self.context(node_id)
-        token = current_context.set(ctx)
-        try:
-            raw = [definition.call(instance, kwargs, ctx) for kwargs in mapped]
-        finally:
-            current_context.reset(token)
+        raw = []
+        contexts = []
+        for index, kwargs in enumerate(mapped):
+            call_ctx = ctx if index == 0 else dataclasses.replace(ctx, call_index=index)
+            contexts.append(call_ctx)
+            token = current_context.set(call_ctx)
+            try:
+                raw.append(definition.call(instance, kwargs, call_ctx))
+            finally:
+                current_context.reset(token)
         if any(inspect.isawaitable(r) for r in raw):
-            self.tasks[self.executor.loop.create_task(self.await_all(raw, ctx))] = node_id
+            self.tasks[self.executor.loop.create_task(self.await_all(raw, contexts))] = node_id
             return
         self.complete(node_id, raw)
 
     @staticmethod
-    async def await_all(raw: list[Any], ctx: NodeContext) -> list[Any]:
-        current_context.set(ctx)
-        return [await r if inspect.isawaitable(r) else r for r in raw]
+    async def await_all(raw: list[Any], contexts: list[NodeContext]) -> list[Any]:
+        done = []
+        for r, ctx in zip(raw, contexts):
+            current_context.set(ctx)
+            done.append(await r if inspect.isawaitable(r) else r)
+        return done
 
     @staticmethod
     def mapped_calls(schema: NodeSchema, inputs: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -478,8 +500,12 @@ class _PromptRun:
             return False
         wanted: set[str] = set()
         for kwargs in mapped or [{}]:
-            wanted.update(definition.lazy_inputs_needed(instance, kwargs))
-        new = [name for name in wanted if name in pending_lazy]
+            needed = definition.lazy_inputs_needed(instance, kwargs)
+            if inspect.isawaitable(needed):  # an async check_lazy_status
+                needed = self.executor.loop.run_until_complete(_awaited(needed))
+            if isinstance(needed, (list, tuple, set)):
+                wanted.update(n for n in needed if isinstance(n, str))
+        new = sorted(name for name in wanted if name in pending_lazy)
         if not new:
             return False
         requested.update(new)
@@ -494,7 +520,7 @@ class _PromptRun:
         if any(r.expand for r in results):
             self.expand(node_id, results, ui)
             return
-        self.resolve(node_id, self.assemble(schema, results), ui)
+        self.resolve(node_id, self.assemble(schema, results, node_id), ui)
 
     @staticmethod
     def merge_ui(results: list[CallResult]) -> dict[str, Any] | None:
@@ -509,7 +535,13 @@ class _PromptRun:
                 merged.setdefault(key, []).extend(value if isinstance(value, list) else [value])
         return merged
 
-    def assemble(self, schema: NodeSchema, results: list[CallResult]) -> list[list[Any]]:
+    def _links_from(self, node_id: str | None, first_slot: int) -> bool:
+        """Whether any node reads an output of ``node_id`` at ``first_slot`` or later."""
+        return node_id is None or any(
+            isinstance(value, Link) and value.node == node_id and value.slot >= first_slot
+            for call in self.calls.values() for value in call.inputs.values())
+
+    def assemble(self, schema: NodeSchema, results: list[CallResult], node_id: str | None = None) -> list[list[Any]]:
         outputs: list[list[Any]] = [[] for _ in schema.outputs]
         for result in results:
             if result.block_execution is not None:
@@ -519,12 +551,15 @@ class _PromptRun:
                 continue
             if not schema.outputs:
                 continue
-            if len(result.values) != len(schema.outputs):
+            # ComfyUI lets a node return fewer values than it declares when the
+            # missing outputs are not connected (they read as None).
+            if len(result.values) > len(schema.outputs) or (
+                    len(result.values) < len(schema.outputs) and self._links_from(node_id, len(result.values))):
                 raise NodeFailure(
                     f"{schema.class_type} returned {len(result.values)} value(s) but declares "
                     f"{len(schema.outputs)} output(s)")
             for i, spec in enumerate(schema.outputs):
-                value = result.values[i]
+                value = result.values[i] if i < len(result.values) else None
                 if spec.is_list:
                     outputs[i].extend(value if isinstance(value, (list, tuple)) else [value])
                 else:
@@ -534,18 +569,29 @@ class _PromptRun:
     # -- expansion ------------------------------------------------------------
 
     def expand(self, node_id: str, results: list[CallResult], ui: dict[str, Any] | None) -> None:
-        """Add a node's expansion graph and wait for the nodes its results link to."""
+        """Add a node's expansion graph and wait for the nodes its results link to.
+
+        As in ComfyUI, an expansion's nodes keep the ids they were given —
+        ``GraphBuilder`` prefixes them with ``{node}.{call}.{graph}.`` — and a
+        link may name any node of the running prompt: one of this expansion,
+        one added by an earlier expansion, or one of the submitted prompt.  An
+        id that is not under this node's prefix (a plain ``{"a": …}`` graph) is
+        namespaced as ``{node}.{id}`` so that two expansions cannot collide.
+        """
         new_ids: list[str] = []
         link_sources: set[str] = set()
         rewritten: list[CallResult] = []
+        own_prefix = f"{node_id}."
         for index, result in enumerate(results):
             graph = result.expand or {}
-            prefix = f"{node_id}." if len(results) == 1 else f"{node_id}.{index}."
-            local = {str(k) for k in graph}
+            if not isinstance(graph, Mapping):
+                raise NodeFailure(f"expansion of node {node_id} is not an object of nodes by id")
+            prefix = own_prefix if len(results) == 1 else f"{node_id}.{index}."
+            renamed = {str(k): (str(k) if str(k).startswith(own_prefix) else prefix + str(k)) for k in graph}
 
             def remap(value: Any) -> Any:
-                if is_link(value) and str(value[0]) in local:
-                    return Link(prefix + str(value[0]), int(value[1]))
+                if is_link(value) and str(value[0]) in renamed:
+                    return Link(renamed[str(value[0])], int(value[1]))
                 parsed = parse_input(value)
                 if isinstance(parsed, Link) and parsed.node not in self.calls:
                     raise NodeFailure(f"expansion of node {node_id} links to unknown node '{parsed.node}'")
@@ -554,14 +600,17 @@ class _PromptRun:
             for child_id, raw in graph.items():
                 if not isinstance(raw, Mapping) or "class_type" not in raw:
                     raise NodeFailure(f"expansion of node {node_id}: node '{child_id}' has no class_type")
-                new_id = prefix + str(child_id)
-                self.calls[new_id] = NodeCall(
-                    new_id, str(raw["class_type"]),
-                    {str(k): remap(v) for k, v in (raw.get("inputs") or {}).items()},
-                    parent=node_id,
-                )
+                new_id = renamed[str(child_id)]
+                if new_id in self.calls:
+                    raise NodeFailure(f"expansion of node {node_id} adds node '{new_id}', which already exists")
+                display = raw.get("override_display_id")
+                self.calls[new_id] = NodeCall(new_id, str(raw["class_type"]), {}, parent=node_id,
+                                              display=str(display) if display is not None else None)
                 self.schema(new_id)  # unknown class → a clear error on the parent
                 new_ids.append(new_id)
+            for child_id, raw in graph.items():
+                self.calls[renamed[str(child_id)]].inputs.update(
+                    {str(k): remap(v) for k, v in (raw.get("inputs") or {}).items()})
             values = tuple(remap(v) for v in result.values)
             link_sources.update(v.node for v in values if isinstance(v, Link))
             rewritten.append(CallResult(values, result.ui, None, result.block_execution))

@@ -79,6 +79,9 @@ class NodeContext:
     #: The prompt's interrupt flag, for nodes that stop the prompt themselves
     #: (ComfyUI's ``interrupt_current_processing``).
     interrupt: Any = None
+    #: Which of the node's mapped calls (list inputs) this is: ComfyUI's
+    #: ``GraphBuilder`` prefixes expansion ids with it.
+    call_index: int = 0
 
     @property
     def extra_pnginfo(self) -> Mapping[str, Any] | None:
@@ -152,8 +155,9 @@ class NodeDefinition(ABC):
     def has_fingerprint(self) -> bool:
         return False
 
-    def lazy_inputs_needed(self, instance: Any, inputs: dict[str, Any]) -> list[str]:
-        """ComfyUI's ``check_lazy_status``: which lazy inputs must be evaluated."""
+    def lazy_inputs_needed(self, instance: Any, inputs: dict[str, Any]) -> Any:
+        """ComfyUI's ``check_lazy_status``: which lazy inputs must be evaluated
+        (a list of names, or an awaitable of one)."""
         return []
 
     @property

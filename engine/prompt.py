@@ -29,6 +29,9 @@ class NodeCall:
     #: For nodes created by expansion: the node that created them (shown in the
     #: editor instead of the hidden inner node).
     parent: str | None = None
+    #: An expansion node's ``override_display_id``: the node it is shown as
+    #: (a loop's copy of a body node is shown as that body node).
+    display: str | None = None
 
     def links(self) -> dict[str, Link]:
         return {name: value for name, value in self.inputs.items() if isinstance(value, Link)}
@@ -116,20 +119,39 @@ class DynamicPrompt:
         return unparse({call.id: call})[call.id]
 
     def get_real_node_id(self, node_id: str) -> str:
-        return str(node_id)
+        """The prompt node an expansion node descends from (ComfyUI walks the
+        ephemeral parents up to the submitted prompt)."""
+        return real_node_id(self._calls, str(node_id))
 
     def get_parent_node_id(self, node_id: str) -> str | None:
         call = self._calls.get(str(node_id))
         return None if call is None else call.parent
 
     def get_display_node_id(self, node_id: str) -> str:
-        call = self._calls.get(str(node_id))
-        while call is not None and call.parent is not None and call.parent in self._calls:
-            call = self._calls[call.parent]
-        return call.id if call is not None else str(node_id)
+        return display_node_id(self._calls, str(node_id))
 
     def all_node_ids(self) -> set[str]:
         return set(self._calls)
 
     def get_original_prompt(self) -> Mapping[str, Any]:
         return self._original
+
+
+def real_node_id(calls: Mapping[str, NodeCall], node_id: str) -> str:
+    call = calls.get(node_id)
+    while call is not None and call.parent is not None:
+        node_id = call.parent
+        call = calls.get(node_id)
+    return node_id
+
+
+def display_node_id(calls: Mapping[str, NodeCall], node_id: str) -> str:
+    """ComfyUI's rule: an expansion node is shown as its ``override_display_id``
+    or else its parent, repeatedly, until a node of the submitted prompt."""
+    seen = set()
+    call = calls.get(node_id)
+    while call is not None and call.parent is not None and node_id not in seen:
+        seen.add(node_id)
+        node_id = call.display if call.display is not None else call.parent
+        call = calls.get(node_id)
+    return node_id

@@ -1,8 +1,11 @@
 """``GraphBuilder``: build the sub-graph a node expands into.
 
-A node returns ``{"result": (...), "expand": graph.finalize()}``; Loom's engine
-adds the sub-graph under the node's id (so ids here only need to be unique
-within one expansion) and resolves ``node.out(i)`` links in the result.
+A node returns ``{"result": (...), "expand": graph.finalize()}``.  As in
+ComfyUI, node ids get the prefix ``{node id}.{call index}.{graph index}.``: the
+running node and call come from the engine's current context (ComfyUI's
+executor calls ``set_default_prefix`` before each call), the graph index counts
+the builders made in that call.  The engine keeps those ids, so a later
+expansion (the next iteration of a loop) can link to them.
 """
 
 from __future__ import annotations
@@ -66,14 +69,29 @@ class GraphBuilder:
     @classmethod
     def alloc_prefix(cls, root: str | None = None, call_index: int | None = None,
                      graph_index: int | None = None) -> str:
-        # The engine already namespaces an expansion under its node's id, so
-        # the default prefix only has to tell apart graphs built in one call.
+        cls._follow_running_node()
         root = cls._default_prefix_root if root is None else root
         call_index = cls._default_prefix_call_index if call_index is None else call_index
         if graph_index is None:
             graph_index = cls._default_prefix_graph_index
-            cls._default_prefix_graph_index += 1
-        return f"{root}{call_index}.{graph_index}." if root else f"{graph_index}."
+        cls._default_prefix_graph_index += 1
+        return f"{root}.{call_index}.{graph_index}."
+
+    _followed: tuple[str, int, int] | None = None
+
+    @classmethod
+    def _follow_running_node(cls) -> None:
+        """Start a fresh default prefix for each node call, as ComfyUI's executor
+        does with ``set_default_prefix(unique_id, call_index, 0)``."""
+        from engine.node import current_context
+
+        ctx = current_context.get()
+        if ctx is None:
+            return
+        key = (ctx.node_id, ctx.call_index, id(ctx))
+        if key != GraphBuilder._followed:
+            GraphBuilder._followed = key
+            cls.set_default_prefix(ctx.node_id, ctx.call_index, 0)
 
     def node(self, class_type: str, id: str | None = None, **kwargs: Any) -> Node:
         if id is None:
