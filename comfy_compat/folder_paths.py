@@ -208,5 +208,6 @@ _LIVE = {
 def __getattr__(name: str) -> Any:
     if name in _LIVE:
         return _LIVE[name]()
-    raise AttributeError(f"module 'folder_paths' has no attribute '{name}' (Loom does not provide it)",
-                         name=name, obj=sys.modules[__name__])
+    from loom_compat import placeholders
+
+    return placeholders.attribute(__name__, name)

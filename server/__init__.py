@@ -14,6 +14,6 @@ def __getattr__(name: str):
     import sys
 
     surface = sys.modules.get("loom_compat.prompt_server")
-    if surface is None or name != "PromptServer":
+    if surface is None or name.startswith("_"):
         raise AttributeError(f"module 'server' has no attribute '{name}'")
-    return surface.PromptServer
+    return surface.server_attribute(name)  # PromptServer, BinaryEventTypes, web; else a placeholder

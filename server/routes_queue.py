@@ -73,6 +73,9 @@ class QueueRoutes:
     async def post_prompt(self, request: web.Request) -> web.Response:
         server = self.server
         data = await read_json_object(request, server.options.json_limit)
+        on_prompt = getattr(server, "on_prompt", None)  # ComfyUI packs' add_on_prompt_handler
+        if on_prompt is not None:
+            data = on_prompt(data)
         prompt = self._prompt_from(data)
         extra_data = data.get("extra_data", {})
         if extra_data is None:

@@ -13,6 +13,7 @@ import sys
 from typing import Any, Iterable
 
 from engine.node import Interrupted, current_context
+from loom_compat import placeholders
 from loom_compat.binding import active
 
 
@@ -160,5 +161,5 @@ def load_models_gpu(models: Iterable[Any], memory_required: float = 0, force_pat
 
 
 def __getattr__(name: str) -> Any:
-    raise AttributeError(f"module 'comfy.model_management' has no attribute '{name}' (Loom does not provide it)",
-                         name=name, obj=sys.modules[__name__])
+    # A name Loom lacks is a placeholder that fails when used, not at import.
+    return placeholders.attribute(__name__, name)

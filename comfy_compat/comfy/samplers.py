@@ -34,5 +34,6 @@ def __getattr__(name: str) -> Any:
         return _names("SAMPLER_NAMES")
     if name in ("SCHEDULER_NAMES", "SCHEDULER_HANDLERS"):
         return _names("SCHEDULER_NAMES")
-    raise AttributeError(f"module 'comfy.samplers' has no attribute '{name}' (Loom does not provide it)",
-                         name=name, obj=sys.modules[__name__])
+    from loom_compat import placeholders
+
+    return placeholders.attribute(__name__, name)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from loom_compat import placeholders
+
 from engine.node import NodeContext, Preview, current_context
 
 #: ComfyUI lets users turn bars off; Loom always reports progress.
@@ -92,5 +94,5 @@ def common_upscale(samples: Any, width: int, height: int, upscale_method: str, c
 
 
 def __getattr__(name: str) -> Any:
-    raise AttributeError(f"module 'comfy.utils' has no attribute '{name}' (Loom does not provide it)",
-                         name=name, obj=sys.modules[__name__])
+    # A name Loom lacks is a placeholder that fails when used, not at import.
+    return placeholders.attribute(__name__, name)

@@ -47,9 +47,11 @@ def install(registry: Any) -> Binding:
     """Bind the ComfyUI modules to this host; returns the plug-in adapters to use."""
     global _active
     from . import nodes_surface  # noqa: F401  (``nodes.<ComfyUI name>`` delegates to it)
+    from . import placeholders
     from .prompt_server import PROMPT_SERVER
     from .v3 import v3_adapter
 
+    placeholders.install()  # missing ComfyUI modules import as placeholders
     _active = Binding(registry=registry, adapters=(v3_adapter,))
     PROMPT_SERVER.reset()
     return _active

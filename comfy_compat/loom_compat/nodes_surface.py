@@ -195,8 +195,9 @@ def comfy_attribute(name: str) -> Any:
         definition = binding.registry.get(name)
         if definition is not None:
             return v1_class(definition)
-    raise AttributeError(f"module 'nodes' has no attribute '{name}' (Loom does not provide it)",
-                         name=name, obj=sys.modules["nodes"])
+    from . import placeholders
+
+    return placeholders.attribute("nodes", name)
 
 
 __all__ = ["MAX_RESOLUTION", "NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "comfy_attribute", "v1_class"]

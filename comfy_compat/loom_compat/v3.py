@@ -228,4 +228,12 @@ def v3_adapter(module: ModuleType, name: str) -> list[NodeDefinition]:
         await extension.on_load()
         return list(await extension.get_node_list())
 
-    return [V3Node(cls, module=f"custom_nodes.{name}") for cls in _run(load())]
+    from engine.plugins import SkippedNode
+
+    compiled: list[Any] = []
+    for cls in _run(load()):
+        try:
+            compiled.append(V3Node(cls, module=f"custom_nodes.{name}"))
+        except Exception as exc:  # one bad class never drops its pack
+            compiled.append(SkippedNode(getattr(cls, "__name__", repr(cls)), f"{type(exc).__name__}: {exc}"))
+    return compiled

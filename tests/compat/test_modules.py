@@ -106,11 +106,14 @@ def test_get_save_image_path_returns_comfyui_tuple_and_refuses_escaping_prefixes
         folder_paths.get_save_image_path("../outside", out)
 
 
-def test_an_attribute_folder_paths_lacks_is_an_error_naming_it(host):
+def test_an_attribute_folder_paths_lacks_is_a_placeholder_failing_when_called(host):
     import folder_paths
 
-    with pytest.raises(AttributeError, match="filename_list_cache"):
-        folder_paths.filename_list_cache
+    missing = folder_paths.cache_helper_not_in_loom  # reading it is fine (packs do at import)
+    with pytest.raises(NotImplementedError, match="Loom does not provide folder_paths.cache_helper_not_in_loom"):
+        missing()
+    with pytest.raises(AttributeError):
+        folder_paths.__not_a_dunder__  # probes for private names still fail as usual
 
 
 # -- comfy.* ---------------------------------------------------------------------------------
@@ -210,9 +213,16 @@ def test_a_core_node_class_can_be_called_positionally_outside_a_prompt(host):
     assert torch.equal(inverted, torch.ones(1, 2, 2, 3))
 
 
-def test_a_name_the_nodes_surface_lacks_is_an_attribute_error_naming_it(host):
-    with pytest.raises(AttributeError, match="NotARealNode"):
-        nodes.NotARealNode
+def test_a_name_the_nodes_surface_lacks_is_a_placeholder_failing_when_instantiated(host):
+    placeholder = nodes.NotARealNode
+    with pytest.raises(NotImplementedError, match="Loom does not provide nodes.NotARealNode"):
+        placeholder()
+
+
+def test_loom_submodules_of_nodes_still_import_from_the_package(host):
+    from nodes import imaging  # ``from package import sub`` asks the package first
+
+    assert hasattr(imaging, "resize")
 
 
 def test_loading_packs_with_the_compat_layer_imports_no_torch(tmp_path):
