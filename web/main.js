@@ -12,6 +12,7 @@ import { pngTextChunks } from "./lib/png.js";
 import { apiToGraph, isApiPrompt } from "./lib/api_to_graph.js";
 import { defaultWorkflow } from "./lib/default_workflow.js";
 import { a1111ToApi } from "./lib/a1111.js";
+import { WorkflowFiles, pathOfListEntry } from "./ui/workflow_files.js";
 
 const $ = (sel) => document.querySelector(sel);
 const editor = new Editor($("#canvas"), api);
@@ -20,7 +21,8 @@ app.attach(editor);
 app.dispatchError = (message) => toast(message, "error", 8000);
 // Lists the models a loaded workflow names (properties.models) that the server lacks, with Download buttons.
 const missingModels = new MissingModels(api, { onDownloaded: () => loadSchemas() });
-window.loom = { editor, api, app, missingModels };  // for the browser tests and the console
+const files = new WorkflowFiles(api, editor);
+window.loom = { editor, api, app, missingModels, files };  // for the browser tests and the console
 
 // ------------------------------------------------------------------ schemas
 
@@ -67,12 +69,13 @@ function checkpointNames() {
   return editor.schemas.get("CheckpointLoaderSimple")?.inputs.find((i) => i.name === "ckpt_name")?.choices ?? [];
 }
 
-/** Puts a parsed workflow (UI format or API prompt) on the canvas, named `name`. */
-function openData(data, name) {
+/** Puts a parsed workflow (UI format or API prompt) on the canvas, named `name`;
+ * `path` is its file on the server when it is a saved workflow (Save writes there). */
+function openData(data, name, path = null) {
   if (isApiPrompt(data)) data = apiToGraph(data, lookup).serialize();
   if (!Array.isArray(data?.nodes)) throw new Error("this file is not a workflow (no 'nodes' list, not an API prompt)");
   showWorkflow(data, { undoable: true, fit: !data.extra?.ds });
-  workflowName = name.replace(/^.*\//, "").replace(/\.(json|png)$/i, "");
+  files.setDocument(name.replace(/^.*\//, "").replace(/\.(json|png)$/i, ""), path);
   editor.markSaved();
   toast(`Loaded ${name}`);
 }
@@ -83,13 +86,11 @@ async function openWorkflow(name) {
     const response = await fetch(api.url(`/workflows/${name.split("/").map(encodeURIComponent).join("/")}`));
     const text = await response.text();
     if (!response.ok) throw new Error(JSON.parse(text)?.error?.message ?? response.statusText);
-    openData(parseJSONLenient(text), name);
+    openData(parseJSONLenient(text), name, pathOfListEntry(name));
   } catch (err) {
     toast(`Could not open ${name}: ${err.message}`, "error", 8000);
   }
 }
-
-let workflowName = localStorage.getItem("loom.workflowName") || "Unsaved workflow";
 
 function download(name, data) {
   const blob = new Blob([JSON.stringify(data, null, 2)], { type: "application/json" });
@@ -100,13 +101,23 @@ function download(name, data) {
   setTimeout(() => URL.revokeObjectURL(a.href), 1000);
 }
 
-function save() {
-  download(`${workflowName}.json`, editor.serialize());
-  editor.markSaved();
+/** Runs a save action (Save, Save As, Rename, Delete) and says how it went. */
+async function fileAction(action, done) {
+  try {
+    if (await action()) { toast(done()); panels.refresh(); }
+  } catch (err) {
+    toast(`Could not save: ${err.message}`, "error", 8000);
+  }
+}
+const save = () => fileAction(() => files.save(), () => `Saved ${files.name}`);
+const saveAs = () => fileAction(() => files.saveAs(), () => `Saved ${files.name}`);
+
+function exportWorkflow() {
+  download(`${files.name}.json`, editor.serialize());
 }
 
 function exportApi() {
-  try { download(`${workflowName}_api.json`, editor.toApi()); }
+  try { download(`${files.name}_api.json`, editor.toApi()); }
   catch (err) { editor.showConversionError(err); toast(err.message, "error", 8000); }
 }
 
@@ -265,41 +276,51 @@ const panels = new Panels($("#panels"), editor, api, {
     const data = workflow ?? (entry.prompt?.[2] ? apiToGraph(entry.prompt[2], lookup).serialize() : null);
     if (!data) { toast("This run has no workflow stored", "error"); return; }
     showWorkflow(data, { undoable: true });
+    files.setDocument(null);  // a run's graph is not the file that was open: Save asks for a name
+    editor.markSaved();
     toast("Loaded the run's workflow");
   },
   openWorkflow,
   openFile,
+  renameWorkflow: (path) => fileAction(() => files.rename(path), () => "Renamed"),
+  deleteWorkflow: (path) => fileAction(() => files.remove(path), () => "Deleted"),
 });
 
+window.loom.panels = panels;
+
 function updateTitle() {
-  $("#workflow-name").textContent = workflowName + (editor.unsaved ? " •" : "");
-  $("#workflow-name").title = editor.unsaved ? "Unsaved changes" : "Saved";
-  document.title = `${editor.unsaved ? "• " : ""}${workflowName} – Loom`;
-  localStorage.setItem("loom.workflowName", workflowName);
+  $("#workflow-name").textContent = files.name + (editor.unsaved ? " •" : "");
+  $("#workflow-name").title = editor.unsaved ? "Unsaved changes" : files.path ? `Saved as user/${files.path}` : "Not saved on the server";
+  document.title = `${editor.unsaved ? "• " : ""}${files.name} – Loom`;
 }
 
+files.addEventListener("change", updateTitle);
 editor.addEventListener("graph", updateTitle);
 editor.addEventListener("scope", () => renderBreadcrumb($("#breadcrumb"), editor));
 editor.addEventListener("errors", () => renderErrors($("#errors"), editor));
 editor.addEventListener("queue-request", (e) => queue(e.detail));
 editor.addEventListener("save-request", save);
+editor.addEventListener("save-as-request", saveAs);
 editor.addEventListener("open-request", () => panels.show("workflows", { toggle: false }));
 editor.addEventListener("lightbox", (e) => showLightbox(e.detail.images, e.detail.index));
 
 $("#queue").addEventListener("click", (e) => queue({ front: e.shiftKey }));
 $("#interrupt").addEventListener("click", async () => { try { await api.interrupt(); } catch (err) { toast(err.message, "error"); } });
 $("#save").addEventListener("click", save);
+$("#save-as").addEventListener("click", saveAs);
+$("#export").addEventListener("click", exportWorkflow);
 $("#open").addEventListener("click", () => panels.show("workflows"));
 $("#export-api").addEventListener("click", exportApi);
-$("#new").addEventListener("click", () => { workflowName = "Unsaved workflow"; loadDefault(); });
-$("#clear").addEventListener("click", () => { showWorkflow({ nodes: [], links: [], groups: [], version: 0.4 }, { undoable: true }); workflowName = "Unsaved workflow"; updateTitle(); });
+$("#new").addEventListener("click", () => { files.setDocument(null); loadDefault(); });
+$("#clear").addEventListener("click", () => { showWorkflow({ nodes: [], links: [], groups: [], version: 0.4 }, { undoable: true }); files.setDocument(null); });
 $("#fit").addEventListener("click", () => editor.fitView());
 $("#refresh").addEventListener("click", async () => { try { await loadSchemas(); toast("Node list refreshed"); } catch (err) { toast(err.message, "error"); } });
 $("#undo").addEventListener("click", () => editor.doUndo(false));
 $("#redo").addEventListener("click", () => editor.doUndo(true));
 $("#workflow-name").addEventListener("dblclick", () => {
-  const name = prompt("Workflow name", workflowName);
-  if (name) { workflowName = name.trim(); updateTitle(); }
+  if (files.path) { fileAction(() => files.rename(files.path), () => `Renamed to ${files.name}`); return; }
+  const name = prompt("Workflow name", files.name);
+  if (name?.trim()) files.setDocument(name.trim());
 });
 
 addEventListener("dragover", (e) => { e.preventDefault(); document.body.classList.add("dropping"); });

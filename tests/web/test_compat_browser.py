@@ -102,7 +102,7 @@ def test_version1_file_with_subgraph_and_native_reroutes_saves_back_without_loss
     original = fixture_workflow(SUBGRAPH_V1)
     open_workflow(ed, original)
     with page.expect_download() as download:
-        page.click("#save")
+        page.click("#export")
     saved = json.loads(open(download.value.path()).read())
     for node in saved["nodes"]:  # the one thing Loom adds: widget values by name, for readers that want them
         node.pop("widgets_values_named", None)

@@ -236,7 +236,7 @@ def test_save_then_reload_gives_identical_json(ed, page):
     load(ed, image_workflow())
     ed.type_into_widget(3, "filename_prefix", "roundtrip")
     with page.expect_download() as download:
-        page.click("#save")
+        page.click("#export")
     saved = json.loads(open(download.value.path()).read())
     assert saved["extra"]["kept_by_loom"] == {"answer": 42}  # unknown keys survive
     assert saved["nodes"][2]["widgets_values_named"] == {"filename_prefix": "roundtrip"}

@@ -139,7 +139,7 @@ def test_a_saved_converted_workflow_loads_back_identically_and_python_queues_the
     open_workflow(ed, chain_workflow())
     convert(ed, 2, 3)
     with page.expect_download() as download:
-        page.click("#save")
+        page.click("#export")
     saved = json.loads(open(download.value.path()).read())
     open_workflow(ed, saved)
     assert ed.workflow() == saved

@@ -116,7 +116,7 @@ def test_saved_file_has_the_edit_in_the_definition_in_comfyuis_layout_and_loads_
     ed.link_to_widget(1, "INT", added, "a")
     ed.link(added, "INT", -20, "sum")
     with page.expect_download() as download:
-        page.click("#save")
+        page.click("#export")
     saved = json.loads(open(download.value.path()).read())
     inside = definition(saved)
     assert [n["type"] for n in inside["nodes"]] == ["IntMath", "IntMath"]

@@ -163,7 +163,7 @@ def test_a_saved_file_with_an_added_input_and_output_loads_back_identically_and_
     ed.link(1, "INT", -20, EMPTY)
     page.keyboard.press("Escape")
     with page.expect_download() as download:
-        page.click("#save")
+        page.click("#export")
     saved = json.loads(open(download.value.path()).read())
     inside = definition(saved)
     b, out = inside["inputs"][1], inside["outputs"][1]

@@ -51,6 +51,18 @@ export class Api extends EventTarget {
   }
 
   objectInfo() { return this.request("/object_info"); }
+
+  // ComfyUI's userdata API: files under the server's user/ folder (saved workflows).
+  userdataUrl(path) { return this.url(`/userdata/${encodeURIComponent(path)}`); }
+  listUserdata(dir) { return this.request(`/userdata?dir=${encodeURIComponent(dir)}&recurse=true`); }
+  writeUserdata(path, text, { overwrite = true } = {}) {
+    return this.request(`/userdata/${encodeURIComponent(path)}?overwrite=${overwrite}`,
+      { method: "POST", headers: { "Content-Type": "application/json" }, body: text });
+  }
+  moveUserdata(from, to, { overwrite = false } = {}) {
+    return this.request(`/userdata/${encodeURIComponent(from)}/move/${encodeURIComponent(to)}?overwrite=${overwrite}`, { method: "POST" });
+  }
+  deleteUserdata(path) { return this.request(`/userdata/${encodeURIComponent(path)}`, { method: "DELETE" }); }
   queuePrompt(prompt, workflow, { front = false } = {}) {
     return this.json("/prompt", { prompt, client_id: this.clientId, front, extra_data: { extra_pnginfo: { workflow } } });
   }

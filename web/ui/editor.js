@@ -783,7 +783,7 @@ export class Editor extends EventTarget {
     if (mod && key === "m") { handled(); this.setMode(MODE_MUTED); return; }
     if (mod && key === "g") { handled(); this.groupSelection(); return; }
     if (mod && key === "a") { handled(); this.selection = new Set(this.graph.nodes.keys()); this.redraw(); return; }
-    if (mod && key === "s") { handled(); this.emit("save-request"); return; }
+    if (mod && key === "s") { handled(); this.emit(e.shiftKey ? "save-as-request" : "save-request"); return; }
     if (mod && key === "o") { handled(); this.emit("open-request"); return; }
     if (!mod && (key === "delete" || key === "backspace")) { handled(); this.deleteSelection(); return; }
     if (!mod && key === ".") { handled(); this.fitView(this.selection.size ? this.selection : null); return; }

@@ -14,13 +14,15 @@ export const el = (tag, attrs = {}, ...children) => {
 };
 
 export class Panels {
-  constructor(root, editor, api, { loadHistoryItem, openWorkflow, openFile }) {
+  constructor(root, editor, api, { loadHistoryItem, openWorkflow, openFile, renameWorkflow, deleteWorkflow }) {
     this.root = root;
     this.editor = editor;
     this.api = api;
     this.loadHistoryItem = loadHistoryItem;
     this.openWorkflow = openWorkflow;
     this.openFile = openFile;
+    this.renameWorkflow = renameWorkflow;
+    this.deleteWorkflow = deleteWorkflow;
     this.tab = null;
     this.body = root.querySelector(".panel-body");
     for (const button of root.querySelectorAll("[data-tab]")) button.addEventListener("click", () => this.show(button.dataset.tab));
@@ -62,6 +64,15 @@ export class Panels {
     );
   }
 
+  /** Rename and Delete for a saved workflow of the Open list ("user/<path under workflows/>"). */
+  savedFileButtons(name) {
+    const path = `workflows/${name.slice("user/".length)}`;
+    return [
+      el("button", { class: "small rename-workflow", title: `Rename ${name}`, "data-name": name, onclick: () => this.renameWorkflow(path) }, "Rename"),
+      el("button", { class: "small delete-workflow", title: `Delete ${name}`, "data-name": name, onclick: () => this.deleteWorkflow(path) }, "Delete"),
+    ];
+  }
+
   /** The Open list: shipped example workflows and the user's saved ones (GET /workflows). */
   async renderWorkflows() {
     const entries = await this.api.workflows();
@@ -70,7 +81,8 @@ export class Panels {
       return [el("h4", {}, title), mine.length
         ? el("ul", { class: "workflow-list" }, ...mine.map((e) => el("li", {},
           el("button", { class: "workflow-entry", title: `Open ${e.name}`, "data-name": e.name, onclick: () => this.openWorkflow(e.name) },
-            e.name.replace(/^user\//, "").replace(/\.json$/i, "")))))
+            e.name.replace(/^user\//, "").replace(/\.json$/i, "")),
+          ...(source === "user" ? this.savedFileButtons(e.name) : []))))
         : el("p", { class: "muted" }, empty)];
     };
     this.body.replaceChildren(el("h3", {}, "Open a workflow"),
