@@ -123,7 +123,9 @@ def build_text_encoder(source: WeightSource, prefix: str, kind: str, with_projec
     cls = CLIPTextModelWithProjection if with_projection else CLIPTextModel
     model = _empty(lambda: cls(config))
     state = source.read_prefix(prefix, dtype)
-    if kind == "clip_l":
+    if kind == "clip_l" and not prefix:
+        converted = state  # a standalone file already in transformers' names (ComfyUI's clip_l.safetensors)
+    elif kind == "clip_l":
         converted = convert_ldm_clip_checkpoint(state, remove_prefix=prefix)
     else:
         # A neutral prefix: diffusers skips SD2's last layer under its usual prefix, but
