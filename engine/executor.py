@@ -111,6 +111,24 @@ class Executor:
             self._loop.close()
 
 
+def _first_blocker(kwargs: Mapping[str, Any], whole_lists: bool) -> ExecutionBlocker | None:
+    for value in kwargs.values():
+        for item in (value if whole_lists and isinstance(value, list) else (value,)):
+            if isinstance(item, ExecutionBlocker):
+                return item
+    return None
+
+
+def _as_blocked(raw: Any, output_count: int) -> CallResult | None:
+    """ComfyUI's get_output_from_returns: a call that returned a blocker (bare
+    or as ``{"result": blocker}``) blocks every output of that call."""
+    if isinstance(raw, ExecutionBlocker):
+        return CallResult((raw,) * output_count)
+    if isinstance(raw, Mapping) and isinstance(raw.get("result"), ExecutionBlocker):
+        return CallResult((raw["result"],) * output_count, raw.get("ui"), raw.get("expand"))
+    return None
+
+
 async def _awaited(awaitable: Any) -> Any:
     return await awaitable
 
@@ -431,27 +449,35 @@ class _PromptRun:
             return
         schema = self.schema(node_id)
         inputs = self.gather_inputs(node_id)
-        blocker = next((v for values in inputs.values() for v in values if isinstance(v, ExecutionBlocker)), None)
-        if blocker is not None:
-            if schema.output_node and blocker.message:
-                raise NodeFailure(blocker.message)
-            self.resolve(node_id, [[blocker] for _ in schema.outputs], None)
+        # ComfyUI's blocking is per call: a mapped node skips only the calls
+        # whose inputs hold a blocker (an element of a list), and their results
+        # stay blockers; an INPUT_IS_LIST node is blocked by any element.
+        mapped = self.mapped_calls(schema, inputs)
+        blocked = [_first_blocker(kwargs, schema.input_is_list) for kwargs in mapped]
+        loud = next((b for b in blocked if b is not None and b.message), None)
+        if loud is not None and schema.output_node:
+            raise NodeFailure(loud.message)
+        if mapped and all(b is not None for b in blocked):
+            self.resolve(node_id, [list(blocked) for _ in schema.outputs], None)
             return
         self.emit(ev.Executing(node_id, self.display_id(node_id), self.prompt_id))
         definition = self.definition(node_id)
         instance = self.executor.instance(node_id, definition)
-        mapped = self.mapped_calls(schema, inputs)
-        if self.request_lazy(node_id, schema, definition, instance, mapped):
+        runnable = [kwargs for kwargs, b in zip(mapped, blocked) if b is None]
+        if self.request_lazy(node_id, schema, definition, instance, runnable):
             return
         hidden = self.hidden_inputs(node_id, schema)
         if hidden:
             mapped = [{**kwargs, **hidden} for kwargs in mapped]
         ctx = self.context(node_id)
-        raw = []
+        raw: list[Any] = []
         contexts = []
         for index, kwargs in enumerate(mapped):
             call_ctx = ctx if index == 0 else dataclasses.replace(ctx, call_index=index)
             contexts.append(call_ctx)
+            if blocked[index] is not None:
+                raw.append(blocked[index])  # stays a blocker in the outputs
+                continue
             token = current_context.set(call_ctx)
             try:
                 raw.append(definition.call(instance, kwargs, call_ctx))
@@ -515,7 +541,8 @@ class _PromptRun:
     def complete(self, node_id: str, raw: list[Any]) -> None:
         schema = self.schema(node_id)
         definition = self.definition(node_id)
-        results = [definition.normalize(r, len(schema.outputs)) for r in raw]
+        count = len(schema.outputs)
+        results = [_as_blocked(r, count) or definition.normalize(r, count) for r in raw]
         ui = self.merge_ui(results)
         if any(r.expand for r in results):
             self.expand(node_id, results, ui)

@@ -10,6 +10,7 @@ import math
 import secrets
 from typing import Any, Mapping
 
+from .awaiting import resolve
 from .node import NodeDefinition
 from .prompt import Link, ListLiteral, NodeCall
 from .schema import NodeSchema
@@ -31,15 +32,21 @@ def _always_changes(fingerprint: Any) -> bool:
     return isinstance(fingerprint, float) and math.isnan(fingerprint)
 
 
-def fingerprint_of(definition: NodeDefinition, call: NodeCall, env: Any = None) -> Any:
-    """``IS_CHANGED`` on the node's literal inputs; a failing hook means 'always
-    re-run' (as in ComfyUI)."""
+def fingerprint_of(definition: NodeDefinition, call: NodeCall, env: Any = None,
+                   schema: NodeSchema | None = None) -> Any:
+    """``IS_CHANGED`` as ComfyUI's IsChangedCache calls it: on the prompt's
+    constants — every input the node is given, a linked one as ``None`` (its
+    value does not exist yet; the upstream signature covers it) — plus the
+    hidden inputs.  A failing hook means 'always re-run' (as in ComfyUI)."""
     if not definition.has_fingerprint:
         return None
-    literals = {k: (v.value if isinstance(v, ListLiteral) else v)
-                for k, v in call.inputs.items() if not isinstance(v, Link)}
+    literals = {k: (None if isinstance(v, Link) else v.value if isinstance(v, ListLiteral) else v)
+                for k, v in call.inputs.items()}
+    for spec in (schema.section("hidden") if schema is not None else ()):
+        literals.setdefault(spec.name, call.id if spec.type == "UNIQUE_ID" else
+                            {} if spec.type == "PROMPT" else None)
     try:
-        return definition.fingerprint(None, literals, env)
+        return resolve(definition.fingerprint(None, literals, env))
     except Exception:
         return float("nan")
 
@@ -59,7 +66,7 @@ def node_signature(
             parts.append(f"{name}>{upstream.get(value.node, 'missing:' + value.node)}:{value.slot}")
         else:
             parts.append(f"{name}={_encode(value)}")
-    fingerprint = fingerprint_of(definition, call, env)
+    fingerprint = fingerprint_of(definition, call, env, schema)
     if schema.not_idempotent or _always_changes(fingerprint):
         parts.append("nonce=" + secrets.token_hex(16))
     elif fingerprint is not None:
