@@ -161,18 +161,44 @@ export function renderErrors(box, editor) {
   }
 }
 
+/** Scale that fits a w×h image into the lightbox: small outputs grow, large ones shrink. */
+export function lightboxScale(w, h, viewW, viewH) {
+  if (!w || !h) return 1;
+  return Math.min((0.85 * viewW) / w, (0.78 * viewH) / h);
+}
+
 export function showLightbox(images, index = 0) {
   let i = index;
   const img = el("img", { alt: "output image" });
-  const caption = el("p", {});
-  const show = () => { img.src = images[i].src; caption.textContent = `${i + 1} / ${images.length}`; };
-  const box = el("div", { class: "lightbox", onclick: (e) => { if (e.target === box) box.remove(); } },
+  const caption = el("span", {});
+  const fit = () => {
+    const scale = lightboxScale(img.naturalWidth, img.naturalHeight, innerWidth, innerHeight);
+    img.style.width = `${Math.round(img.naturalWidth * scale)}px`;
+    img.style.height = `${Math.round(img.naturalHeight * scale)}px`;
+    img.style.imageRendering = scale >= 3 ? "pixelated" : "auto";  // a 64 px image stays crisp, not a blur
+  };
+  img.addEventListener("load", fit);
+  const current = () => images[i].src;
+  const fileName = () => images[i].dataset?.filename || new URL(current(), location.href).searchParams.get("filename") || "image.png";
+  const copy = async () => {
+    try {
+      const blob = await (await fetch(current())).blob();
+      await navigator.clipboard.write([new ClipboardItem({ [blob.type || "image/png"]: blob })]);
+      toast("Image copied");
+    } catch (err) { toast(`Could not copy the image: ${err.message}`, "error"); }
+  };
+  const download = () => { const a = el("a", { href: current(), download: fileName() }); a.click(); };
+  const show = () => { img.src = current(); caption.textContent = `${i + 1} / ${images.length}`; };
+  const close = () => { box.remove(); removeEventListener("keydown", onKey); };
+  const box = el("div", { class: "lightbox", onclick: (e) => { if (e.target === box) close(); } },
     el("button", { class: "nav", onclick: () => { i = (i - 1 + images.length) % images.length; show(); } }, "‹"),
-    el("figure", {}, img, caption),
+    el("figure", {}, img, el("figcaption", {}, caption,
+      el("button", { class: "small lightbox-open", onclick: () => window.open(current(), "_blank", "noopener") }, "Open"),
+      el("button", { class: "small lightbox-download", onclick: download }, "Download"),
+      el("button", { class: "small lightbox-copy", onclick: copy }, "Copy"))),
     el("button", { class: "nav", onclick: () => { i = (i + 1) % images.length; show(); } }, "›"));
-  const onKey = (e) => { if (e.key === "Escape") { box.remove(); removeEventListener("keydown", onKey); } };
+  const onKey = (e) => { if (e.key === "Escape") close(); };
   addEventListener("keydown", onKey);
   document.body.append(box);
   show();
-  void toast;
 }
