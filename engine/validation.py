@@ -7,11 +7,11 @@ check is linear in the prompt's size.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from .node import NodeDefinition
+from .awaiting import resolve
+from .node import ExecutionBlocker, NodeDefinition
 from .planning import DependencyGraph, natural_key
 from .prompt import Link, ListLiteral, NodeCall, parse_node, unparse
 from .registry import Registry
@@ -60,37 +60,20 @@ def _fail(kind: str, message: str, details: str = "", **extra: Any) -> Validatio
     return ValidationResult(ValidationIssue(kind, message, details, extra), {}, [], {})
 
 
+#: ComfyUI's validate_inputs converts literals of these types with Python's own
+#: constructors — so "5" is an INT but "5.0" is not, any value is a STRING, and
+#: any value is a BOOLEAN by its truth ("false" is True).  Other types pass as given.
 _CONVERTERS = {
     "INT": int,
     "FLOAT": float,
     "STRING": str,
+    "BOOLEAN": bool,
 }
 
 
-def _to_bool(value: Any) -> bool:
-    if isinstance(value, str):
-        lowered = value.strip().lower()
-        if lowered in ("true", "1", "yes", "on"):
-            return True
-        if lowered in ("false", "0", "no", "off", ""):
-            return False
-        raise ValueError(f"'{value}' is not a boolean")
-    return bool(value)
-
-
 def _convert(spec: InputSpec, value: Any) -> Any:
-    if spec.type == "BOOLEAN":
-        return _to_bool(value)
     convert = _CONVERTERS.get(spec.type)
-    if convert is None:
-        return value
-    if spec.type == "INT" and isinstance(value, float):
-        if math.isnan(value) or math.isinf(value):
-            raise ValueError(f"{value} is not a whole number")
-        return int(value)
-    if spec.type in ("INT", "FLOAT") and isinstance(value, (list, dict)):
-        raise ValueError(f"a {type(value).__name__} is not a number")
-    return convert(value)
+    return value if convert is None else convert(value)
 
 
 class _NodeChecker:
@@ -102,6 +85,7 @@ class _NodeChecker:
         self.calls, self.schemas = calls, schemas
         self.issues: list[ValidationIssue] = []
         self.converted: dict[str, Any] = dict(call.inputs)
+        self.changed = False
 
     def issue(self, kind: str, message: str, spec: InputSpec, details: str = "", **extra: Any) -> None:
         info = {"input_name": spec.name, "input_config": spec.wire_format(), **extra}
@@ -124,7 +108,7 @@ class _NodeChecker:
                 received = self.check_link(spec, value, hook is not None and hook.wants_input_types)
                 if received is not None:
                     received_types[spec.name] = received
-            elif kind is not ListLiteral:
+            else:
                 skip_range = hook is not None and (hook.takes_all or spec.name in hook.takes)
                 self.check_literal(spec, value, skip_range)
         if hook is not None:
@@ -155,12 +139,25 @@ class _NodeChecker:
         return received
 
     def check_literal(self, spec: InputSpec, value: Any, skip_range: bool) -> None:
-        try:
-            value = _convert(spec, value)
-        except (TypeError, ValueError, OverflowError) as exc:
-            self.issue("invalid_input_type", f"Failed to convert an input value to a {spec.type} value",
-                       spec, f"{spec.name}, {value!r}, {exc}", received_value=value)
+        if isinstance(value, (list, tuple)):
+            # A list in the prompt is a link in ComfyUI's format; one that is
+            # not [node_id, slot] is a broken link, not a value.
+            self.issue("bad_linked_input", "Bad linked input, must be a length-2 list of [node_id, slot_index]",
+                       spec, spec.name, received_value=list(value))
             return
+        if isinstance(value, ListLiteral):
+            value = value.value  # {"__value__": ...}: a list widget value, converted like any other
+            if spec.type not in _CONVERTERS:
+                return
+        try:
+            converted = _convert(spec, value)
+        except Exception as exc:  # whatever the constructor raises, as ComfyUI catches it
+            self.issue("invalid_input_type", f"Failed to convert an input value to a {spec.type} value",
+                       spec, f"{spec.name}, {value}, {exc}", received_value=value, exception_message=str(exc))
+            return
+        if converted is not value:
+            self.changed = True  # (3 == 3.0 and 1 == True: compare by identity)
+        value = converted
         self.converted[spec.name] = value
         if skip_range:
             return
@@ -168,16 +165,18 @@ class _NodeChecker:
             if spec.min is not None and value < spec.min:
                 self.issue("value_smaller_than_min", f"Value {value} smaller than min of {spec.min}",
                            spec, received_value=value)
+                return
             if spec.max is not None and value > spec.max:
                 self.issue("value_bigger_than_max", f"Value {value} bigger than max of {spec.max}",
                            spec, received_value=value)
+                return
         if spec.type == "COMBO" and spec.choices is not None and value not in spec.choices:
             if spec.model_kind is not None and self.report_missing_model(spec, value):
                 return
             shown = list(spec.choices)
-            listing = shown if len(shown) <= 20 else shown[:20] + ["..."]
+            listing = str(shown) if len(shown) <= 20 else f"(list of length {len(shown)})"
             self.issue("value_not_in_list", "Value not in list", spec,
-                       f"{spec.name}: '{value}' not in {listing}", received_value=value)
+                       f"{spec.name}: {value!r} not in {listing}", received_value=value)
 
     def report_missing_model(self, spec: InputSpec, value: Any) -> bool:
         """Name the missing file and the folder it belongs in, when the host can."""
@@ -189,25 +188,47 @@ class _NodeChecker:
         return True
 
     def run_hook(self, hook, received_types: dict[str, str]) -> None:
-        literals = {name: v for name, v in self.converted.items() if not isinstance(v, Link)}
-        args = literals if hook.takes_all else {n: v for n, v in literals.items() if n in hook.takes}
-        for name in hook.takes:  # linked or absent: no value exists before execution
-            args.setdefault(name, None)
+        """ComfyUI's VALIDATE_INPUTS call: the inputs the node is given (literals
+        converted, linked ones ``None`` — they have no value before execution,
+        absent ones left out) and its hidden inputs, filtered to the hook's
+        parameters unless it takes ``**kwargs``; ``input_types`` maps each
+        linked input to the type linked in.  Anything but ``True`` fails the
+        node with one error per input it was given, each naming that input."""
+        given: dict[str, Any] = {}
+        for name, value in self.converted.items():
+            spec = self.schema.input(name)
+            if isinstance(value, Link):
+                given[name] = value.wire() if spec is not None and spec.raw_link else None
+            elif spec is not None:
+                given[name] = value.value if isinstance(value, ListLiteral) else value
+        for spec in self.schema.section("hidden"):
+            given[spec.name] = (self.call.id if spec.type == "UNIQUE_ID" else
+                                {} if spec.type == "PROMPT" else None)
+        args = dict(given) if hook.takes_all else {n: v for n, v in given.items() if n in hook.takes}
+        if self.schema.input_is_list:
+            args = {name: [value] for name, value in args.items()}
         if hook.wants_input_types:
             args["input_types"] = received_types
         if hook.wants_env:
             args["env"] = self.env
         try:
-            outcome = hook.call(**args)
+            outcome = resolve(hook.call(**args))
         except Exception as exc:  # a plug-in's hook must not take validation down
             self.issues.append(ValidationIssue(
                 "exception_during_validation", "Exception when validating node", str(exc),
                 {"exception_type": type(exc).__name__}))
             return
-        if outcome is not True:
+        if outcome is True or isinstance(outcome, ExecutionBlocker):
+            return
+        names = [n for n in args if n != "env"] or [None]
+        for name in names:
+            if name is None:
+                details = "" if outcome is False else str(outcome)
+            else:
+                details = name if outcome is False else f"{name} - {outcome}"
             self.issues.append(ValidationIssue(
-                "custom_validation_failed", "Custom validation failed for node",
-                f"{self.call.id} - {outcome}", {}))
+                "custom_validation_failed", "Custom validation failed for node", details,
+                {"input_name": name} if name is not None else {}))
 
 
 def validate_prompt(
@@ -285,7 +306,7 @@ def validate_prompt(
         issues = checker.run()
         if issues:
             own_issues.setdefault(node_id, []).extend(issues)
-        if checker.converted != call.inputs:
+        if checker.changed:
             converted_calls[node_id] = NodeCall(call.id, call.class_type, checker.converted, call.title)
 
     valid: dict[str, bool] = {}
