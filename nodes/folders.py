@@ -68,6 +68,16 @@ class UnsafePath(ValueError):
     """A file name that would leave its folder (``..``, absolute, NUL, escaping symlink)."""
 
 
+class BadName(ValueError):
+    """A file name the file system cannot take (too long, a symlink loop...);
+    not an escape attempt, just unusable."""
+
+
+#: The longest file or folder name, and whole relative path, we pass to the file system.
+NAME_MAX = 255
+PATH_MAX = 4000
+
+
 class ModelNotFound(FileNotFoundError):
     """A model file named in a prompt is in none of its kind's folders."""
 
@@ -446,8 +456,15 @@ class Folders:
         if not name_parts:
             raise UnsafePath("empty filename")
         parts = safe_parts(subfolder or "", "subfolder") + name_parts
-        real_base = base.resolve()
-        real = base.joinpath(*parts).resolve()
+        check_name_lengths(parts, "/".join(parts))
+        try:
+            real_base = base.resolve()
+            real = base.joinpath(*parts).resolve()
+        except RuntimeError:  # Python 3.11's resolve() on a symlink loop
+            raise BadName(f"'{'/'.join(parts)[:200]}' is a symlink loop in the {root} folder") from None
+        except OSError as exc:
+            raise BadName(f"'{'/'.join(parts)[:200]}' cannot be used in the {root} folder:"
+                          f" {exc.strerror or exc}") from None
         if not real.is_relative_to(real_base):
             raise UnsafePath(f"'{'/'.join(parts)}' points outside the {root} folder")
         return real
@@ -467,7 +484,7 @@ class Folders:
             return []
         return sorted(
             entry.name for entry in entries
-            if not entry.name.startswith(".") and entry.is_file()
+            if not entry.name.startswith(".") and _is_file(entry)
             and (wanted is None or os.path.splitext(entry.name)[1].lower() in wanted)
         )
 
@@ -509,6 +526,27 @@ class Folders:
             return path.relative_to(self.base).as_posix()
         except ValueError:
             return str(path)
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    """Whether a listed entry is a readable file; a symlink loop or a broken
+    entry is skipped, never an error for the whole listing."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
+
+
+def check_name_lengths(parts: Sequence[str], shown: str) -> None:
+    """Refuse a path whose parts are longer than file systems allow (255
+    bytes each on nearly all of them; ``ENAMETOOLONG`` otherwise)."""
+    for part in parts:
+        size = len(part.encode("utf-8", "surrogatepass"))
+        if size > NAME_MAX:
+            raise BadName(f"'{part[:60]}...' is {size} bytes long; file and folder names may be"
+                          f" at most {NAME_MAX} bytes")
+    if len(shown.encode("utf-8", "surrogatepass")) > PATH_MAX:
+        raise BadName(f"'{shown[:60]}...' is longer than {PATH_MAX} bytes")
 
 
 def highest_counter(folder: Path, filename: str) -> int:

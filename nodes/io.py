@@ -19,6 +19,7 @@ from engine.declare import Combo, Input, String, node
 from engine.node import NodeContext, NodeOutput
 
 from .folders import IMAGE_EXTENSIONS, split_annotation
+from .image_bounds import DEFAULT_MAX_IMAGE_PIXELS, check_size, open_bounded, pixel_limit
 from .imaging import IMAGE, MASK, alpha_mask, from_pil, to_pil
 from .png_metadata import png_info, text_chunks
 
@@ -67,20 +68,27 @@ def _check_image(image: str, env: Any = None) -> bool | str:
     return True
 
 
-def load_image(path: Path) -> tuple[Any, Any]:
+def load_image(path: Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> tuple[Any, Any]:
     """An image file as (IMAGE ``[B, H, W, 3]``, MASK ``[B, H, W]``), as ComfyUI loads it:
     every frame of an animation as a batch (frames of another size skipped),
-    EXIF rotation applied, the mask ``1 - alpha``."""
+    EXIF rotation applied, the mask ``1 - alpha``.
+
+    At most ``max_pixels`` pixels are decoded, all frames together: a small
+    file declaring a huge size fails before its pixels are decoded."""
     import torch
-    from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
+    from PIL import ImageOps, ImageSequence, UnidentifiedImageError
 
     try:
-        picture = Image.open(path)
+        picture = open_bounded(path, max_pixels, f"'{path.name}'")
     except UnidentifiedImageError:
         raise ValueError(f"'{path.name}' is not an image file that can be read") from None
     with picture:
         frames, masks = [], []
+        decoded = 0
         for frame in ImageSequence.Iterator(picture):
+            # Checked before the frame is decoded (exif_transpose loads it).
+            decoded += 1
+            check_size(frame.size[0], frame.size[1], max_pixels, f"'{path.name}'", frames=decoded)
             frame = ImageOps.exif_transpose(frame)
             if frame.mode == "I":  # 16-bit greyscale scaled into 8-bit range
                 frame = frame.point(lambda value: value * (1 / 255))
@@ -112,7 +120,7 @@ def LoadImage(
     image: str = Combo(options=_input_images, extra={"image_upload": True}),
 ) -> tuple[IMAGE, MASK]:
     """Loads an image from the input folder; the mask comes from its transparency."""
-    return load_image(_image_file(ctx.env, image))
+    return load_image(_image_file(ctx.env, image), pixel_limit(ctx.env))
 
 
 # -- saving -----------------------------------------------------------------

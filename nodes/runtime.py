@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .folders import Folders, ModelNotFound, UnsafePath
+from .image_bounds import DEFAULT_MAX_IMAGE_PIXELS
 
 PREVIEW_METHODS = ("latent2rgb", "none")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -27,6 +28,8 @@ class LoomEnv:
     device: str = "auto"
     #: How sampling previews are made: "latent2rgb" (cheap linear map) or "none".
     preview_method: str = "latent2rgb"
+    #: Largest image (width x height, summed over frames) decoded from a file; 0: no limit.
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     _models: Any = field(default=None, init=False, repr=False, compare=False)
     _models_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 

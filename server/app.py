@@ -171,7 +171,10 @@ class LoomServer:
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
         provide_example_inputs(self.folders.input)
-        self.hub = Hub(self.loop)
+        self.hub = Hub(self.loop, outbox_bytes=self.options.ws_outbox_bytes,
+                       stall_timeout=self.options.ws_stall_timeout)
+        # Every image this host decodes from a file (LoadImage included) is bounded by it.
+        self.env.max_image_pixels = self.options.max_image_pixels
         self.store = Store(self.db_path, self.options.max_history)
         self.store.bind_loop(self.loop)
         self._number, self._seq = self.store.counters()
@@ -191,7 +194,11 @@ class LoomServer:
                                  make_executor=self._make_executor, validate=self._revalidate,
                                  free=self._free, preview_interval=self.options.preview_interval, env=self.env)
         self.app = self.build_app()
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        # keepalive_timeout also bounds slow headers (slowloris): aiohttp's timer
+        # starts when a connection opens or a response ends, and bytes of an
+        # unfinished request head do not push it back.
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False,
+                                     keepalive_timeout=self.options.keepalive_timeout)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.options.listen, self.options.port)
         await site.start()

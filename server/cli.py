@@ -14,6 +14,8 @@ import time
 from typing import Any
 from pathlib import Path
 
+from nodes.image_bounds import DEFAULT_MAX_IMAGE_PIXELS
+
 from .config import DEFAULT_WEB_ROOT, ServerOptions, is_loopback
 from .host import add_folder_options, build_host, plugin_summary
 
@@ -39,6 +41,14 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
                    help="require this token on every request (default: $LOOM_AUTH_TOKEN)")
     p.add_argument("--enable-cors-header", nargs="?", const="*", default=None, metavar="ORIGIN",
                    help="allow cross-origin requests from ORIGIN (alone: any origin)")
+    p.add_argument("--max-image-pixels", type=int, default=DEFAULT_MAX_IMAGE_PIXELS, metavar="PIXELS",
+                   help="largest image (width x height, all frames) decoded from a file: uploads, /view"
+                        f" conversions, LoadImage (default {DEFAULT_MAX_IMAGE_PIXELS} = 8192x8192; 0: no limit)")
+    p.add_argument("--keepalive-timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="close a connection that is idle, or has not sent a whole request head,"
+                        " this long after it opened or after its last response (default 60)")
+    p.add_argument("--allow-private-downloads", action="store_true",
+                   help="let POST /models/download fetch from loopback and private-network addresses")
     p.add_argument("--web-root", type=Path, default=DEFAULT_WEB_ROOT, help=argparse.SUPPRESS)
     workers = p.add_argument_group("workers")
     workers.add_argument("--workers", default="local", metavar="local|ray[=ADDRESS]",
@@ -185,6 +195,10 @@ def _options(args: argparse.Namespace) -> ServerOptions:
         raise SystemExit("loom: --max-history must be at least 1")
     if args.max_upload_size <= 0:
         raise SystemExit("loom: --max-upload-size must be positive")
+    if not args.max_image_pixels >= 0:
+        raise SystemExit("loom: --max-image-pixels must be 0 (no limit) or more")
+    if not args.keepalive_timeout > 0:
+        raise SystemExit("loom: --keepalive-timeout must be positive")
     from engine.cache import make_cache
 
     try:
@@ -195,6 +209,8 @@ def _options(args: argparse.Namespace) -> ServerOptions:
         listen=args.listen, port=args.port, max_upload_size=args.max_upload_size,
         auth_token=args.auth_token or None, cors_origin=args.enable_cors_header, cache=args.cache,
         max_history=args.max_history, web_root=args.web_root, verbose=args.verbose,
+        max_image_pixels=args.max_image_pixels, keepalive_timeout=args.keepalive_timeout,
+        allow_private_downloads=args.allow_private_downloads,
     )
 
 

@@ -7,6 +7,8 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
+from nodes.image_bounds import DEFAULT_MAX_IMAGE_PIXELS
+
 #: The editor's files, shipped next to the server package.
 DEFAULT_WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
 
@@ -31,6 +33,17 @@ class ServerOptions:
     verbose: bool = False
     #: Smallest interval between two previews sent for one prompt (seconds).
     preview_interval: float = 0.05
+    #: Largest image decoded from a file (uploads, /view conversions, LoadImage), in pixels.
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    #: A connection that is idle, or has not finished sending a request's headers,
+    #: this many seconds after it opened or after its last response is closed.
+    keepalive_timeout: float = 60.0
+    #: Bytes of messages a websocket client may have waiting; beyond, it is disconnected.
+    ws_outbox_bytes: int = 32 * MIB
+    #: A websocket client that has not read what was sent for this long is disconnected.
+    ws_stall_timeout: float = 60.0
+    #: ``POST /models/download`` may fetch from loopback and private-range addresses.
+    allow_private_downloads: bool = False
 
     @property
     def max_upload_bytes(self) -> int:

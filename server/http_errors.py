@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
 
 from aiohttp import web
@@ -89,4 +90,11 @@ def expect(value: Any, kind: type | tuple[type, ...], name: str) -> Any:
         wanted = {str: "a string", bool: "true or false", int: "an integer", list: "a list",
                   dict: "an object", (int, float): "a number"}.get(kind, str(kind))  # type: ignore[call-overload]
         raise ApiError(400, "invalid_field", f"'{name}' must be {wanted}, got {json.dumps(value)[:80]}")
+    if isinstance(value, str) and _LONE_SURROGATE.search(value):
+        # JSON may escape one (\ud800); no file, database or socket can hold it.
+        raise ApiError(400, "invalid_field", f"'{name}' contains a lone surrogate (an unpaired \\ud800-\\udfff"
+                                             " escape); it must be valid Unicode text")
     return value
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")

@@ -30,6 +30,10 @@ PREVIEW_IMAGE_EVENT = 1
 IMAGE_TYPES = {"JPEG": 1, "PNG": 2}
 
 OUTBOX_LIMIT = 4096
+#: Bytes (characters, for text) a client's outbox may hold before it counts as not reading.
+OUTBOX_BYTES = 32 * 1024 * 1024
+#: A client whose socket takes nothing for this long (seconds) is disconnected.
+STALL_TIMEOUT = 60.0
 PREVIEW_BACKLOG = 8
 #: While messages flow, the loop collects them this often instead of being woken per message.
 POLL_INTERVAL = 0.002
@@ -71,8 +75,13 @@ def ws_frame(payload: str | bytes) -> bytes:
 
 
 class Client:
-    def __init__(self, sid: str, ws: Any, transport: Any = None):
+    def __init__(self, sid: str, ws: Any, transport: Any = None, *,
+                 max_bytes: int = OUTBOX_BYTES, stall_timeout: float = STALL_TIMEOUT):
         self.sid = sid
+        self.max_bytes = max_bytes
+        self.stall_timeout = stall_timeout
+        #: Size of what the outbox holds, so one huge message counts as much as many small ones.
+        self.outbox_bytes = 0
         self.ws = ws
         #: The raw connection, for writing queued frames in one system call;
         #: None: send one message at a time through aiohttp.
@@ -91,10 +100,14 @@ class Client:
                 return True  # behind: drop the preview, keep the JSON flowing
             for index in range(len(self.outbox) - 1, -1, -1):
                 if isinstance(self.outbox[index], bytes):
+                    self.outbox_bytes -= len(self.outbox[index])
                     del self.outbox[index]  # latest preview wins
                     break
-        elif len(self.outbox) >= OUTBOX_LIMIT:
+            if self.outbox_bytes + len(payload) > self.max_bytes:
+                return True  # a preview is never worth a disconnect
+        elif len(self.outbox) >= OUTBOX_LIMIT or self.outbox_bytes + len(payload) > self.max_bytes:
             return False
+        self.outbox_bytes += len(payload)
         self.outbox.append(payload)
         self.wakeup.set()
         return True
@@ -109,24 +122,37 @@ class Client:
                     transport = self.transport
                     if transport is None or ws.closed:
                         payload = self.outbox.popleft()
-                        if isinstance(payload, bytes):
-                            await ws.send_bytes(payload)
-                        else:
-                            await ws.send_str(payload)
+                        self.outbox_bytes -= len(payload)
+                        send = ws.send_bytes(payload) if isinstance(payload, bytes) else ws.send_str(payload)
+                        try:
+                            await asyncio.wait_for(send, self.stall_timeout)
+                        except asyncio.TimeoutError:
+                            self._stalled()
+                            return
                         continue
                     # Everything queued goes out as one write: a burst of
                     # events costs one system call, not one per message.
                     frames = []
                     while self.outbox and len(frames) < 256:
-                        frames.append(ws_frame(self.outbox.popleft()))
+                        payload = self.outbox.popleft()
+                        self.outbox_bytes -= len(payload)
+                        frames.append(ws_frame(payload))
                     if transport.is_closing():
                         return
                     transport.write(b"".join(frames))
                     # Back-pressure: a client that doesn't read fills the
                     # socket buffer; stop taking from the outbox (where
                     # previews are dropped and an overflow disconnects it).
+                    # One that reads nothing for stall_timeout is cut off.
+                    stalled_since = None
                     while transport.get_write_buffer_size() > WRITE_HIGH_WATER:
                         if transport.is_closing() or self.closing:
+                            return
+                        now = asyncio.get_running_loop().time()
+                        stalled_since = stalled_since or now
+                        if now - stalled_since > self.stall_timeout:
+                            self._stalled()
+                            transport.abort()  # a close frame could not get through either
                             return
                         await asyncio.sleep(0.01)
         except (ConnectionError, RuntimeError, asyncio.CancelledError):
@@ -134,12 +160,21 @@ class Client:
         except Exception:  # never let one client's failure escape
             log.debug("websocket %s send failed", self.sid, exc_info=True)
 
+    def _stalled(self) -> None:
+        log.warning("websocket client %s read nothing for %.0f s; disconnecting it", self.sid, self.stall_timeout)
+        self.closing = True
+        self.outbox.clear()
+        self.outbox_bytes = 0
+
 
 class Hub:
     """Connected websocket clients by ``clientId`` (ComfyUI's ``sid``)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop):
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, outbox_bytes: int = OUTBOX_BYTES,
+                 stall_timeout: float = STALL_TIMEOUT):
         self.loop = loop
+        self.outbox_bytes = outbox_bytes
+        self.stall_timeout = stall_timeout
         self.clients: dict[str, Client] = {}
         self._inbox: collections.deque[Outgoing] = collections.deque()
         self._lock = threading.Lock()
@@ -254,10 +289,12 @@ class Hub:
         try:
             await asyncio.wait_for(client.ws.close(code=1013, message=b"too slow"), 5)
         except Exception:
-            pass
+            # A client that reads nothing never answers the close frame either.
+            if client.transport is not None and not client.transport.is_closing():
+                client.transport.abort()
 
     def attach(self, sid: str, ws: Any, transport: Any = None) -> Client:
-        client = Client(sid, ws, transport)
+        client = Client(sid, ws, transport, max_bytes=self.outbox_bytes, stall_timeout=self.stall_timeout)
         old = self.clients.get(sid)
         if old is not None:
             # Same clientId again (a reloaded tab): the newest socket gets the

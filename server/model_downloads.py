@@ -22,7 +22,9 @@ paths, no NUL, nothing that a symlink takes out of the models folder.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
+import ipaddress
 import logging
 import os
 import re
@@ -58,6 +60,13 @@ class BadDownloadRequest(DownloadError):
     """The request itself is wrong (URL, kind, name, hash); nothing was fetched."""
 
     kind = "invalid_download"
+
+
+class PrivateAddress(BadDownloadRequest):
+    """The URL points at this machine or a private network (SSRF); refused
+    unless the server was started with ``--allow-private-downloads``."""
+
+    kind = "private_address"
 
 
 class DownloadConflict(DownloadError):
@@ -147,6 +156,57 @@ def check_url(url: Any) -> str:
     if not parts.hostname:
         raise BadDownloadRequest(f"'url' {url[:200]!r} names no host")
     return url
+
+
+def _private_ip(text: str) -> bool:
+    """Whether ``text`` is an IP address that is not on the public internet
+    (loopback, private ranges, link-local such as cloud metadata, unspecified...)."""
+    try:
+        address = ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    if mapped is not None:
+        address = mapped
+    return not address.is_global or address.is_multicast
+
+
+_ALLOW_HINT = "; start the server with --allow-private-downloads to allow local addresses"
+
+
+def check_public_url(url: str) -> None:
+    """Refuse a URL whose host is a loopback or private-range address or a
+    ``localhost`` name (:class:`PrivateAddress`).  Names that *resolve* to
+    such addresses are refused when connecting (:class:`PublicOnlyResolver`)."""
+    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost") or _private_ip(host):
+        raise PrivateAddress(f"refusing to download from {host!r}: it is this machine or a private network"
+                             + _ALLOW_HINT)
+
+
+def _public_only_session(**options: Any) -> Any:
+    """An aiohttp session that connects to public addresses only, also after
+    redirects and whatever a name resolves to (DNS rebinding included: the
+    check is on the addresses actually connected to)."""
+    import aiohttp
+
+    class PublicOnlyResolver(aiohttp.DefaultResolver):  # type: ignore[misc,valid-type]
+        async def resolve(self, host: str, port: int = 0, family: Any = 0) -> Any:
+            hosts = await super().resolve(host, port, family)
+            for entry in hosts:
+                if _private_ip(entry["host"]):
+                    raise OSError(errno.EACCES, f"{host} resolves to {entry['host']}, a private address"
+                                                + _ALLOW_HINT)
+            return hosts
+
+    async def on_start(session: Any, context: Any, params: Any) -> None:
+        # IP literals (a redirect to http://127.0.0.1/) never reach the resolver.
+        check_public_url(str(params.url))
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(on_start)
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=PublicOnlyResolver()),
+                                 trace_configs=[trace], **options)
 
 
 def known_kinds(folders: Folders) -> list[str]:
@@ -285,8 +345,10 @@ class Downloader:
 
     def __init__(self, folders: Folders, *, retries: int = 3, retry_delay: float = 1.0,
                  progress_interval: float = PROGRESS_INTERVAL, connect_timeout: float = 30.0,
-                 read_timeout: float = 60.0, session: Any = None):
+                 read_timeout: float = 60.0, session: Any = None, allow_private: bool = True):
         self.folders = folders
+        #: False: only public addresses are fetched (the server's default; the CLI runs as its user).
+        self.allow_private = allow_private
         self.retries = retries
         self.retry_delay = retry_delay
         self.progress_interval = progress_interval
@@ -318,7 +380,8 @@ class Downloader:
         session = self._session
         owned = session is None
         if owned:
-            session = aiohttp.ClientSession(auto_decompress=False)
+            session = (aiohttp.ClientSession(auto_decompress=False) if self.allow_private
+                       else _public_only_session(auto_decompress=False))
         try:
             failures = 0
             restarts = 0
@@ -531,11 +594,12 @@ class DownloadManager:
     ``download_error`` and ``download_cancelled`` events."""
 
     def __init__(self, folders: Folders, post: Post, *, keep_finished: int = 50,
-                 make_downloader: Callable[[Folders], Downloader] | None = None):
+                 make_downloader: Callable[[Folders], Downloader] | None = None, allow_private: bool = True):
         self.folders = folders
         self.post = post
         self.keep_finished = keep_finished
-        self.make_downloader = make_downloader or (lambda f: Downloader(f))
+        self.allow_private = allow_private
+        self.make_downloader = make_downloader or (lambda f: Downloader(f, allow_private=allow_private))
         self.statuses: dict[str, DownloadStatus] = {}
         self._tasks: dict[str, asyncio.Task] = {}
         self._active: dict[Path, str] = {}
@@ -546,6 +610,8 @@ class DownloadManager:
         """Checks the request (raises :class:`BadDownloadRequest`, :class:`DownloadConflict`)
         and starts it; returns its status at once."""
         request, dest = check_request(self.folders, request)
+        if not self.allow_private:
+            check_public_url(request.url)
         if dest.path in self._active:
             raise DownloadConflict(f"models/{dest.directory}/{dest.name} is being downloaded already"
                                    f" (download {self._active[dest.path]})")

@@ -78,6 +78,39 @@ class PromptQueue:
         """Put a pending item at ``position`` (0 = next to run; negative counts
         from the end, -1 = last) by giving it a number between its new
         neighbours.  Returns the new number, or None if it is not pending."""
+        changed = self.move_item(prompt_id, position)
+        return None if changed is None else changed[prompt_id]
+
+    def move_item(self, prompt_id: str, position: int) -> dict[str, float] | None:
+        """:meth:`move`, returning every number that changed (to persist):
+        the moved item's, and all pending ones when the midpoint between two
+        neighbours can no longer be told apart from them (after many moves
+        into the same gap), so the numbers stay strictly increasing and a
+        restart restores exactly this order."""
+        number = self._move(prompt_id, position)
+        if number is None:
+            return None
+        with self._cond:
+            numbers = [item.number for item in self._pending]
+            if all(a < b for a, b in zip(numbers, numbers[1:])):
+                return {prompt_id: number}
+            return self._renumber()
+
+    def _renumber(self) -> dict[str, float]:
+        """Spread the pending numbers evenly over their current range (so items
+        queued later, numbered from the counter, still sort after them, and
+        ``front`` ones before); whole numbers when the range is too narrow."""
+        pending = self._pending
+        low, high = pending[0].number, pending[-1].number
+        count = len(pending)
+        spread = [low + (high - low) * index / (count - 1) for index in range(count)]
+        if not all(a < b for a, b in zip(spread, spread[1:])):
+            spread = [float(int(low) + index) for index in range(count)]
+        for item, number in zip(pending, spread):
+            item.number = number
+        return {item.prompt_id: item.number for item in pending}
+
+    def _move(self, prompt_id: str, position: int) -> float | None:
         with self._cond:
             index = next((n for n, i in enumerate(self._pending) if i.prompt_id == prompt_id), None)
             if index is None:

@@ -16,10 +16,13 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from nodes.image_bounds import ImageTooLarge, open_bounded, pixel_limit
+
 from .jsonio import json_response
 from .http_errors import ApiError
 from .static import content_type_for
-from .uploads import UploadRejected, masked_png, safe_filename, save_upload, sniff_image, verify_image
+from .uploads import (BadFolder, DiskFull, UploadRejected, masked_png, safe_filename, save_upload, sniff_image,
+                      verify_image)
 
 if TYPE_CHECKING:
     from .app import LoomServer
@@ -45,6 +48,10 @@ def _disposition(name: str) -> str:
 class FileRoutes:
     def __init__(self, server: "LoomServer"):
         self.server = server
+
+    @property
+    def max_pixels(self) -> int:
+        return pixel_limit(self.server.env)
 
     def register(self, add) -> None:
         add("GET", "/view", self.view)
@@ -81,9 +88,11 @@ class FileRoutes:
             loop = asyncio.get_running_loop()
             try:
                 body, ctype, name = await loop.run_in_executor(
-                    None, _render, path, preview, channel)
+                    None, _render, path, preview, channel, self.max_pixels)
             except UploadRejected as exc:
                 raise ApiError(415, "not_an_image", str(exc)) from None
+            except ImageTooLarge as exc:
+                raise ApiError(413, "image_too_large", str(exc)) from None
             return web.Response(body=body, content_type=ctype,
                                 headers={"Content-Disposition": _disposition(name)})
         return web.FileResponse(path, headers={"Content-Disposition": _disposition(path.name),
@@ -140,9 +149,11 @@ class FileRoutes:
         overwrite = fields.get("overwrite", "").lower() in ("true", "1")
         loop = asyncio.get_running_loop()
 
+        max_pixels = self.max_pixels
+
         def work() -> str:
             fmt, ext = sniff_image(data)
-            verify_image(data)
+            verify_image(data, max_pixels)
             name = safe_filename(original_name, fmt, ext)
             body = data
             if transform is not None:
@@ -155,6 +166,13 @@ class FileRoutes:
             saved = await loop.run_in_executor(None, work)
         except UploadRejected as exc:
             raise ApiError(415, "not_an_image", str(exc)) from None
+        except ImageTooLarge as exc:
+            raise ApiError(413, "image_too_large", str(exc)) from None
+        except BadFolder as exc:
+            raise ApiError(400, "invalid_subfolder", f"subfolder '{subfolder[:100]}': {exc}") from None
+        except DiskFull as exc:
+            raise ApiError(507, "disk_full", f"the upload was not saved: {exc.strerror}; free some space"
+                                             f" in the {root} folder and try again") from None
         return json_response({"name": saved, "subfolder": subfolder, "type": root})
 
     async def upload_image(self, request: web.Request) -> web.Response:
@@ -175,17 +193,23 @@ class FileRoutes:
         if not original.is_file():
             raise ApiError(404, "not_found", f"the original image '{name}' does not exist")
         mask = image[1] if image else b""
-        return await self._store(fields, image, transform=lambda: masked_png(original, mask))
+        max_pixels = self.max_pixels
+        return await self._store(fields, image, transform=lambda: masked_png(original, mask, max_pixels))
 
 
-def _render(path: Path, preview: str | None, channel: str) -> tuple[bytes, str, str]:
+def _render(path: Path, preview: str | None, channel: str, max_pixels: int) -> tuple[bytes, str, str]:
     """A converted copy of an image: a ``preview`` (``webp;90``, ``jpeg;80``)
-    or one ``channel`` (``rgb``, ``a``) as PNG."""
+    or one ``channel`` (``rgb``, ``a``) as PNG.  An image over ``max_pixels``
+    raises :class:`ImageTooLarge` before it is decoded."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        image = Image.open(path)
-        image.load()
+        image = open_bounded(path, max_pixels, f"'{path.name}'")
+        try:
+            image.load()
+        except BaseException:
+            image.close()
+            raise
     except (UnidentifiedImageError, OSError) as exc:
         raise UploadRejected(f"'{path.name}' is not an image Loom can convert: {exc}") from None
     with image:

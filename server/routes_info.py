@@ -20,6 +20,32 @@ if TYPE_CHECKING:
 log = logging.getLogger("loom.server")
 
 
+_SECRET_FLAGS = ("--auth-token",)
+MASK = "***"
+
+
+def masked_argv(argv: list[str], token: str | None) -> list[str]:
+    """The command line with the access token hidden: ``/system_stats`` is
+    readable by any page allowed to talk to the server, and must not hand out
+    the secret that guards it."""
+    out: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next:
+            out.append(MASK)
+            hide_next = False
+        elif arg in _SECRET_FLAGS:
+            out.append(arg)
+            hide_next = True
+        elif arg.startswith(tuple(flag + "=" for flag in _SECRET_FLAGS)):
+            out.append(arg.split("=", 1)[0] + "=" + MASK)
+        elif token and token in arg:
+            out.append(arg.replace(token, MASK))
+        else:
+            out.append(arg)
+    return out
+
+
 class InfoRoutes:
     def __init__(self, server: "LoomServer"):
         self.server = server
@@ -97,7 +123,7 @@ class InfoRoutes:
                 "python_version": sys.version,
                 "pytorch_version": package_version("torch"),
                 "embedded_python": False,
-                "argv": sys.argv,
+                "argv": masked_argv(sys.argv, self.server.options.auth_token),
             },
             "devices": [{
                 "name": device.describe(),

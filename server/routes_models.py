@@ -33,7 +33,8 @@ def _sha256_of(entry: dict[str, Any]) -> Any:
 class ModelRoutes:
     def __init__(self, server: "LoomServer"):
         self.server = server
-        self.downloads = DownloadManager(server.folders, lambda event, data: server.hub.post(event, data))
+        self.downloads = DownloadManager(server.folders, lambda event, data: server.hub.post(event, data),
+                                         allow_private=server.options.allow_private_downloads)
 
     def register(self, add, app: web.Application) -> None:
         add("POST", "/models/download", self.download)

@@ -109,7 +109,10 @@ class QueueRoutes:
             return json_response(validation.response(), status=400)
 
         if "number" in data and data["number"] is not None:
-            number = float(expect(data["number"], (int, float), "number"))
+            try:
+                number = float(expect(data["number"], (int, float), "number"))
+            except OverflowError:  # an integer of hundreds of digits
+                raise ApiError(400, "invalid_field", "'number' is too large; it must be a finite number") from None
             if number != number or number in (float("inf"), float("-inf")):
                 raise ApiError(400, "invalid_field", "'number' must be a finite number")
             server.next_number()
@@ -161,10 +164,12 @@ class QueueRoutes:
             move = expect(data["move"], dict, "move")
             prompt_id = expect(move.get("prompt_id"), str, "move.prompt_id")
             position = expect(move.get("position"), int, "move.position")
-            number = server.queue.move(prompt_id, position)
-            if number is None:
+            changed = server.queue.move_item(prompt_id, position)
+            if changed is None:
                 raise ApiError(404, "not_pending", f"prompt '{prompt_id}' is not pending; only pending prompts can move")
-            await asyncio.wrap_future(server.store.set_number(prompt_id, number))
+            number = changed[prompt_id]
+            for moved_id, moved_number in changed.items():  # all of them when the queue was renumbered
+                await asyncio.wrap_future(server.store.set_number(moved_id, moved_number))
             result["moved"] = {"prompt_id": prompt_id, "number": number}
         if data.get("pause") is not None and expect(data["pause"], bool, "pause"):
             await server.set_paused(True)

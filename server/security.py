@@ -41,14 +41,28 @@ def _host_name(host: str) -> str | None:
         return None
 
 
-def _origin_netloc(origin: str) -> str | None:
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _same_origin(origin: str, host: str, scheme: str) -> bool:
+    """Whether ``origin`` is the server the request was addressed to: the same
+    host name *and* port, a missing port being the scheme's default.  So
+    ``http://127.0.0.1`` is port 80, not this server on 8188 (another local
+    web page there must not drive this one)."""
     try:
         parts = urlsplit(origin)
+        origin_port = parts.port
+        served = urlsplit(f"//{host}")
+        host_port = served.port
     except ValueError:
-        return None
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        return None
-    return parts.netloc.lower()
+        return False
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname or not served.hostname:
+        return False
+    if parts.hostname != served.hostname:
+        return False
+    origin_port = origin_port or _DEFAULT_PORTS[parts.scheme]
+    host_port = host_port or _DEFAULT_PORTS.get(scheme, 80)
+    return origin_port == host_port
 
 
 def _is_websocket(request: web.Request) -> bool:
@@ -87,13 +101,7 @@ class Guard:
             return  # not a browser, or a same-origin GET
         if self._cors_allows(origin):
             return
-        netloc = _origin_netloc(origin)
-        host = (request.headers.get("Host") or "").lower()
-        if netloc is not None and netloc == host:
-            return
-        # Some browsers omit a default port on one side only.
-        if netloc is not None and _host_name(netloc) == _host_name(host) and (
-                ":" not in netloc.rsplit("]", 1)[-1] or ":" not in host.rsplit("]", 1)[-1]):
+        if _same_origin(origin, request.headers.get("Host") or "", request.scheme):
             return
         raise ApiError(403, "cross_origin",
                        f"cross-origin request from '{origin[:100]}' refused; start the server with"

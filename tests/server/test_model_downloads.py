@@ -18,6 +18,7 @@ import pytest
 
 from nodes.folders import Folders
 from server.cli import main
+from server.config import ServerOptions
 from server.model_downloads import (
     BadDownloadRequest,
     DownloadError,
@@ -28,7 +29,7 @@ from server.model_downloads import (
     name_from_url,
 )
 
-from .conftest import listen
+from .conftest import Running, listen
 
 MODEL = os.urandom(3 * 1024 * 1024 + 123)  # a few chunks, and not a whole number of them
 MODEL_SHA = hashlib.sha256(MODEL).hexdigest()
@@ -156,6 +157,14 @@ def files():
 @pytest.fixture
 def folders(tmp_path) -> Folders:
     return Folders.from_options(tmp_path / "base")
+
+
+@pytest.fixture
+async def server(running, tmp_path) -> Running:
+    """The test file server is on 127.0.0.1: private downloads are allowed here
+    (test_hostile_requests checks they are refused by default)."""
+    return await running(ServerOptions(port=0, web_root=tmp_path / "web", preview_interval=0.0,
+                                       allow_private_downloads=True))
 
 
 def downloader(folders: Folders, **options) -> Downloader:

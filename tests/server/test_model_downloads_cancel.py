@@ -218,11 +218,19 @@ async def test_cancel_answers_match_the_openapi_spec(server, files):
         await matches_the_spec(response, "/models/downloads", "GET")
 
 
+@pytest.fixture
+async def server(running, tmp_path) -> Running:
+    """The test file server is on 127.0.0.1: private downloads are allowed here."""
+    return await running(ServerOptions(port=0, web_root=tmp_path / "web", preview_interval=0.0,
+                                       allow_private_downloads=True))
+
+
 # ------------------------------------------------------------------ the server stopping
 
 async def test_stopping_the_server_stops_downloads_and_removes_their_partial_files(tmp_path, files):
     base = tmp_path / "base"
-    server = LoomServer(make_registry(base), ServerOptions(port=0, web_root=base / "web", preview_interval=0.0))
+    server = LoomServer(make_registry(base), ServerOptions(port=0, web_root=base / "web", preview_interval=0.0,
+                                                           allow_private_downloads=True))
     await server.start()
     try:
         async with aiohttp.ClientSession() as session:
@@ -238,7 +246,7 @@ async def test_stopping_the_server_stops_downloads_and_removes_their_partial_fil
 def test_sigterm_to_a_server_process_removes_the_partial_file_of_its_download(tmp_path, files):
     base = tmp_path / "base"
     url = files.serve("/slow.safetensors", **SLOW)
-    process = ServerProcess(base)
+    process = ServerProcess(base, None, "--allow-private-downloads")
     try:
         started = process.call("/models/download", {"url": url, "directory": "checkpoints", "name": "m.safetensors"})
         assert started["state"] == "downloading"
