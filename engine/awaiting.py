@@ -9,6 +9,7 @@ thread of its own.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import threading
 from typing import Any
@@ -27,6 +28,8 @@ def resolve(value: Any) -> Any:
     except RuntimeError:
         return asyncio.run(_wrap(value))
     box: dict[str, Any] = {}
+    # The caller's context (the running node, for progress reports) goes along.
+    context = contextvars.copy_context()
 
     def work() -> None:
         try:
@@ -34,7 +37,7 @@ def resolve(value: Any) -> Any:
         except BaseException as exc:  # handed to the caller below
             box["error"] = exc
 
-    thread = threading.Thread(target=work, name="loom-await-hook", daemon=True)
+    thread = threading.Thread(target=context.run, args=(work,), name="loom-await-hook", daemon=True)
     thread.start()
     thread.join()
     if "error" in box:

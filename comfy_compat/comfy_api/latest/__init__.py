@@ -1,4 +1,5 @@
-"""``comfy_api.latest``: ComfyUI's V3 node API (``io``, ``ui``, ``ComfyExtension``).
+"""``comfy_api.latest``: ComfyUI's V3 node API (``io``, ``ui``, ``ComfyExtension``)
+and the ``ComfyAPI`` / ``ComfyAPISync`` objects packs report progress through.
 
 A pack exports ``async def comfy_entrypoint() -> ComfyExtension``; Loom's plug-in
 loader calls it and compiles each node of ``get_node_list()`` to its one schema.
@@ -7,9 +8,9 @@ loader calls it and compiles each node of ``get_node_list()`` to its one schema.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
 
 from . import io, ui
+from ._api import ComfyAPI_latest, Input, InputImpl, Types, create_sync_class
 
 
 class ComfyExtension(ABC):
@@ -21,20 +22,10 @@ class ComfyExtension(ABC):
         """The pack's node classes."""
 
 
-class _Execution:
-    async def set_progress(self, value: float, max_value: float, node_id: str | None = None,
-                           preview_image: Any = None, ignore_size_limit: bool = False) -> None:
-        from comfy.utils import ProgressBar
-
-        ProgressBar(max_value, node_id).update_absolute(value, max_value)
-
-
-class ComfyAPI:
-    VERSION = "latest"
-    execution = _Execution()
-
+ComfyAPI = ComfyAPI_latest
+ComfyAPISync = create_sync_class(ComfyAPI_latest)
 
 IO = io
 UI = ui
 
-__all__ = ["ComfyAPI", "ComfyExtension", "io", "IO", "ui", "UI"]
+__all__ = ["ComfyAPI", "ComfyAPISync", "ComfyExtension", "Input", "InputImpl", "Types", "io", "IO", "ui", "UI"]
