@@ -80,6 +80,14 @@ def run_sampler(model: DiffusionModel, name: str, sigmas: list[float], *, seed: 
     LATENT of the last clean-latent prediction).  No σ: the latent comes back unchanged."""
     import torch
 
+    from .flux_model import is_flow
+
+    if is_flow(model):  # FLUX.1: flow-matching transformer (diffusion.flux_sampling)
+        from .flux_sampling import run_flow_sampler
+
+        return run_flow_sampler(model, name, sigmas, seed=seed, add_noise=add_noise, cfg=cfg, positive=positive,
+                                negative=negative, latent=latent, callback=callback)
+
     latent_image = latent["samples"].float().cpu()
     out = dict(latent)
     if len(sigmas) == 0:
@@ -114,7 +122,9 @@ def run_sampler(model: DiffusionModel, name: str, sigmas: list[float], *, seed: 
 
 def model_sigmas(model: DiffusionModel) -> DiscreteSigmas:
     """The model's σ table: the training σ every supported family shares, unless
-    ModelSamplingDiscrete gave the model another (zsnr, LCM's distilled 50)."""
+    ModelSamplingDiscrete gave the model another (zsnr, LCM's distilled 50); a flow model's own."""
+    if hasattr(model, "sigma_table"):  # flow models (FLUX.1): diffusion.flux_model.FlowSigmas
+        return model.sigma_table()
     return sigma_table(model.prediction_type, model.zsnr)
 
 

@@ -132,6 +132,11 @@ def encode(clip: ClipModel, text: str, *, text_l: str | None = None,
     """CONDITIONING for ``text`` (SDXL: ``text`` feeds the second encoder, ``text_l`` the first)."""
     import torch
 
+    if clip.family == "flux":  # CLIP-L pooled + T5-XXL features (diffusion.flux_text)
+        from .flux_text import encode_flux
+
+        return encode_flux(clip, text, extra=extra)
+
     library = _embedding_library(clip, embedding_dirs)
     texts = [text_l if (text_l is not None and i == 0 and len(clip.encoders) == 2) else text
              for i in range(len(clip.encoders))]

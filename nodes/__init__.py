@@ -37,6 +37,9 @@ NODE_MODULES = (
     "nodes.clip_vision",
     "nodes.unclip",
     "nodes.model_sampling",
+    # FLUX.1 and custom-sampling guiders (issue 18)
+    "nodes.flux",
+    "nodes.guiders",
 )
 
 

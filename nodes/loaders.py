@@ -32,8 +32,13 @@ def DiffusersLoader(ctx: NodeContext, model_path: str = ModelFile("diffusers")) 
 
 @node(category="loaders", display_name="Load VAE")
 def VAELoader(ctx: NodeContext, vae_name: str = ModelFile("vae")) -> VAE:
-    """Loads a standalone VAE (original single-file layout)."""
-    return ctx.env.models.load_vae(ctx.env.folders.model_path("vae", vae_name))
+    """Loads a standalone VAE (original single-file layout; FLUX.1's 16-channel ae.safetensors too)."""
+    from diffusion.flux_vae import load_16_channel_vae, sixteen_channel_file
+
+    path = ctx.env.folders.model_path("vae", vae_name)
+    if sixteen_channel_file(path):
+        return load_16_channel_vae(ctx.env.models, path)
+    return ctx.env.models.load_vae(path)
 
 
 @node(category="advanced/loaders", display_name="Load CLIP")

@@ -1,0 +1,215 @@
+"""Sampling a flow-matching transformer (FLUX.1) as ComfyUI does, σ for σ.
+
+The loop is the KSampler's (:func:`diffusion.k_steps.run_steps` with k-diffusion's step
+rules on the model's σ); what differs for a flow ("CONST") model is ComfyUI's
+model_sampling:
+
+* LATENT samples are raw VAE latents; the model works on ``process_in`` of them
+  (``(z − 0.1159)·0.3611`` for Flux) and the result goes back through ``process_out``;
+* noise enters as ``σ₀·noise + (1 − σ₀)·latent`` and a run that stops above σ 0 is divided
+  by ``1 − σ_last`` (ComfyUI's noise_scaling / inverse_noise_scaling), so a KSamplerAdvanced
+  hand-over with leftover noise continues where it stopped;
+* the transformer predicts the velocity ``v`` and the clean latent is ``x − σ·v``; CFG mixes
+  the predictions as ComfyUI's cfg_function does (the same mix in v or in x0).
+
+The transformer sees the latent as 2×2 patches packed into a sequence (``[B, h/2·w/2, 64]``),
+with position ids (0, row, column) per patch and zeros for the text tokens, the T5 features
+as context, CLIP-L's pooled output, the timestep, and for guidance-distilled models (dev)
+the conditioning's ``guidance`` (FluxGuidance, default 3.5).  Odd latent sizes are padded
+circularly to the patch grid and cropped back, as ComfyUI's pad_to_patch_size does.
+
+Ancestral and SDE samplers are refused for flow models: ComfyUI switches them to
+rectified-flow variants Loom does not have yet, and the VE rules would be wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from .errors import SamplingError
+from .flux_model import FlowModel
+from .k_steps import noise_source, run_steps, step_rule
+from .noise import prepare_noise
+
+#: Step rules that are the same for flow models in ComfyUI (deterministic, written in σ and x0).
+FLOW_SAMPLERS = ("euler", "heun", "dpm_2", "lms", "dpmpp_2m", "ipndm", "ddim", "uni_pc", "uni_pc_bh2")
+#: ComfyUI's model_base.Flux default when a conditioning carries no guidance.
+DEFAULT_GUIDANCE = 3.5
+
+
+def check_flow_sampler(name: str) -> None:
+    if name not in FLOW_SAMPLERS:
+        raise SamplingError(f"sampler {name!r} is not available for flow-matching models (FLUX.1) in Loom; "
+                            f"choose one of {', '.join(FLOW_SAMPLERS)}")
+
+
+# -- packing ------------------------------------------------------------------------------------
+
+def pack(x):
+    """[B, C, H, W] (H, W even) → [B, H/2·W/2, 4C], 2×2 patches row-major, (c, ph, pw) inside."""
+    b, c, h, w = x.shape
+    return x.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(b, (h // 2) * (w // 2), c * 4)
+
+
+def unpack(x, h: int, w: int):
+    """The inverse of :func:`pack` for a [B, H/2·W/2, 4C] sequence."""
+    b, _, d = x.shape
+    c = d // 4
+    return x.reshape(b, h // 2, w // 2, c, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
+
+
+def image_ids(h2: int, w2: int, device=None, dtype=None):
+    """Position ids (0, row, column) of each packed patch."""
+    import torch
+
+    ids = torch.zeros(h2, w2, 3, device=device, dtype=dtype)
+    ids[..., 1] = torch.arange(h2, device=device, dtype=dtype)[:, None]
+    ids[..., 2] = torch.arange(w2, device=device, dtype=dtype)[None, :]
+    return ids.reshape(h2 * w2, 3)
+
+
+# -- conditioning -------------------------------------------------------------------------------
+
+@dataclass
+class FlowCond:
+    context: Any        # [1, T, D] T5 features
+    pooled: Any         # [1, P] CLIP-L pooled
+    guidance: float
+    strength: float
+    sigma_start: float = float("inf")
+    sigma_end: float = -1.0
+
+    def active_at(self, sigma: float) -> bool:
+        return self.sigma_end <= sigma <= self.sigma_start
+
+
+_UNSUPPORTED = ("area", "mask", "control", "gligen", "concat_latent_image", "concat_mask")
+
+
+def flow_conds(model: FlowModel, conditioning: Sequence, which: str) -> list[FlowCond]:
+    import torch
+
+    if not isinstance(conditioning, (list, tuple)) or not conditioning:
+        raise SamplingError(f"{which} must be a non-empty CONDITIONING")
+    table = model.sigma_table()
+    rows = []
+    for i, entry in enumerate(conditioning):
+        try:
+            context, meta = entry[0], dict(entry[1])
+        except (TypeError, IndexError, KeyError):
+            raise SamplingError(f"{which} entry {i} is not a [tensor, dict] pair") from None
+        used = [k for k in _UNSUPPORTED if meta.get(k) is not None]
+        if used:
+            raise SamplingError(f"{which}: {', '.join(used)} conditioning is not supported for FLUX.1 models in Loom yet")
+        pooled = meta.get("pooled_output")
+        if pooled is None:
+            raise SamplingError(f"{which} has no pooled CLIP-L output: FLUX.1 needs a prompt encoded with a "
+                                f"Flux text encoder (DualCLIPLoader type flux)")
+        if context.shape[-1] != model.unet.config.joint_attention_dim:
+            raise SamplingError(f"{which} has {context.shape[-1]}-wide text features; this FLUX.1 model takes "
+                                f"{model.unet.config.joint_attention_dim} (T5-XXL) — encode with DualCLIPLoader type flux")
+        if pooled.shape[-1] != model.unet.config.pooled_projection_dim:
+            raise SamplingError(f"{which} has a {pooled.shape[-1]}-wide pooled output; this FLUX.1 model takes "
+                                f"{model.unet.config.pooled_projection_dim} (CLIP-L)")
+        start = table.percent_to_sigma(float(meta.get("start_percent", 0.0)))
+        end = table.percent_to_sigma(float(meta.get("end_percent", 1.0)))
+        rows.append(FlowCond(context, torch.as_tensor(pooled).reshape(1, -1),
+                             float(meta.get("guidance", DEFAULT_GUIDANCE)), float(meta.get("strength", 1.0)),
+                             start if "start_percent" in meta else float("inf"),
+                             end if "end_percent" in meta else -1.0))
+    return rows
+
+
+class FlowDenoiser:
+    """D(x, σ): the guided clean-latent prediction of a flow transformer (ComfyUI's CFGGuider)."""
+
+    def __init__(self, model: FlowModel, positive, negative, cfg: float):
+        import torch
+
+        self.model = model
+        self.transformer = model.manager.use(model.unet)
+        self.device = next(self.transformer.parameters()).device
+        self.dtype = model.compute_dtype or torch.float32
+        self.table = model.sigma_table()
+        self.cfg = float(cfg)
+        self.positive = flow_conds(model, positive, "positive")
+        self.negative = flow_conds(model, negative, "negative") if self.cfg != 1.0 and negative is not None else None
+
+    def velocity(self, rows: list[FlowCond], x, sigma: float):
+        """Strength-weighted mean of the active rows' velocities (ComfyUI's cond averaging)."""
+        import torch
+
+        active = [r for r in rows if r.active_at(sigma)] or rows[:0]
+        if not active:
+            return torch.zeros_like(x)
+        total, weight = None, 0.0
+        for row in active:
+            v = self._predict(row, x, sigma) * row.strength
+            total = v if total is None else total + v
+            weight += row.strength
+        return total / max(weight, 1e-37)
+
+    def _predict(self, row: FlowCond, x, sigma: float):
+        import torch
+        import torch.nn.functional as F
+
+        b, _, h, w = x.shape
+        ph, pw = h % 2, w % 2
+        xin = F.pad(x, (0, pw, 0, ph), mode="circular") if (ph or pw) else x
+        hp, wp = h + ph, w + pw
+        dt, dev = self.dtype, self.device
+        context = row.context.to(dev, dt).expand(b, -1, -1)
+        t = torch.full((b,), self.table.timestep(sigma), device=dev, dtype=dt)
+        kwargs = {}
+        if self.model.guidance_embed:
+            kwargs["guidance"] = torch.full((b,), row.guidance, device=dev, dtype=dt)
+        with torch.inference_mode():
+            out = self.transformer(hidden_states=pack(xin.to(dev, dt)), encoder_hidden_states=context,
+                                   pooled_projections=row.pooled.to(dev, dt).expand(b, -1), timestep=t,
+                                   img_ids=image_ids(hp // 2, wp // 2, dev, dt),
+                                   txt_ids=torch.zeros(context.shape[1], 3, device=dev, dtype=dt),
+                                   return_dict=False, **kwargs)[0]
+        return unpack(out.float(), hp, wp)[:, :, :h, :w].to(x.device)
+
+    def __call__(self, x, sigma: float):
+        cond = self.velocity(self.positive, x, sigma)
+        if self.negative is None:
+            v = cond
+        else:
+            uncond = self.velocity(self.negative, x, sigma)
+            v = uncond + self.cfg * (cond - uncond)
+        return x - v * sigma
+
+
+def run_flow_sampler(model: FlowModel, name: str, sigmas: list[float], *, seed: int, add_noise: bool, cfg: float,
+                     positive: Sequence, negative: Sequence, latent: dict, callback=None) -> tuple[dict, dict]:
+    """The KSampler / SamplerCustom loop for a flow model; returns (LATENT, denoised LATENT),
+    both raw VAE latents."""
+    import torch
+
+    check_flow_sampler(name)
+    if latent.get("noise_mask") is not None:
+        raise SamplingError("a latent noise mask (inpainting) is not supported for FLUX.1 models in Loom yet")
+    samples = latent["samples"].float().cpu()
+    out = dict(latent)
+    if len(sigmas) == 0:
+        out["samples"] = samples
+        return out, dict(out)
+    fmt = model.latent_format
+    start = fmt.process_in(samples)
+    noise = prepare_noise(samples, seed, latent.get("batch_index")) if add_noise else torch.zeros_like(samples)
+    D = FlowDenoiser(model, positive, negative, cfg)
+    s0 = float(sigmas[0])
+    x = (noise * s0 + start * (1.0 - s0)).to(D.device)
+    rule = step_rule(name, sigmas)
+    step_noise = noise_source(name, x, sigmas, seed)
+    with torch.inference_mode():
+        x, denoised = run_steps(rule, D, x, sigmas, step_noise, callback)
+    last = float(sigmas[-1])
+    if last != 0.0:
+        x = x / (1.0 - last)
+    out["samples"] = fmt.process_out(x.float().cpu())
+    denoised_out = dict(latent)
+    denoised_out["samples"] = fmt.process_out(denoised.float().cpu())
+    return out, denoised_out
