@@ -2,7 +2,8 @@
 
 - ``classic`` (default): keep the results of the last prompt's nodes; entries
   the next prompt no longer uses are dropped after it runs.
-- ``lru:N``: keep the N most recently used results, across prompts.
+- ``lru:N``: keep the N most recently used results, across prompts
+  (``lru:0`` is ``classic``, as ComfyUI's ``--cache-lru 0``).
 - ``none``: keep nothing between prompts.
 """
 
@@ -108,7 +109,11 @@ def make_cache(policy: str | ResultCache) -> ResultCache:
         return NoCache()
     if policy.startswith("lru:"):
         try:
-            return LRUCache(int(policy[4:]))
+            size = int(policy[4:])
         except ValueError:
-            pass
+            size = -1
+        if size == 0:  # ComfyUI's --cache-lru 0: the classic cache
+            return ClassicCache()
+        if size > 0:
+            return LRUCache(size)
     raise ValueError(f"unknown cache policy '{policy}': use classic, lru:N or none")

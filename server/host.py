@@ -30,6 +30,16 @@ class Host:
         return self.registry.env.folders
 
 
+def _lru_policy(text: str) -> str:
+    try:
+        size = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of results, got {text!r}") from None
+    if size < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {size}")
+    return "classic" if size == 0 else f"lru:{size}"
+
+
 def add_folder_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("folders")
     group.add_argument("--base-directory", default=".", metavar="DIR",
@@ -45,6 +55,13 @@ def add_folder_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preview-method", choices=("none", "latent2rgb"), default="latent2rgb")
     parser.add_argument("--cache", default="classic", metavar="classic|lru:N|none",
                         help="how node results are kept between prompts (default: classic)")
+    # ComfyUI's spellings of the same choice (the last one given wins).
+    parser.add_argument("--cache-classic", dest="cache", action="store_const", const="classic",
+                        help="same as --cache classic (ComfyUI's flag)")
+    parser.add_argument("--cache-lru", dest="cache", type=_lru_policy, metavar="N",
+                        help="same as --cache lru:N; 0 means classic (ComfyUI's flag)")
+    parser.add_argument("--cache-none", dest="cache", action="store_const", const="none",
+                        help="same as --cache none (ComfyUI's flag)")
     parser.add_argument("--disable-custom-nodes", action="store_true", help="load no plug-ins")
     parser.add_argument("--verbose", action="store_true")
 
