@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import ModelLoadError
+from .interrupt_hooks import check_interrupt
 
 _MAX_HEADER = 100 * 1024 * 1024
 #: Bytes converted per step when a tensor is cast while read: small enough to stay in
@@ -116,6 +117,7 @@ class SafetensorsFile:
                 os.posix_fadvise(f.fileno(), span_start, span, os.POSIX_FADV_SEQUENTIAL)
                 os.posix_fadvise(f.fileno(), span_start, span, os.POSIX_FADV_WILLNEED)
             for name, info in order:
+                check_interrupt()  # a load stops between tensors when the prompt is interrupted
                 stored = dtypes.get(info.dtype)
                 if stored is None:
                     raise ModelLoadError(f"{self.path.name}: tensor {name!r} has unsupported dtype {info.dtype}")

@@ -1,8 +1,15 @@
-"""The interrupt flag a running prompt checks (the sampler checks it every step)."""
+"""The interrupt flag a running prompt checks.
+
+The sampler checks it every step; :func:`raise_if_interrupted` lets code that
+cannot be handed a context (the model runtime's forward hook, loops inside
+``diffusion``) check the flag of the node running in this thread.
+"""
 
 from __future__ import annotations
 
 import threading
+
+from .node import Interrupted, current_context
 
 
 class InterruptFlag:
@@ -20,3 +27,14 @@ class InterruptFlag:
 
     def is_set(self) -> bool:
         return self._event.is_set()
+
+
+def raise_if_interrupted() -> None:
+    """Raise :class:`Interrupted` when the node running in this thread (or task)
+    belongs to an interrupted prompt; a no-op outside a node.
+
+    Called before every torch module's forward, so it is two attribute reads.
+    """
+    ctx = current_context.get()
+    if ctx is not None and ctx.is_interrupted():
+        raise Interrupted()

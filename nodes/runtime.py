@@ -64,6 +64,10 @@ class LoomEnv:
                     from diffusion.memory import ModelManager
 
                     self._models = ModelManager(device=self.device)
+                    # From now on an interrupt stops any model mid-forward, not only the sampler.
+                    from .interrupts import watch_interrupts
+
+                    watch_interrupts()
         return self._models
 
     @property

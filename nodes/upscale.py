@@ -39,6 +39,9 @@ def UpscaleModelLoader(ctx: NodeContext, model_name: str = ModelFile("upscale_mo
     """Loads an ESRGAN-family upscale model (.pth or .safetensors) from models/upscale_models."""
     from diffusion.upscale import load_upscale_model
 
+    from .interrupts import watch_interrupts
+
+    watch_interrupts()  # this loader never creates the model manager, which would install it
     return load_upscale_model(ctx.env.folders.model_path("upscale_models", model_name))
 
 
@@ -47,6 +50,9 @@ def ImageUpscaleWithModel(ctx: NodeContext, upscale_model: UPSCALE_MODEL, image:
     """Upscales images with a model, tile by tile (512 px tiles, 32 px blended overlap)."""
     from diffusion.upscale import upscale
 
+    from .interrupts import watch_interrupts
+
+    watch_interrupts()
     device = ctx.env.models.device if ctx.env is not None and ctx.env.device != "cpu" else None
     return upscale(upscale_model, image, progress=lambda done, total: ctx.progress(done, total), device=device)
 
