@@ -8,6 +8,8 @@ import io
 
 import pytest
 
+from .editor_driver import EditorDriver
+
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -64,3 +66,23 @@ def test_the_lightbox_offers_open_download_and_copy(page):
     assert download.value.suggested_filename == "ComfyUI_00001_.png"
     page.keyboard.press("Escape")
     assert page.query_selector(".lightbox") is None
+
+
+def test_clicking_a_node_title_is_not_an_edit(page):
+    ed = EditorDriver(page)
+    node = ed.node_ids("KSampler")[0]
+    steps_before = page.evaluate("window.loom.editor.undo.undoStates.length")
+    page.mouse.click(*ed.where(node, "title"))
+    assert page.evaluate("window.loom.editor.selection.has(%d)" % node)
+    assert page.evaluate("window.loom.editor.unsaved") is False
+    assert page.evaluate("window.loom.editor.undo.undoStates.length") == steps_before
+
+
+def test_one_ctrl_z_brings_back_a_node_deleted_after_clicking_it(page):
+    ed = EditorDriver(page)
+    node = ed.node_ids("KSampler")[0]
+    page.mouse.click(*ed.where(node, "title"))
+    page.keyboard.press("Delete")
+    assert node not in ed.node_ids()
+    page.keyboard.press("Control+z")
+    assert node in ed.node_ids()

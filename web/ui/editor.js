@@ -464,7 +464,7 @@ export class Editor extends EventTarget {
           if (n) n.pos = e.shiftKey ? [Math.round((x + dx) / 10) * 10, Math.round((y + dy) / 10) * 10] : [x + dx, y + dy];
         }
         if (d.group) d.group.bounding = [d.groupStart[0] + dx, d.groupStart[1] + dy, d.groupStart[2], d.groupStart[3]];
-        d.moved = true;
+        d.moved ||= dx !== 0 || dy !== 0;  // a click fires pointermove too: only a real move is an edit
         this.graph.touch();
         break;
       }
@@ -475,6 +475,7 @@ export class Editor extends EventTarget {
         break;
       case "resize":
         d.node.size = [Math.max(120, d.size[0] + wx - d.start[0]), Math.max(40, d.size[1] + wy - d.start[1])];
+        d.moved ||= wx !== d.start[0] || wy !== d.start[1];
         this.graph.touch();
         break;
       case "link":
@@ -541,7 +542,8 @@ export class Editor extends EventTarget {
         break;
       case "move":
       case "resize":
-        this.commit();
+        // Selecting (and raising) a node by clicking it is not an edit: no undo step, not "modified".
+        if (d.moved) this.commit();
         break;
       case "reroute":
         if (d.moved) this.commit();

@@ -4,11 +4,12 @@ import { typesCompatible } from "../lib/types.js";
 
 let open = null;
 
+/** Closes the open popup; an entry keeps what was typed (as a click elsewhere does in ComfyUI). */
 export function closePopup() {
   if (open) {
     const el = open;
     open = null;
-    el.remove();
+    if (el.closePopup) el.closePopup(); else el.remove();
   }
 }
 
@@ -117,6 +118,8 @@ export function inlineEntry({ x, y, w, h, value, multiline = false, numeric = fa
     el.value = value;
     el.style.width = `${w}px`;
     el.style.height = `${multiline ? Math.max(h, 120) : h}px`;
+    // Removing a focused element fires its blur inside remove(): `done` makes that
+    // second finish a no-op instead of a nested remove() that throws.
     let done = false;
     const finish = (result) => {
       if (done) return;
@@ -125,6 +128,7 @@ export function inlineEntry({ x, y, w, h, value, multiline = false, numeric = fa
       el.remove();
       resolve(result);
     };
+    el.closePopup = () => finish(el.value);
     el.addEventListener("keydown", (e) => {
       e.stopPropagation();
       if (e.key === "Enter" && (!multiline || e.ctrlKey || e.metaKey)) { e.preventDefault(); finish(el.value); }
