@@ -180,9 +180,11 @@ class QueueRoutes:
 
     # --------------------------------------------------------------- history
     async def get_history(self, request: web.Request) -> web.Response:
+        # ComfyUI's window: offset counts from the oldest entry; without one,
+        # max_items means the newest max_items (server.py's offset = -1).
         max_items = _optional_int(request, "max_items")
-        offset = _optional_int(request, "offset") or 0
-        text = await asyncio.wrap_future(self.server.store.history_json(max_items, offset))
+        offset = _optional_int(request, "offset", minimum=-(2**31))
+        text = await asyncio.wrap_future(self.server.store.history_window_json(max_items, -1 if offset is None else offset))
         return web.Response(text=text, content_type=_JSON)
 
     async def get_history_entry(self, request: web.Request) -> web.Response:

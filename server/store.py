@@ -277,6 +277,22 @@ class Store:
 
         return self._read(fn)
 
+    def history_window_json(self, max_items: int | None = None, offset: int = -1) -> Future:
+        """ComfyUI's ``GET /history?max_items=&offset=`` window, oldest first:
+        ``offset`` counts from the oldest entry; a negative one (the default)
+        with ``max_items`` means the newest ``max_items``; past the end, ``{}``."""
+
+        def fn(c: sqlite3.Connection) -> str:
+            start = offset
+            if start < 0 and max_items is not None:
+                start = c.execute("SELECT COUNT(*) FROM history").fetchone()[0] - max_items
+            limit = -1 if max_items is None else max_items
+            rows = c.execute("SELECT prompt_id, entry FROM history ORDER BY seq LIMIT ? OFFSET ?",
+                             (limit, max(start, 0))).fetchall()
+            return "{" + ",".join(f"{json.dumps(pid)}:{entry}" for pid, entry in rows) + "}"
+
+        return self._read(fn)
+
     def history_entry_json(self, prompt_id: str) -> Future:
         def fn(c: sqlite3.Connection) -> str:
             row = c.execute("SELECT entry FROM history WHERE prompt_id=?", (prompt_id,)).fetchone()
