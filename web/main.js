@@ -314,7 +314,9 @@ $("#export-api").addEventListener("click", exportApi);
 $("#new").addEventListener("click", () => { files.setDocument(null); loadDefault(); });
 $("#clear").addEventListener("click", () => { showWorkflow({ nodes: [], links: [], groups: [], version: 0.4 }, { undoable: true }); files.setDocument(null); });
 $("#fit").addEventListener("click", () => editor.fitView());
-$("#refresh").addEventListener("click", async () => { try { await loadSchemas(); toast("Node list refreshed"); } catch (err) { toast(err.message, "error"); } });
+$("#refresh").addEventListener("click", async () => {
+  try { await loadSchemas(); editor.fillEmptyChoices(); toast("Node list refreshed"); } catch (err) { toast(err.message, "error"); }
+});
 $("#undo").addEventListener("click", () => editor.doUndo(false));
 $("#redo").addEventListener("click", () => editor.doUndo(true));
 $("#workflow-name").addEventListener("dblclick", () => {

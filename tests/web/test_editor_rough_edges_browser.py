@@ -86,3 +86,28 @@ def test_one_ctrl_z_brings_back_a_node_deleted_after_clicking_it(page):
     assert node not in ed.node_ids()
     page.keyboard.press("Control+z")
     assert node in ed.node_ids()
+
+
+def test_refresh_after_adding_the_first_checkpoint_selects_it_and_drops_the_note(browser, tmp_path, tiny_checkpoint):
+    import shutil
+
+    from tests.server_thread import ServerThread
+
+    server = ServerThread(tmp_path).start()
+    context = browser.new_context(viewport={"width": 1400, "height": 820})
+    try:
+        page = context.new_page()
+        page.goto(server.url + "/")
+        page.wait_for_selector("body[data-ready=true]", timeout=15000)
+        ed = EditorDriver(page)
+        loader = ed.node_ids("CheckpointLoaderSimple")[0]
+        assert ed.value(loader, "ckpt_name") == ""
+        assert ed.node_ids("Note")
+        (tmp_path / "models" / "checkpoints").mkdir(parents=True, exist_ok=True)
+        shutil.copy(tiny_checkpoint, tmp_path / "models" / "checkpoints" / "first.safetensors")
+        page.click("#refresh")
+        page.wait_for_function("(id) => window.loom.editor.nodeById(id).values.ckpt_name === 'first.safetensors'", arg=loader)
+        assert ed.node_ids("Note") == []
+    finally:
+        context.close()
+        server.stop()

@@ -9,6 +9,7 @@ import { typesCompatible } from "../lib/types.js";
 import { applyControl, clampNumber, cycleChoice, numberStep, stepNumber } from "../lib/widget_values.js";
 import { WorkflowConversionError, workflowToApi } from "../lib/workflow_to_api.js";
 import { BOUNDARY_NOTE, isBoundary } from "../lib/subgraph_edit.js";
+import { CHECKPOINT_HELP } from "../lib/default_workflow.js";
 import { Renderer } from "./renderer.js";
 import { SubgraphScopes } from "./subgraph_scopes.js";
 import { boundarySlotEntries, convertSelection, dropOnEmptySlot, unpackInstance } from "./subgraph_actions.js";
@@ -51,6 +52,26 @@ export class Editor extends EventTarget {
     this.schemas = schemaMap;
     this.graph.touch();
     this.redraw();
+  }
+
+  /** After a Refresh: a list widget left empty (no file existed) takes the first file now
+   *  listed, and the default graph's "no checkpoint" note goes once there is one. */
+  fillEmptyChoices() {
+    let changed = false;
+    for (const node of [...this.graph.nodes.values()]) {
+      if (node.type === "Note" && node.values.text === CHECKPOINT_HELP) {
+        const loader = this.schemas.get("CheckpointLoaderSimple");
+        if (loader?.inputs.find((i) => i.name === "ckpt_name")?.choices?.length) { this.graph.removeNode(node.id); changed = true; }
+        continue;
+      }
+      for (const input of this.graph.schemaOf(node)?.inputs ?? []) {
+        if (input.type === "COMBO" && node.values[input.name] === "" && input.choices?.length) {
+          node.values[input.name] = input.choices[0];
+          changed = true;
+        }
+      }
+    }
+    if (changed) { this.graph.touch(); this.commit(); }
   }
 
   get schemaList() { return [...this.schemas.values()]; }
