@@ -163,6 +163,12 @@ class ModelFactory:
         return self._once("esrgan", lambda: save(esrgan_new_state(esrgan_old_state(scale=4)),
                                                  self.folder / "esrgan" / "tiny_esrgan_x4.safetensors"))
 
+    def flux(self):
+        """Tiny FLUX.1 files (dev, schnell transformers in BFL's layout; t5xxl, clip_l; ae.safetensors)."""
+        from tests.fixtures.tiny_flux import build
+
+        return self._once("flux", lambda: build(self.folder / "flux"))
+
     def clip(self) -> tuple[Path, Path]:
         """A tiny CLIPModel as one .safetensors file and its CLIPConfig .json."""
         from tests.fixtures.tiny_extras import tiny_clip

@@ -51,6 +51,21 @@ ESRGAN = {"name": "RealESRGAN_x4plus.safetensors",
 CLIP_L14 = {"name": "clip-vit-large-patch14.safetensors",
             "url": "https://huggingface.co/openai/clip-vit-large-patch14/resolve/main/model.safetensors",
             "directory": "clip_vision"}
+FLUX_SCHNELL = {"name": "flux1-schnell.safetensors",
+                "url": "https://huggingface.co/black-forest-labs/FLUX.1-schnell/resolve/main/flux1-schnell.safetensors",
+                "directory": "diffusion_models"}
+FLUX_DEV = {"name": "flux1-dev.safetensors",
+            "url": "https://huggingface.co/black-forest-labs/FLUX.1-dev/resolve/main/flux1-dev.safetensors",
+            "directory": "diffusion_models"}
+T5XXL = {"name": "t5xxl_fp16.safetensors",
+         "url": "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp16.safetensors",
+         "directory": "text_encoders"}
+CLIP_L = {"name": "clip_l.safetensors",
+          "url": "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/clip_l.safetensors",
+          "directory": "text_encoders"}
+FLUX_AE = {"name": "ae.safetensors",
+           "url": "https://huggingface.co/black-forest-labs/FLUX.1-schnell/resolve/main/ae.safetensors",
+           "directory": "vae"}
 
 # -- example input images --------------------------------------------------------------------
 
@@ -472,6 +487,69 @@ def workflows() -> list[Workflow]:
          [Node("save", "SaveImage", {"filename_prefix": "image_only"}, width=400, extra_height=150)]],
         [("pattern", "IMAGE", "scale", "image"), ("scene", "IMAGE", "blend", "image1"),
          ("scale", "IMAGE", "blend", "image2"), ("blend", "IMAGE", "save", "images")]))
+
+
+    # FLUX.1 schnell: separate model files, the KSampler on the flow σ (4 steps, cfg 1)
+    made.append(Workflow(
+        "txt2img_flux_schnell.json", "Text to image (FLUX.1 schnell)",
+        "Text to image (FLUX.1 schnell)\n"
+        "Makes a 1024x1024 image from a prompt in 4 steps with FLUX.1 schnell.\n"
+        "Models: flux1-schnell.safetensors in models/diffusion_models, t5xxl_fp16.safetensors and "
+        "clip_l.safetensors in models/text_encoders, ae.safetensors in models/vae (the editor offers to "
+        "download them). On a smaller GPU set weight_dtype to fp8_e4m3fn: the weights stay 8-bit in memory.\n"
+        "schnell needs no negative prompt and no CFG: keep cfg at 1 and 1-4 steps with the simple scheduler.",
+        [[Node("unet", "UNETLoader", {"unet_name": FLUX_SCHNELL["name"]}, width=315, models=[FLUX_SCHNELL]),
+          Node("clip", "DualCLIPLoader", {"clip_name1": T5XXL["name"], "clip_name2": CLIP_L["name"],
+                                          "type": "flux"}, width=315, models=[T5XXL, CLIP_L]),
+          Node("vae", "VAELoader", {"vae_name": FLUX_AE["name"]}, width=315, models=[FLUX_AE])],
+         [Node("positive", "CLIPTextEncode",
+               {"text": "a red fox sitting in fresh snow at dawn, soft golden light, sharp focus, photo"},
+               title="Prompt", width=400, **POSITIVE),
+          Node("latent", "EmptySD3LatentImage", {"width": 1024, "height": 1024, "batch_size": 1})],
+         [Node("negative", "ConditioningZeroOut", title="No negative (cfg 1)", width=230)],
+         [sampler(steps=4, cfg=1.0, scheduler="simple")],
+         [Node("decode", "VAEDecode", width=230)],
+         [Node("save", "SaveImage", {"filename_prefix": "txt2img_flux_schnell"}, width=400, extra_height=150)]],
+        [("clip", "CLIP", "positive", "clip"), ("positive", "CONDITIONING", "negative", "conditioning"),
+         ("unet", "MODEL", "sampler", "model"), ("positive", "CONDITIONING", "sampler", "positive"),
+         ("negative", "CONDITIONING", "sampler", "negative"), ("latent", "LATENT", "sampler", "latent_image"),
+         ("sampler", "LATENT", "decode", "samples"), ("vae", "VAE", "decode", "vae"),
+         ("decode", "IMAGE", "save", "images")]))
+
+    # FLUX.1 dev: ComfyUI's custom-sampling layout (FluxGuidance, BasicGuider, SamplerCustomAdvanced)
+    made.append(Workflow(
+        "txt2img_flux_dev.json", "Text to image (FLUX.1 dev)",
+        "Text to image (FLUX.1 dev)\n"
+        "Makes a 1024x1024 image from a prompt in 20 steps with FLUX.1 dev.\n"
+        "Models: flux1-dev.safetensors in models/diffusion_models (a gated download: accept its licence on "
+        "Hugging Face first), t5xxl_fp16.safetensors and clip_l.safetensors in models/text_encoders, "
+        "ae.safetensors in models/vae.\n"
+        "dev is guidance-distilled: FluxGuidance (3.5) sets how closely it follows the prompt, there is no "
+        "negative prompt. Keep ModelSamplingFlux's width and height equal to the latent's.",
+        [[Node("unet", "UNETLoader", {"unet_name": FLUX_DEV["name"]}, width=315, models=[FLUX_DEV]),
+          Node("clip", "DualCLIPLoader", {"clip_name1": T5XXL["name"], "clip_name2": CLIP_L["name"],
+                                          "type": "flux"}, width=315, models=[T5XXL, CLIP_L]),
+          Node("vae", "VAELoader", {"vae_name": FLUX_AE["name"]}, width=315, models=[FLUX_AE])],
+         [Node("shift", "ModelSamplingFlux", {"width": 1024, "height": 1024}, width=315),
+          Node("positive", "CLIPTextEncode",
+               {"text": "a cosy reading nook by a rainy window, warm lamp light, plants, detailed illustration"},
+               title="Prompt", width=400, **POSITIVE),
+          Node("latent", "EmptySD3LatentImage", {"width": 1024, "height": 1024, "batch_size": 1})],
+         [Node("guidance", "FluxGuidance", {"guidance": 3.5}, width=315),
+          Node("noise", "RandomNoise", {"noise_seed": 42, "control_after_generate": "randomize"}, width=315),
+          Node("select", "KSamplerSelect", {"sampler_name": "euler"}, width=315),
+          Node("scheduler", "BasicScheduler", {"scheduler": "simple", "steps": 20, "denoise": 1.0}, width=315)],
+         [Node("guider", "BasicGuider", width=230)],
+         [Node("sampler", "SamplerCustomAdvanced", width=272)],
+         [Node("decode", "VAEDecode", width=230)],
+         [Node("save", "SaveImage", {"filename_prefix": "txt2img_flux_dev"}, width=400, extra_height=150)]],
+        [("unet", "MODEL", "shift", "model"), ("clip", "CLIP", "positive", "clip"),
+         ("positive", "CONDITIONING", "guidance", "conditioning"), ("shift", "MODEL", "scheduler", "model"),
+         ("shift", "MODEL", "guider", "model"), ("guidance", "CONDITIONING", "guider", "conditioning"),
+         ("noise", "NOISE", "sampler", "noise"), ("guider", "GUIDER", "sampler", "guider"),
+         ("select", "SAMPLER", "sampler", "sampler"), ("scheduler", "SIGMAS", "sampler", "sigmas"),
+         ("latent", "LATENT", "sampler", "latent_image"), ("sampler", "output", "decode", "samples"),
+         ("vae", "VAE", "decode", "vae"), ("decode", "IMAGE", "save", "images")]))
 
     return made
 

@@ -24,7 +24,8 @@ from engine.validation import validate_prompt
 from engine.workflow_format import schemas_from_object_info, ui_to_api
 
 from .conftest import INPUTS, Host, Run, load_workflow
-from .generate import CANNY, CLIP_L14, ESRGAN, LCM_LORA, PATTERN, SCENE, SCENE_INPAINT, SD15, SD15_INPAINT, SDXL
+from .generate import (CANNY, CLIP_L, CLIP_L14, ESRGAN, FLUX_AE, FLUX_DEV, FLUX_SCHNELL, LCM_LORA, PATTERN,
+                       SCENE, SCENE_INPAINT, SD15, SD15_INPAINT, SDXL, T5XXL)
 from .ui import node, runnable_nodes, widget, with_widgets
 
 pytestmark = pytest.mark.slow
@@ -98,6 +99,38 @@ def test_txt2img_sdxl_makes_one_image_with_the_sdxl_checkpoint(host):
     assert widget(workflow, schema, "EmptyLatentImage", "width") == widget(workflow, schema, "EmptyLatentImage", "height") == 1024
     run = host.run_workflow(with_widgets(workflow, schema, {**FAST, "EmptyLatentImage": {"width": 64, "height": 64}}))
     assert sizes(saved(run, workflow)) == [(64, 64)]
+
+
+def install_flux(host: Host, transformer: str, name: str) -> None:
+    flux = host.models.flux()
+    host.install_model("diffusion_models", flux.files[transformer], name)
+    host.install_model("text_encoders", flux.files["t5"], T5XXL["name"])
+    host.install_model("text_encoders", flux.files["clip_l"], CLIP_L["name"])
+    host.install_model("vae", flux.files["vae"], FLUX_AE["name"])
+
+
+@runs("txt2img_flux_schnell.json")
+def test_txt2img_flux_schnell_makes_one_image_with_the_flux_files(host):
+    install_flux(host, "schnell", FLUX_SCHNELL["name"])
+    workflow = converted(host, "txt2img_flux_schnell.json")
+    schema = host.registry.schema
+    assert widget(workflow, schema, "KSampler", "steps") == 4 and widget(workflow, schema, "KSampler", "cfg") == 1.0
+    run = host.run_workflow(with_widgets(workflow, schema, {**FAST, "EmptySD3LatentImage": {"width": 64, "height": 48}}))
+    assert sizes(saved(run, workflow)) == [(64, 48)]
+
+
+@runs("txt2img_flux_dev.json")
+def test_txt2img_flux_dev_samples_through_the_guider_and_the_flux_guidance_changes_it(host):
+    install_flux(host, "dev", FLUX_DEV["name"])
+    workflow = converted(host, "txt2img_flux_dev.json")
+    schema = host.registry.schema
+    assert widget(workflow, schema, "FluxGuidance", "guidance") == 3.5
+    small = {"EmptySD3LatentImage": {"width": 64, "height": 64}, "ModelSamplingFlux": {"width": 64, "height": 64},
+             "BasicScheduler": {"steps": 2}}
+    first = host.run_workflow(with_widgets(workflow, schema, small))
+    assert sizes(saved(first, workflow)) == [(64, 64)]
+    other = host.run_workflow(with_widgets(workflow, schema, {**small, "FluxGuidance": {"guidance": 8.0}}))
+    assert np.abs(pixels(saved(first, workflow)[0]) - pixels(saved(other, workflow)[0])).max() > 0
 
 
 @runs("img2img.json")
