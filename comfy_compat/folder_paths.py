@@ -62,9 +62,12 @@ class _FolderNamesAndPaths(MutableMapping):
         found.update(dict.fromkeys(folders.extra_model_dirs))
         found.update(dict.fromkeys(folders.preferred_model_dirs))
         found.update(dict.fromkeys(_extensions))
+        found["custom_nodes"] = None
         return list(found)
 
     def __getitem__(self, kind: str) -> tuple[list[str], set[str]]:
+        if kind == "custom_nodes":  # the plug-in folders (packs find their siblings there)
+            return [str(path) for path in _folders().custom_nodes], set()
         if kind not in self._kinds():
             raise KeyError(kind)
         return _ModelDirList(kind, get_folder_paths(kind)), _extensions.get(kind, set(supported_pt_extensions))
@@ -91,6 +94,8 @@ folder_names_and_paths = _FolderNamesAndPaths()
 
 
 def get_folder_paths(folder_name: str) -> list[str]:
+    if folder_name == "custom_nodes":
+        return [str(path) for path in _folders().custom_nodes]
     return [str(path) for path in _folders().model_dirs(folder_name)]
 
 

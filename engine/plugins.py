@@ -55,6 +55,17 @@ _loading: contextvars.ContextVar[str | None] = contextvars.ContextVar("loom_load
 _unprovided: dict[str, dict[str, None]] = {}
 
 
+#: Called with a plug-in's name right before it imports (the compatibility
+#: layer forgets its stand-in modules, so each pack's use of them is seen).
+_before_import: list[Callable[[str], None]] = []
+
+
+def before_plugin_import(hook: Callable[[str], None]) -> None:
+    """Run ``hook(name)`` before each plug-in imports (registered once)."""
+    if hook not in _before_import:
+        _before_import.append(hook)
+
+
 def loading_plugin() -> str | None:
     """The name of the plug-in being imported in this thread, if any."""
     return _loading.get()
@@ -249,6 +260,8 @@ def load_plugins(registry: Registry, folders: Iterable[Path], adapters: Sequence
             _unprovided.pop(name, None)
             token = _loading.set(name)
             try:
+                for hook in _before_import:
+                    hook(name)
                 module = _import(path)
                 definitions, skipped = _definitions(module, name, adapters)
             except BaseException as exc:  # a broken plug-in (even one that exits) must not stop startup

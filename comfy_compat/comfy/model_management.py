@@ -9,6 +9,7 @@ server's worker when no node is running in this thread).
 
 from __future__ import annotations
 
+import enum
 import sys
 from typing import Any, Iterable
 
@@ -160,6 +161,170 @@ def load_models_gpu(models: Iterable[Any], memory_required: float = 0, force_pat
             manager.use(module)
 
 
+# -- what packs ask about the device and its capabilities --------------------------------------
+
+
+class VRAMState(enum.Enum):
+    DISABLED = 0
+    NO_VRAM = 1
+    LOW_VRAM = 2
+    NORMAL_VRAM = 3
+    HIGH_VRAM = 4
+    SHARED = 5
+
+
+class CPUState(enum.Enum):
+    GPU = 0
+    CPU = 1
+    MPS = 2
+
+
+DISABLE_SMART_MEMORY = False
+XFORMERS_IS_AVAILABLE = False
+XFORMERS_ENABLED_VAE = False
+ENABLE_PYTORCH_ATTENTION = True
+directml_enabled = False
+
+
+def _device_type() -> str:
+    return str(getattr(get_torch_device(), "type", "cpu"))
+
+
+def get_torch_device_name(device: Any) -> str:
+    """A readable name for ``device`` (what ComfyUI logs and packs show)."""
+    import torch
+
+    device = torch.device(device) if not isinstance(device, torch.device) else device
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"{device} {torch.cuda.get_device_name(index)}"
+    return str(device.type)
+
+
+def is_device_type(device: Any, kind: str) -> bool:
+    return getattr(device, "type", None) == kind
+
+
+def is_device_cpu(device: Any) -> bool:
+    return is_device_type(device, "cpu")
+
+
+def is_device_cuda(device: Any) -> bool:
+    return is_device_type(device, "cuda")
+
+
+def is_nvidia() -> bool:
+    import torch
+
+    return _device_type() == "cuda" and torch.version.cuda is not None
+
+
+def is_amd() -> bool:
+    import torch
+
+    return _device_type() == "cuda" and getattr(torch.version, "hip", None) is not None
+
+
+def is_intel_xpu() -> bool:
+    return _device_type() == "xpu"
+
+
+def mps_mode() -> bool:
+    return _device_type() == "mps"
+
+
+def xformers_enabled() -> bool:
+    return False
+
+
+def xformers_enabled_vae() -> bool:
+    return False
+
+
+def pytorch_attention_enabled() -> bool:
+    return True
+
+
+def pytorch_attention_flash_attention() -> bool:
+    return _device_type() == "cuda"
+
+
+def sage_attention_enabled() -> bool:
+    return False
+
+
+def flash_attention_enabled() -> bool:
+    return False
+
+
+def should_use_fp16(device: Any = None, model_params: int = 0, prioritize_performance: bool = True,
+                    manual_cast: bool = False) -> bool:
+    import torch
+
+    return str(_manager().unet_dtype) == str(torch.float16)
+
+
+def should_use_bf16(device: Any = None, model_params: int = 0, prioritize_performance: bool = True,
+                    manual_cast: bool = False) -> bool:
+    import torch
+
+    return str(_manager().unet_dtype) == str(torch.bfloat16)
+
+
+def text_encoder_dtype(device: Any = None) -> Any:
+    return unet_dtype()
+
+
+def get_autocast_device(dev: Any) -> str:
+    return str(getattr(dev, "type", "cuda"))
+
+
+def device_supports_non_blocking(device: Any) -> bool:
+    return is_device_cuda(device)
+
+
+def cast_to_device(tensor: Any, device: Any, dtype: Any, copy: bool = False) -> Any:
+    return tensor.to(device=device, dtype=dtype, copy=copy)
+
+
+def module_size(module: Any) -> int:
+    return sum(t.nelement() * t.element_size() for t in module.state_dict().values())
+
+
+def maximum_vram_for_weights(device: Any = None) -> int:
+    return int(get_total_memory(device) * 0.88)
+
+
+def unload_model_clones(model: Any, unload_weights_only: bool = True, force_unload: bool = True) -> None:
+    """Loom's patches never copy a model, so there are no clones to unload."""
+
+
+def cleanup_models(*args: Any, **kwargs: Any) -> None:
+    """Loom's manager drops unused models itself."""
+
+
+def _vram_state() -> VRAMState:
+    return VRAMState.DISABLED if cpu_mode() else VRAMState.NORMAL_VRAM
+
+
+def _cpu_state() -> CPUState:
+    kind = _device_type()
+    return CPUState.CPU if kind == "cpu" else CPUState.MPS if kind == "mps" else CPUState.GPU
+
+
+#: Live module attributes (the host's device decides them).
+def _oom() -> type:
+    import torch
+
+    return torch.cuda.OutOfMemoryError
+
+
+_LIVE = {"OOM_EXCEPTION": _oom, "vram_state": _vram_state, "cpu_state": _cpu_state, "set_vram_to": _vram_state,
+         "current_loaded_models": lambda: []}
+
+
 def __getattr__(name: str) -> Any:
+    if name in _LIVE:
+        return _LIVE[name]()
     # A name Loom lacks is a placeholder that fails when used, not at import.
     return placeholders.attribute(__name__, name)

@@ -53,6 +53,9 @@ def install(registry: Any) -> Binding:
 
     placeholders.install()  # missing ComfyUI modules import as placeholders
     _active = Binding(registry=registry, adapters=(v3_adapter,))
+    from comfy import cli_args
+
+    cli_args.bind_host(registry.env)
     PROMPT_SERVER.reset()
     return _active
 

@@ -34,7 +34,49 @@ FUNCTION_NAMES = {
     "ConditioningCombine": "combine", "ConditioningSetArea": "append", "SetLatentNoiseMask": "set_mask",
     "LatentFromBatch": "frombatch", "RepeatLatentBatch": "repeat", "UpscaleModelLoader": "load_model",
     "ImageUpscaleWithModel": "upscale",
+    # comfy_extras (ComfyUI's V1 method names; V3-style ``Class.execute(...)`` works too)
+    "SamplerCustom": "sample", "SamplerCustomAdvanced": "sample", "KSamplerSelect": "get_sampler",
+    "BasicScheduler": "get_sigmas", "SDTurboScheduler": "get_sigmas", "CFGGuider": "get_guider",
+    "BasicGuider": "get_guider", "RandomNoise": "get_noise", "DisableNoise": "get_noise",
+    "CLIPTextEncodeSDXL": "encode", "CLIPTextEncodeSDXLRefiner": "encode", "CLIPTextEncodeFlux": "encode",
+    "FluxGuidance": "append", "GrowMask": "expand_mask", "MaskToImage": "mask_to_image",
+    "ImageToMask": "image_to_mask", "SolidMask": "solid", "InvertMask": "invert", "FeatherMask": "feather",
+    "ThresholdMask": "image_to_mask", "MaskComposite": "combine", "ImageCompositeMasked": "composite",
+    "ModelSamplingDiscrete": "patch", "ModelSamplingSD3": "patch", "ModelSamplingFlux": "patch",
+    "ImageScaleToTotalPixels": "upscale", "ConditioningSetMask": "append", "ConditioningZeroOut": "zero_out",
+    "ConditioningSetTimestepRange": "set_range", "ConditioningConcat": "concat", "ConditioningAverage": "addWeighted",
+    "LoadImageMask": "load_image", "Canny": "detect_edge", "ImagePadForOutpaint": "expand_image",
+    "DualCLIPLoader": "load_clip", "CLIPVisionLoader": "load_clip", "CLIPVisionEncode": "encode",
+    "unCLIPConditioning": "apply_adm", "GLIGENLoader": "load_gligen", "GLIGENTextBoxApply": "append",
 }
+
+#: Combo inputs whose choices ComfyUI's classes also expose as class attributes
+#: (``nodes.ImageScale.upscale_methods``, ``nodes.LatentUpscale.crop_methods``).
+CHOICE_ATTRIBUTES = {"upscale_method": "upscale_methods", "crop": "crop_methods"}
+
+
+class _EitherMethod:
+    """A node's method callable on an instance (V1: ``Node().sample(...)``) or
+    on the class (V3: ``Node.execute(...)``)."""
+
+    def __init__(self, run: Any):
+        self.run = run
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        import functools
+
+        return functools.partial(self.run, obj)
+
+
+def _output_node_init(self: Any) -> None:
+    """ComfyUI's SaveImage/PreviewImage keep where they write; subclasses read it."""
+    import folder_paths
+
+    preview = type(self).__loom_definition__.class_type == "PreviewImage"
+    self.output_dir = folder_paths.get_temp_directory() if preview else folder_paths.get_output_directory()
+    self.type = "temp" if preview else "output"
+    self.prefix_append = ""
+    self.compress_level = 1 if preview else 4
 
 _classes: dict[int, tuple[NodeDefinition, type]] = {}
 
@@ -98,7 +140,8 @@ def v1_class(definition: NodeDefinition) -> type:
         "OUTPUT_IS_LIST": tuple(o.is_list for o in schema.outputs),
         "OUTPUT_TOOLTIPS": tuple(o.tooltip for o in schema.outputs),
         "FUNCTION": function,
-        function: run,
+        function: _EitherMethod(run),
+        "execute": _EitherMethod(run),
         "CATEGORY": schema.category,
         "DESCRIPTION": schema.description,
         "OUTPUT_NODE": schema.output_node,
@@ -106,6 +149,11 @@ def v1_class(definition: NodeDefinition) -> type:
         "NOT_IDEMPOTENT": schema.not_idempotent,
         "__loom_definition__": definition,
     }
+    for spec in schema.inputs:
+        if spec.name in CHOICE_ATTRIBUTES and spec.choices:
+            attributes[CHOICE_ATTRIBUTES[spec.name]] = list(spec.choices)
+    if definition.class_type in ("SaveImage", "PreviewImage"):
+        attributes["__init__"] = _output_node_init
     if definition.has_fingerprint:
         attributes["IS_CHANGED"] = classmethod(lambda cls, **inputs: definition.fingerprint(None, inputs))
     if definition.validation is not None:

@@ -191,6 +191,12 @@ class PlaceholderModule(types.ModuleType):
     and it is a package, so deeper imports work too."""
 
     def __getattr__(self, attr: str) -> Any:
+        if self.__name__.startswith("comfy_extras.") and not attr.startswith("_"):
+            from .extras import builtin_class
+
+            found = builtin_class(attr)  # ComfyUI's extra core nodes Loom has built in
+            if found is not None:
+                return found
         return attribute(self.__name__, attr)
 
 
@@ -221,7 +227,23 @@ class MissingModuleFinder(importlib.abc.MetaPathFinder):
 _FINDER = MissingModuleFinder()
 
 
+def forget_modules(_plugin: str | None = None) -> None:
+    """Drop the placeholder modules from ``sys.modules`` (and their parents'
+    attributes), so the next pack importing one goes through the finder and
+    its use is reported too.  They hold no state; packs keep their references."""
+    for name in [n for n, m in sys.modules.items() if isinstance(m, PlaceholderModule)]:
+        del sys.modules[name]
+        parent_name, _, child = name.rpartition(".")
+        parent = sys.modules.get(parent_name)
+        if parent is not None and isinstance(parent.__dict__.get(child), PlaceholderModule):
+            delattr(parent, child)
+
+
 def install() -> None:
-    """Put the finder last on ``sys.meta_path`` (once)."""
+    """Put the finder last on ``sys.meta_path`` (once); forget placeholder
+    modules before each plug-in imports."""
+    from engine.plugins import before_plugin_import
+
     if not any(isinstance(finder, MissingModuleFinder) for finder in sys.meta_path):
         sys.meta_path.append(_FINDER)
+    before_plugin_import(forget_modules)

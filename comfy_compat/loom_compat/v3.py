@@ -18,7 +18,7 @@ from engine.schema import MISSING, InputSpec, NodeSchema, OutputSpec
 _SPEC_FIELDS = ("min", "max", "step", "round")
 
 
-def _input_spec(declared: Any) -> InputSpec:
+def _input_spec(declared: Any, name: str | None = None, optional: bool | None = None) -> InputSpec:
     from comfy_api.latest import io
 
     options = declared.as_dict()
@@ -29,9 +29,9 @@ def _input_spec(declared: Any) -> InputSpec:
     default = getattr(declared, "default", None)
     known = {"tooltip", "lazy", "rawLink", "default", "forceInput"}
     return InputSpec(
-        name=declared.id,
+        name=declared.id if name is None else name,
         type=io_type,
-        section="optional" if declared.optional else "required",
+        section="optional" if (declared.optional if optional is None else optional) else "required",
         default=MISSING if default is None else default,
         tooltip=declared.tooltip,
         force_input=bool(getattr(declared, "force_input", False)),
@@ -47,7 +47,10 @@ def _input_spec(declared: Any) -> InputSpec:
 
 def compile_schema(cls: type, module: str) -> NodeSchema:
     schema = cls.GET_SCHEMA()
-    inputs = [_input_spec(declared) for declared in schema.inputs]
+    from .v3_dynamic import flatten_input
+
+    inputs = [_input_spec(item, name, optional)
+              for declared in schema.inputs for item, name, optional in flatten_input(declared)]
     inputs += [InputSpec(name=hidden.name, type=hidden.value, section="hidden") for hidden in schema.hidden]
     outputs = tuple(
         OutputSpec(type=o.io_type, name=o.display_name or o.io_type, is_list=bool(o.is_output_list), tooltip=o.tooltip)
@@ -90,9 +93,11 @@ def _split_hidden(cls: type, schema: Any, inputs: dict[str, Any]) -> tuple[type,
     classes, so the copy keeps concurrent calls apart), and the real inputs."""
     from comfy_api.latest import io
 
+    from .v3_dynamic import regroup
+
     names = {hidden.name for hidden in schema.hidden}
     hidden = {name: inputs[name] for name in names if name in inputs}
-    values = {k: v for k, v in inputs.items() if k not in names}
+    values = regroup(schema.inputs, {k: v for k, v in inputs.items() if k not in names})
     return type(cls.__name__, (cls,), {"hidden": io.HiddenHolder(hidden), "__module__": cls.__module__}), values
 
 

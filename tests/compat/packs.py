@@ -414,10 +414,12 @@ NODE_CLASS_MAPPINGS = {}
 '''
 
 MISSING_ATTRIBUTE_PACK = '''
-from comfy.utils import tiled_scale_multidim  # not among the provided attributes
+from comfy.utils import not_a_loom_helper  # not among the provided attributes
 
 NODE_CLASS_MAPPINGS = {}
 '''
+
+from .packs_surfaces import SURFACE_PACK  # noqa: E402
 
 ALL_PACKS = {
     "util_pack": UTIL_PACK,
@@ -428,4 +430,5 @@ ALL_PACKS = {
     "v3_versioned_pack": V3_VERSIONED_PACK,
     "broken_module_pack": MISSING_MODULE_PACK,
     "broken_attribute_pack": MISSING_ATTRIBUTE_PACK,
+    "surface_pack": SURFACE_PACK,
 }

@@ -267,3 +267,70 @@ def test_a_v3_class_listed_in_node_class_mappings_runs_through_the_v1_path(host)
     assert outcome.status == "success", outcome.error
     assert outcome.outputs["7"] == {"text": ["42 at 7"]}
     assert outcome.outputs["8"] == {"text": ["42"]}
+
+
+# -- comfy.utils helpers packs call -------------------------------------------------------------
+
+
+def test_save_torch_file_round_trips_through_load_torch_file_with_metadata(host, tmp_path):
+    import torch
+
+    import comfy.utils
+
+    path = tmp_path / "lora.safetensors"
+    comfy.utils.save_torch_file({"a": torch.arange(6.0).reshape(2, 3).t()}, str(path), metadata={"rank": 4})
+    state, metadata = comfy.utils.load_torch_file(str(path), return_metadata=True)
+    assert torch.equal(state["a"], torch.arange(6.0).reshape(2, 3).t()) and metadata == {"rank": "4"}
+
+
+def test_state_dict_prefix_replace_renames_in_place_or_filters(host):
+    import comfy.utils
+
+    sd = {"model.diffusion_model.x": 1, "cond_stage_model.y": 2}
+    assert comfy.utils.state_dict_prefix_replace(sd, {"model.diffusion_model.": ""}) is sd
+    assert sd == {"cond_stage_model.y": 2, "x": 1}
+    only = comfy.utils.state_dict_prefix_replace({"a.b": 1, "c": 2}, {"a.": "z."}, filter_keys=True)
+    assert only == {"z.b": 1}
+
+
+def test_tiled_scale_of_a_pointwise_upscale_equals_the_whole_image_result(host):
+    import torch
+
+    import comfy.utils
+
+    image = torch.rand(2, 3, 40, 56)
+
+    def upscale(tile):
+        return torch.nn.functional.interpolate(tile, scale_factor=2, mode="nearest") * 0.5
+
+    whole = upscale(image)
+    tiled = comfy.utils.tiled_scale(image, upscale, tile_x=24, tile_y=16, overlap=4, upscale_amount=2, out_channels=3)
+    assert tiled.shape == whole.shape and torch.allclose(tiled, whole, atol=1e-6)
+    volume = torch.rand(1, 2, 10, 12, 14)
+    same = comfy.utils.tiled_scale_multidim(volume, lambda t: t + 1, tile=(6, 6, 6), overlap=2, upscale_amount=1,
+                                            out_channels=2)
+    assert torch.allclose(same, volume + 1, atol=1e-6)
+
+
+def test_bislerp_and_lanczos_are_loom_resizers(host):
+    import torch
+
+    import comfy.utils
+    from nodes.imaging import resize
+    from nodes.latent_resize import resize_latent
+
+    latent = torch.rand(1, 4, 8, 8)
+    assert torch.equal(comfy.utils.bislerp(latent, 12, 10), resize_latent(latent, 12, 10, "bislerp", "disabled"))
+    image = torch.rand(1, 3, 8, 8)
+    expected = resize(image.movedim(1, -1), 16, 16, "lanczos").movedim(-1, 1)
+    assert torch.allclose(comfy.utils.lanczos(image, 16, 16), expected)
+
+
+def test_model_management_names_the_device_and_cli_args_follow_the_host(host):
+    import comfy.model_management as mm
+    from comfy.cli_args import LatentPreviewMethod, args
+
+    assert mm.get_torch_device_name(mm.get_torch_device()) == "cpu"
+    assert mm.vram_state == mm.VRAMState.DISABLED and mm.cpu_state == mm.CPUState.CPU
+    assert args.cpu is True and args.preview_method == LatentPreviewMethod.Latent2RGB
+    assert args.not_a_comfy_flag is None

@@ -242,3 +242,88 @@ def test_sys_exit_or_keyboard_interrupt_in_a_pack_is_reported_and_start_up_goes_
                       "interrupting_pack": "it raised KeyboardInterrupt",
                       "prestartup_exit_pack": "prestartup_script failed: it called sys.exit('no GPU')"}
     assert "FAILED  exiting_pack: it called sys.exit(2)" in report.summary()
+
+
+DYNAMIC_V3_PACK = '''
+from comfy_api.latest import ComfyExtension, io
+
+
+class SumAll(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        template = io.Autogrow.TemplatePrefix(io.Int.Input("value"), prefix="value", min=2, max=5)
+        return io.Schema(node_id="DynSumAll", category="dyn", accept_all_inputs=True,
+                         inputs=[io.Autogrow.Input("values", template=template)],
+                         outputs=[io.Int.Output("values")])  # an output sharing its input's id
+
+    @classmethod
+    def execute(cls, values):
+        return io.NodeOutput(sum(values.values()))
+
+
+class Arith(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(node_id="DynArith", category="dyn", inputs=[
+            io.Int.Input("x", default=1),
+            io.DynamicCombo.Input("op", options=[
+                io.DynamicCombo.Option("add", [io.Int.Input("amount", default=1)]),
+                io.DynamicCombo.Option("scale", [io.Float.Input("factor", default=2.0)]),
+            ])], outputs=[io.Float.Output()])
+
+    @classmethod
+    def execute(cls, x, op):
+        if op["op"] == "add":
+            return io.NodeOutput(float(x + op["amount"]))
+        return io.NodeOutput(x * op["factor"])
+
+
+class PassSame(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        template = io.MatchType.Template("T", allowed_types=[io.Int, io.Float])
+        return io.Schema(node_id="DynPassSame", category="dyn",
+                         inputs=[io.MatchType.Input("value", template=template),
+                                 io.MultiType.Input("label", types=[io.String, io.Int], optional=True)],
+                         outputs=[io.MatchType.Output(template)])
+
+    @classmethod
+    def execute(cls, value, label=None):
+        return io.NodeOutput(value)
+
+
+class Extension(ComfyExtension):
+    async def get_node_list(self):
+        return [SumAll, Arith, PassSame]
+
+
+async def comfy_entrypoint():
+    return Extension()
+'''
+
+
+def test_v3_dynamic_inputs_compile_and_reach_execute_in_comfyuis_shape(host, tmp_path):
+    from loom_compat.v3 import v3_adapter
+
+    write_pack(tmp_path / "custom_nodes", "dynamic_v3_pack", DYNAMIC_V3_PACK)
+    try:
+        report = load_plugins(host, [tmp_path / "custom_nodes"], adapters=[v3_adapter])
+        assert report.loaded[0].nodes == ["DynSumAll", "DynArith", "DynPassSame"], report.summary()
+        schema = host.schema("DynSumAll")
+        assert [(i.name, i.section) for i in schema.inputs] == [
+            ("values.value0", "required"), ("values.value1", "required"), ("values.value2", "optional"),
+            ("values.value3", "optional"), ("values.value4", "optional")]
+        assert host.schema("DynPassSame").inputs[0].type == "INT,FLOAT"
+        assert host.schema("DynPassSame").inputs[1].type == "STRING,INT"
+        assert host.schema("DynPassSame").outputs[0].type == "INT,FLOAT"
+        outcome = run(host, {
+            "1": {"class_type": "DynSumAll", "inputs": {"values.value0": 4, "values.value1": 5, "values.value2": 6}},
+            "2": {"class_type": "DynArith", "inputs": {"x": ["1", 0], "op": "add", "op.amount": 10}},
+            "3": {"class_type": "DynArith", "inputs": {"x": ["1", 0], "op": "scale", "op.factor": 0.5}},
+            "4": {"class_type": "DynPassSame", "inputs": {"value": ["2", 0]}},
+            "5": {"class_type": "PreviewAny", "inputs": {"source": ["4", 0]}},
+            "6": {"class_type": "PreviewAny", "inputs": {"source": ["3", 0]}}})
+        assert outcome.status == "success", outcome.error
+        assert outcome.outputs["5"] == {"text": ["25.0"]} and outcome.outputs["6"] == {"text": ["7.5"]}
+    finally:
+        sys.modules.pop("dynamic_v3_pack", None)

@@ -289,6 +289,12 @@ class Schema:
     not_idempotent: bool = False
     enable_expand: bool = False
     search_aliases: list[str] = field(default_factory=list)
+    #: The node receives every input of its prompt entry, declared or not.
+    accept_all_inputs: bool = False
+    # Front-end hints Loom keeps but does not act on.
+    is_dev_only: bool = False
+    price_badge: Any = None
+    essentials_category: str | None = None
 
     def finalize(self) -> "Schema":
         """Output nodes get the prompt and workflow; unnamed outputs get ids (as ComfyUI)."""
@@ -310,9 +316,7 @@ class Schema:
             repeated = sorted({i for i in ids if ids.count(i) > 1})
             if repeated:
                 problems.append(f"{what} ids must be unique, but {repeated} repeat")
-        shared = sorted(set(input_ids) & set(output_ids))
-        if shared:
-            problems.append(f"ids {shared} are used for both inputs and outputs")
+        # An input and an output may share an id (ComfyUI's V1 nodes do it all the time).
         if problems:
             raise ValueError(f"node '{self.node_id}': " + "; ".join(problems))
 
@@ -410,7 +414,11 @@ class ComfyNode:
         return execute_as_v1(type(self), kwargs)
 
 
+# The dynamic input kinds (loom_compat.v3_dynamic compiles them to plain inputs).
+from loom_compat.v3_dynamic import Autogrow, DynamicCombo, MatchType, MultiType  # noqa: E402
+
 __all__ = [
+    "Autogrow", "DynamicCombo", "MatchType", "MultiType",
     "FolderType", "UploadType", "NumberDisplay", "Hidden", "HiddenHolder", "Input", "WidgetInput", "Output",
     "ComfyTypeI", "ComfyTypeIO", "comfytype", "Custom", "Boolean", "Int", "Float", "String", "Combo",
     "Image", "Mask", "Latent", "Conditioning", "Sampler", "Sigmas", "Noise", "Guider", "Clip", "ControlNet",

@@ -1,0 +1,5 @@
+"""ComfyUI's ``comfy_extras.nodes_upscale_model``: Loom's built-ins of the requested names, else placeholders."""
+
+from loom_compat.extras import module_getattr
+
+__getattr__ = module_getattr(__name__)
