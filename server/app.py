@@ -30,7 +30,7 @@ from .routes_queue import QueueRoutes
 from .routes_userdata import UserdataRoutes
 from .security import Guard
 from .static import StaticFiles
-from .store import Store
+from .store import DiskFull, Store, open_store
 from .websocket import SERVER_KEY, websocket_handler
 from .worker import Worker
 
@@ -65,6 +65,8 @@ class LoomServer:
         self._runner: web.AppRunner | None = None
         self._number = 0
         self._seq = 0
+        #: Set when --recover-queue moved a damaged queue database aside.
+        self.recovery_note: str | None = None
 
     # ------------------------------------------------- PromptServer surface
     @property
@@ -137,8 +139,14 @@ class LoomServer:
             env.models.free(unload_models=unload_models, free_memory=free_memory)
 
     async def set_paused(self, paused: bool) -> None:
+        """Pause or resume now; the choice is saved so a restart keeps it
+        (a full disk: it still applies, and the 507 says it was not saved)."""
         self.queue.set_paused(paused)
-        await asyncio.wrap_future(self.store.set_setting("paused", paused))
+        try:
+            await asyncio.wrap_future(self.store.set_setting("paused", paused))
+        except DiskFull as exc:
+            raise ApiError(507, "disk_full", f"the queue is {'paused' if paused else 'resumed'}, but that"
+                           f" could not be saved: {exc}") from None
 
     # -------------------------------------------------------------- the app
     def build_app(self) -> web.Application:
@@ -175,12 +183,14 @@ class LoomServer:
                        stall_timeout=self.options.ws_stall_timeout)
         # Every image this host decodes from a file (LoadImage included) is bounded by it.
         self.env.max_image_pixels = self.options.max_image_pixels
-        self.store = Store(self.db_path, self.options.max_history)
+        # A damaged file raises DamagedStore (one line for the CLI to print),
+        # unless --recover-queue moves it aside.
+        self.store, recovered, self.recovery_note = open_store(
+            self.db_path, self.options.max_history, recover=self.options.recover_queue)
         self.store.bind_loop(self.loop)
         self._number, self._seq = self.store.counters()
         self.queue = PromptQueue(on_change=self.hub.status_changed)
         self.hub.status_source = self.queue_info
-        recovered = self.store.load_queue()
         for item in recovered:
             self.queue.add(item)
         if recovered:
@@ -192,7 +202,9 @@ class LoomServer:
         else:
             self.worker = Worker(queue=self.queue, store=self.store, hub=self.hub,
                                  make_executor=self._make_executor, validate=self._revalidate,
-                                 free=self._free, preview_interval=self.options.preview_interval, env=self.env)
+                                 free=self._free, preview_interval=self.options.preview_interval, env=self.env,
+                                 max_attempts=self.options.max_prompt_attempts,
+                                 interrupt_grace=self.options.interrupt_grace)
         self.app = self.build_app()
         # keepalive_timeout also bounds slow headers (slowloris): aiohttp's timer
         # starts when a connection opens or a response ends, and bytes of an

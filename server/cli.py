@@ -50,6 +50,16 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-private-downloads", action="store_true",
                    help="let POST /models/download fetch from loopback and private-network addresses")
     p.add_argument("--web-root", type=Path, default=DEFAULT_WEB_ROOT, help=argparse.SUPPRESS)
+    queue = p.add_argument_group("queue")
+    queue.add_argument("--max-prompt-attempts", type=int, default=3, metavar="N",
+                       help="starts of one prompt that end with the server process dying (a node that calls"
+                            " os._exit or crashes) before it is recorded as failed (default 3)")
+    queue.add_argument("--interrupt-grace", type=float, default=30.0, metavar="SECONDS",
+                       help="after /interrupt, seconds a node may keep running before its prompt is ended as"
+                            " interrupted and the worker moves on without it (default 30)")
+    queue.add_argument("--recover-queue", action="store_true",
+                       help="if the queue database is damaged, move it aside to *.corrupt-<time> and start"
+                            " with what can still be read from it")
     workers = p.add_argument_group("workers")
     workers.add_argument("--workers", default="local", metavar="local|ray[=ADDRESS]",
                          help="who runs the queue: this process (local, default) or one worker per GPU"
@@ -195,6 +205,10 @@ def _options(args: argparse.Namespace) -> ServerOptions:
         raise SystemExit("loom: --max-history must be at least 1")
     if args.max_upload_size <= 0:
         raise SystemExit("loom: --max-upload-size must be positive")
+    if args.max_prompt_attempts < 1:
+        raise SystemExit("loom: --max-prompt-attempts must be at least 1")
+    if not args.interrupt_grace > 0:
+        raise SystemExit("loom: --interrupt-grace must be a positive number of seconds")
     if not args.max_image_pixels >= 0:
         raise SystemExit("loom: --max-image-pixels must be 0 (no limit) or more")
     if not args.keepalive_timeout > 0:
@@ -209,6 +223,8 @@ def _options(args: argparse.Namespace) -> ServerOptions:
         listen=args.listen, port=args.port, max_upload_size=args.max_upload_size,
         auth_token=args.auth_token or None, cors_origin=args.enable_cors_header, cache=args.cache,
         max_history=args.max_history, web_root=args.web_root, verbose=args.verbose,
+        max_prompt_attempts=args.max_prompt_attempts, interrupt_grace=args.interrupt_grace,
+        recover_queue=args.recover_queue,
         max_image_pixels=args.max_image_pixels, keepalive_timeout=args.keepalive_timeout,
         allow_private_downloads=args.allow_private_downloads,
     )
@@ -235,6 +251,7 @@ def _dispatcher(args: argparse.Namespace):
 
         ray_options = RayOptions(address=address, cpu_workers=args.ray_cpu_workers,
                                  max_in_flight=args.ray_max_in_flight, shared_output=args.shared_output,
+                                 max_attempts=args.max_prompt_attempts,
                                  torch_threads=args.ray_torch_threads)
         return RayDispatcher(queue=server.queue, store=server.store, hub=server.hub, validate=server._revalidate,
                              folders=server.folders, spec=HostSpec.from_args(args), options=ray_options,
@@ -286,6 +303,7 @@ async def _serve(host, options: ServerOptions, started: float, make_dispatcher=N
         except (NotImplementedError, RuntimeError):
             pass
     from .remote_jobs import WorkerStartError
+    from .store import StoreError
 
     server = LoomServer(host.registry, options, device=host.env.device, make_dispatcher=make_dispatcher)
     if host.on_server is not None:  # ComfyUI compat: PromptServer.instance is this server
@@ -299,6 +317,10 @@ async def _serve(host, options: ServerOptions, started: float, make_dispatcher=N
         print(f"loom: {exc}", file=sys.stderr)
         await server.stop()
         return 2
+    except StoreError as exc:  # a damaged queue database, a full disk: one line, no traceback
+        print(f"loom: {exc}", file=sys.stderr)
+        await server.stop()
+        return 2
     elapsed = time.perf_counter() - started
     device = detect_device(host.env.device)
     lines = [
@@ -309,6 +331,8 @@ async def _serve(host, options: ServerOptions, started: float, make_dispatcher=N
         f"queue: {server.db_path} ({server.queue.remaining()} queued"
         f"{', paused' if server.queue.paused else ''})",
     ]
+    if server.recovery_note:
+        lines.append(f"recovered: {server.recovery_note}")
     if not is_loopback(options.listen) and not options.auth_token:
         print(WARNING.format(listen=options.listen), file=sys.stderr, flush=True)
     print("\n".join(lines), flush=True)

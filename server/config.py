@@ -33,6 +33,15 @@ class ServerOptions:
     verbose: bool = False
     #: Smallest interval between two previews sent for one prompt (seconds).
     preview_interval: float = 0.05
+    #: Starts of one prompt that ended with the process dying before it is
+    #: recorded as failed (a node that calls os._exit or crashes).
+    max_prompt_attempts: int = 3
+    #: Seconds a node may ignore /interrupt before its prompt is ended as
+    #: interrupted and the worker moves on without it.
+    interrupt_grace: float = 30.0
+    #: Move a damaged queue database aside (``*.corrupt-<time>``) and start from
+    #: what can be read, instead of refusing to start.
+    recover_queue: bool = False
     #: Largest image decoded from a file (uploads, /view conversions, LoadImage), in pixels.
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     #: A connection that is idle, or has not finished sending a request's headers,

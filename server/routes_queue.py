@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import sqlite3
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,7 @@ from aiohttp import web
 from .jsonio import json_response
 from .http_errors import ApiError, expect, read_json_object
 from .records import QueueItem
+from .store import DamagedStore, DiskFull
 
 if TYPE_CHECKING:
     from .app import LoomServer
@@ -20,6 +22,22 @@ if TYPE_CHECKING:
 _JSON = "application/json"
 #: Prompts with more nodes than this are validated in a thread.
 _VALIDATE_IN_THREAD = 2000
+
+
+def _duplicate(prompt_id: str) -> ApiError:
+    return ApiError(409, "duplicate_prompt_id", f"prompt '{prompt_id}' is already queued, running or in history;"
+                    " send a new prompt_id (or none, and the server picks one)")
+
+
+async def committed(future: Any) -> Any:
+    """Await a store write or read; a full disk is a 507 and a damaged
+    database a 503, each saying what to do, never a 500."""
+    try:
+        return await asyncio.wrap_future(future)
+    except DiskFull as exc:
+        raise ApiError(507, "disk_full", f"disk full: {exc}") from None
+    except DamagedStore as exc:
+        raise ApiError(503, "damaged_queue_database", str(exc)) from None
 
 
 def _no_prompt(message: str, details: str = "") -> ApiError:
@@ -92,8 +110,8 @@ class QueueRoutes:
             expect(prompt_id, str, "prompt_id")
             if not prompt_id or len(prompt_id) > 200:
                 raise ApiError(400, "invalid_field", "'prompt_id' must be a non-empty string of at most 200 characters")
-            if prompt_id in server.queue:
-                raise ApiError(409, "duplicate_prompt_id", f"prompt '{prompt_id}' is already queued")
+            if prompt_id in server.queue:  # a cheap early answer; the store decides atomically below
+                raise _duplicate(prompt_id)
         targets = data.get("partial_execution_targets")
         if targets is not None:
             expect(targets, list, "partial_execution_targets")
@@ -124,11 +142,9 @@ class QueueRoutes:
                          extra_data=extra_data, outputs=list(validation.outputs),
                          seq=server.next_seq(), validation=validation)
         try:
-            await asyncio.wrap_future(server.store.enqueue(item))
-        except Exception as exc:
-            if "UNIQUE" in str(exc):
-                raise ApiError(409, "duplicate_prompt_id", f"prompt '{prompt_id}' is already queued") from None
-            raise
+            await committed(server.store.enqueue(item))
+        except sqlite3.IntegrityError:
+            raise _duplicate(prompt_id) from None
         server.queue.add(item)
         return json_response({"prompt_id": prompt_id, "number": number,
                                   "node_errors": validation.node_errors})
@@ -152,13 +168,13 @@ class QueueRoutes:
         if data.get("clear") is not None and expect(data["clear"], bool, "clear"):
             removed = server.queue.clear()
             if removed:  # exactly those: a prompt queued meanwhile stays
-                await asyncio.wrap_future(server.store.delete_pending(removed))
+                await committed(server.store.delete_pending(removed))
             result["deleted"] = removed
         if data.get("delete") is not None:
             ids = [str(expect(i, str, "delete[]")) for i in expect(data["delete"], list, "delete")]
             removed = server.queue.remove(set(ids))
             if removed:
-                await asyncio.wrap_future(server.store.delete_pending(removed))
+                await committed(server.store.delete_pending(removed))
             result["deleted"] = result.get("deleted", []) + removed
         if data.get("move") is not None:
             move = expect(data["move"], dict, "move")
@@ -169,7 +185,7 @@ class QueueRoutes:
                 raise ApiError(404, "not_pending", f"prompt '{prompt_id}' is not pending; only pending prompts can move")
             number = changed[prompt_id]
             for moved_id, moved_number in changed.items():  # all of them when the queue was renumbered
-                await asyncio.wrap_future(server.store.set_number(moved_id, moved_number))
+                await committed(server.store.set_number(moved_id, moved_number))
             result["moved"] = {"prompt_id": prompt_id, "number": number}
         if data.get("pause") is not None and expect(data["pause"], bool, "pause"):
             await server.set_paused(True)
@@ -184,12 +200,12 @@ class QueueRoutes:
         # max_items means the newest max_items (server.py's offset = -1).
         max_items = _optional_int(request, "max_items")
         offset = _optional_int(request, "offset", minimum=-(2**31))
-        text = await asyncio.wrap_future(self.server.store.history_window_json(max_items, -1 if offset is None else offset))
+        text = await committed(self.server.store.history_window_json(max_items, -1 if offset is None else offset))
         return web.Response(text=text, content_type=_JSON)
 
     async def get_history_entry(self, request: web.Request) -> web.Response:
         prompt_id = request.match_info["prompt_id"]
-        text = await asyncio.wrap_future(self.server.store.history_entry_json(prompt_id))
+        text = await committed(self.server.store.history_entry_json(prompt_id))
         return web.Response(text=text, content_type=_JSON)
 
     async def post_history(self, request: web.Request) -> web.Response:
@@ -198,10 +214,10 @@ class QueueRoutes:
         if not {"clear", "delete"} & data.keys():
             raise ApiError(400, "invalid_body", "expected 'clear' or 'delete'")
         if data.get("clear") is not None and expect(data["clear"], bool, "clear"):
-            await asyncio.wrap_future(store.clear_history())
+            await committed(store.clear_history())
         if data.get("delete") is not None:
             ids = [str(expect(i, str, "delete[]")) for i in expect(data["delete"], list, "delete")]
-            await asyncio.wrap_future(store.delete_history(ids))
+            await committed(store.delete_history(ids))
         return json_response({})
 
     # ------------------------------------------------------------- control

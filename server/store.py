@@ -8,12 +8,23 @@ awaits durability without ever blocking on the disk.
 
 ``synchronous=NORMAL`` with WAL survives a killed process (what ``kill -9``
 tests); an OS crash may lose the last commits, which is the usual trade.
+
+Failures the server must explain rather than turn into a 500 are raised as
+:class:`DiskFull` (the disk under the file is full: ``POST /prompt`` answers
+507) and :class:`DamagedStore` (the file or a row in it cannot be read: start-up
+stops with one line naming the file; ``--recover-queue`` moves it aside).  A
+prompt id that is already queued, running or in history fails its enqueue with
+``sqlite3.IntegrityError`` (the primary key, or a check in the same
+transaction), so duplicate POSTs race safely.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
+import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -22,8 +33,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+import orjson
+
 from .jsonio import dumps
 from .records import HistoryEntry, QueueItem
+
+log = logging.getLogger("loom.server")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS queue (
@@ -34,7 +49,8 @@ CREATE TABLE IF NOT EXISTS queue (
     extra_data  TEXT NOT NULL,
     outputs     TEXT NOT NULL,
     state       TEXT NOT NULL DEFAULT 'pending',
-    queued_at   REAL NOT NULL
+    queued_at   REAL NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS history (
     seq          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -66,6 +82,61 @@ CREATE TABLE IF NOT EXISTS settings (
 _MAX_BATCH = 512
 _STOP = object()
 
+_SQLITE_CORRUPT = 11
+_SQLITE_FULL = 13
+_SQLITE_NOTADB = 26
+
+
+class StoreError(Exception):
+    """A problem with the queue database a person has to act on."""
+
+
+class DiskFull(StoreError):
+    """A write failed because the disk holding the queue database is full."""
+
+    def __init__(self, path: Path, cause: BaseException):
+        self.path = path
+        super().__init__(f"the disk holding the queue database {path} is full ({cause}); free some space")
+
+
+class DamagedStore(StoreError):
+    """The queue database, or a row in it, cannot be read."""
+
+    def __init__(self, path: Path, reason: str):
+        self.path = path
+        self.reason = reason
+        super().__init__(
+            f"the queue database {path} is damaged ({reason}); start with --recover-queue to move it aside"
+            f" to {path.name}.corrupt-<time> and keep what can still be read, or move it away yourself")
+
+
+class DuplicatePromptId(sqlite3.IntegrityError):
+    """The prompt id is in history already (a queued or running one fails on
+    the queue table's primary key, also an ``IntegrityError``)."""
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and (code & 0xFF == _SQLITE_FULL):
+        return True
+    return isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+
+
+def _is_damage(exc: BaseException) -> bool:
+    """sqlite's own verdict that the file is not (or no longer) a database."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+    return isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError)
+
+
+def _open_error(path: Path, exc: BaseException) -> StoreError:
+    if _is_damage(exc):
+        return DamagedStore(path, str(exc))
+    if _is_disk_full(exc):
+        return DiskFull(path, exc)
+    return StoreError(f"cannot open the queue database {path}: {exc}")
+
 
 #: Queued prompts keep Python's JSON (NaN stays NaN), so a prompt resumed
 #: after a restart is exactly the one that was queued.
@@ -96,6 +167,24 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def _open(path: Path) -> sqlite3.Connection:
+    """The connection the writer uses, with the schema in place (older files
+    gain the ``attempts`` column); a file that is not a database raises
+    :class:`DamagedStore`."""
+    conn = None
+    try:
+        conn = _connect(path)
+        conn.executescript(SCHEMA)
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(queue)")}
+        if "attempts" not in columns:
+            conn.execute("ALTER TABLE queue ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0")
+        return conn
+    except sqlite3.Error as exc:
+        if conn is not None:
+            conn.close()
+        raise _open_error(path, exc) from None
+
+
 class Store:
     """The SQLite file; see the module docstring."""
 
@@ -103,8 +192,10 @@ class Store:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_history = max_history
-        self._conn = _connect(self.path)
-        self._conn.executescript(SCHEMA)
+        self._conn = _open(self.path)
+        #: History rows (by seq) already checked to be JSON objects; rows are
+        #: never rewritten in place, so each is parsed once, not per request.
+        self._checked_history: set[int] = set()
         self._ops: queue.SimpleQueue = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write_loop, name="loom-store-writer", daemon=True)
         self._writer.start()
@@ -151,7 +242,7 @@ class Store:
                     stop = True
                     break
                 batch.append(more)
-            results = self._commit(conn, batch)
+            results = self._commit(conn, batch, self.path)
             on_loop = []
             for future, value, error in results:
                 if isinstance(future, Future):
@@ -170,7 +261,8 @@ class Store:
                 return
 
     @staticmethod
-    def _commit(conn: sqlite3.Connection, batch: list) -> list[tuple[Future, Any, BaseException | None]]:
+    def _commit(conn: sqlite3.Connection, batch: list, path: Path = Path("?")
+                ) -> list[tuple[Future, Any, BaseException | None]]:
         """Run a batch in one transaction.  Writes almost never fail, so the
         batch runs optimistically; if one does, the batch is rolled back and
         each write retried in its own transaction, so it fails alone."""
@@ -196,15 +288,43 @@ class Store:
                     conn.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass
+                if _is_disk_full(exc):
+                    exc = DiskFull(path, exc)
                 results.append((future, None, exc))
         return results
 
     def enqueue(self, item: QueueItem) -> Future:
-        row = (item.prompt_id, item.number, item.seq, _dumps(item.prompt),
+        """Queue a prompt; fails with ``sqlite3.IntegrityError`` when its id
+        is queued, running or in history (checked in the insert's own
+        transaction, so concurrent POSTs of one id admit exactly one)."""
+        prompt_id = item.prompt_id
+        row = (prompt_id, item.number, item.seq, _dumps(item.prompt),
                _dumps(item.extra_data), _dumps(item.outputs), time.time())
+
+        def op(c: sqlite3.Connection) -> None:
+            if c.execute("SELECT 1 FROM history WHERE prompt_id=?", (prompt_id,)).fetchone() is not None:
+                raise DuplicatePromptId(f"prompt id {prompt_id!r} is in history")
+            c.execute("INSERT INTO queue(prompt_id, number, seq, prompt, extra_data, outputs, queued_at)"
+                      " VALUES (?,?,?,?,?,?,?)", row)
+
+        return self._submit(op)
+
+    def mark_started(self, prompt_id: str) -> Future:
+        """Count one more start of a prompt (committed before it runs): a
+        prompt whose node kills the process is found at the next start-up
+        with its count, and given up after a few."""
+        def op(c: sqlite3.Connection) -> int:
+            row = c.execute("UPDATE queue SET attempts=attempts+1, state='running' WHERE prompt_id=?"
+                            " RETURNING attempts", (prompt_id,)).fetchone()
+            return 0 if row is None else int(row[0])
+
+        return self._submit(op)
+
+    def unmark_started(self, prompt_id: str) -> Future:
+        """Undo :meth:`mark_started` for a prompt stopped by a clean shutdown
+        (not its fault: it runs again at the next start with its old count)."""
         return self._submit(lambda c: c.execute(
-            "INSERT INTO queue(prompt_id, number, seq, prompt, extra_data, outputs, queued_at)"
-            " VALUES (?,?,?,?,?,?,?)", row))
+            "UPDATE queue SET attempts=MAX(attempts-1, 0), state='pending' WHERE prompt_id=?", (prompt_id,)))
 
     def set_number(self, prompt_id: str, number: float) -> Future:
         return self._submit(lambda c: c.execute(
@@ -261,7 +381,40 @@ class Store:
         return conn
 
     def _read(self, fn: Callable[[sqlite3.Connection], Any]) -> Future:
-        return self._readers.submit(lambda: fn(self._reader()))
+        def run() -> Any:
+            try:
+                return fn(self._reader())
+            except sqlite3.DatabaseError as exc:
+                if _is_damage(exc):
+                    raise DamagedStore(self.path, str(exc)) from None
+                raise
+
+        return self._readers.submit(run)
+
+    def _entry_text(self, seq: int, prompt_id: str, entry: str) -> str:
+        """A history row's stored JSON, or — for a row that is not a JSON
+        object (damaged on disk) — a well-formed error entry saying so: one
+        bad row must not make the whole ``/history`` answer invalid JSON."""
+        if seq in self._checked_history:
+            return entry
+        try:
+            ok = isinstance(orjson.loads(entry), dict)
+        except (orjson.JSONDecodeError, TypeError):
+            ok = False
+        if ok:
+            self._checked_history.add(seq)
+            return entry
+        log.error("history row for prompt %r in %s is damaged (not a JSON object)", prompt_id, self.path)
+        message = (f"this history entry is damaged in {self.path} (not valid JSON); delete it with"
+                   f" POST /history {{\"delete\": [id]}}")
+        return dumps({
+            "prompt": [0, prompt_id, {}, {}, []], "outputs": {}, "meta": {},
+            "status": {"status_str": "error", "completed": False, "messages": [
+                ["execution_error", {"prompt_id": prompt_id, "node_id": "", "node_type": "",
+                                     "exception_message": message, "exception_type": "DamagedHistoryEntry",
+                                     "traceback": [], "executed": [], "current_inputs": {},
+                                     "current_outputs": {}}]]},
+        })
 
     def history_json(self, max_items: int | None = None, offset: int = 0) -> Future:
         """The newest ``max_items`` entries (after skipping ``offset`` newest),
@@ -270,10 +423,11 @@ class Store:
 
         def fn(c: sqlite3.Connection) -> str:
             limit = -1 if max_items is None else max_items
-            rows = c.execute("SELECT prompt_id, entry FROM history ORDER BY seq DESC LIMIT ? OFFSET ?",
+            rows = c.execute("SELECT seq, prompt_id, entry FROM history ORDER BY seq DESC LIMIT ? OFFSET ?",
                              (limit, offset)).fetchall()
             rows.reverse()
-            return "{" + ",".join(f"{json.dumps(pid)}:{entry}" for pid, entry in rows) + "}"
+            text = self._entry_text
+            return "{" + ",".join(f"{json.dumps(pid)}:{text(seq, pid, entry)}" for seq, pid, entry in rows) + "}"
 
         return self._read(fn)
 
@@ -287,16 +441,19 @@ class Store:
             if start < 0 and max_items is not None:
                 start = c.execute("SELECT COUNT(*) FROM history").fetchone()[0] - max_items
             limit = -1 if max_items is None else max_items
-            rows = c.execute("SELECT prompt_id, entry FROM history ORDER BY seq LIMIT ? OFFSET ?",
+            rows = c.execute("SELECT seq, prompt_id, entry FROM history ORDER BY seq LIMIT ? OFFSET ?",
                              (limit, max(start, 0))).fetchall()
-            return "{" + ",".join(f"{json.dumps(pid)}:{entry}" for pid, entry in rows) + "}"
+            text = self._entry_text
+            return "{" + ",".join(f"{json.dumps(pid)}:{text(seq, pid, entry)}" for seq, pid, entry in rows) + "}"
 
         return self._read(fn)
 
     def history_entry_json(self, prompt_id: str) -> Future:
         def fn(c: sqlite3.Connection) -> str:
-            row = c.execute("SELECT entry FROM history WHERE prompt_id=?", (prompt_id,)).fetchone()
-            return "{}" if row is None else "{" + f"{json.dumps(prompt_id)}:{row[0]}" + "}"
+            row = c.execute("SELECT seq, entry FROM history WHERE prompt_id=?", (prompt_id,)).fetchone()
+            if row is None:
+                return "{}"
+            return "{" + f"{json.dumps(prompt_id)}:{self._entry_text(row[0], prompt_id, row[1])}" + "}"
 
         return self._read(fn)
 
@@ -308,34 +465,64 @@ class Store:
         return self._read(fn)
 
     # ------------------------------------------------- start-up (synchronous)
+    def _startup(self, what: str, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        try:
+            return fn(self._conn)
+        except sqlite3.DatabaseError as exc:
+            raise _open_error(self.path, exc) from None
+        except RecursionError:
+            raise DamagedStore(self.path, f"{what}: nested too deeply to read") from None
+
     def load_queue(self) -> list[QueueItem]:
         """Every prompt still queued, in queue order.  A prompt leaves the
         queue table only when its history row is written (same transaction),
         so the one that was running when the process died is still here, in
-        its place at the head, and runs again from scratch."""
-        rows = self._conn.execute(
-            "SELECT number, prompt_id, prompt, extra_data, outputs, seq, state FROM queue"
-            " ORDER BY number, seq").fetchall()
-        return [
-            QueueItem(number=number, prompt_id=pid, prompt=json.loads(prompt),
-                      extra_data=json.loads(extra), outputs=json.loads(outputs), seq=seq,
-                      recovered=True)
-            for number, pid, prompt, extra, outputs, seq, state in rows
-        ]
+        its place at the head, and runs again from scratch — with its count
+        of starts (``attempts``), so one that keeps killing the process is
+        given up.  A row that cannot be read raises :class:`DamagedStore`."""
+
+        def fn(c: sqlite3.Connection) -> list[QueueItem]:
+            rows = c.execute(
+                "SELECT number, prompt_id, prompt, extra_data, outputs, seq, attempts FROM queue"
+                " ORDER BY number, seq").fetchall()
+            items = []
+            for number, pid, prompt, extra, outputs, seq, attempts in rows:
+                item = _queue_row(number, pid, prompt, extra, outputs, seq, attempts)
+                if item is None:
+                    raise DamagedStore(self.path, f"queued prompt {pid!r} is not valid JSON")
+                items.append(item)
+            return items
+
+        return self._startup("the queue", fn)
 
     def counters(self) -> tuple[int, int]:
         """(next queue number, next seq) continuing from what is on disk."""
-        row = self._conn.execute(
-            "SELECT MAX(m) FROM (SELECT MAX(ABS(number)) AS m FROM queue"
-            " UNION ALL SELECT MAX(ABS(number)) FROM history)").fetchone()
-        seq = self._conn.execute("SELECT MAX(seq) FROM queue").fetchone()[0]
-        hseq = self._conn.execute("SELECT MAX(seq) FROM history").fetchone()[0]
-        number = int(row[0]) + 1 if row[0] is not None else 0
-        return number, max(seq or 0, hseq or 0) + 1
+
+        def fn(c: sqlite3.Connection) -> tuple[int, int]:
+            row = c.execute(
+                "SELECT MAX(m) FROM (SELECT MAX(ABS(number)) AS m FROM queue"
+                " UNION ALL SELECT MAX(ABS(number)) FROM history)").fetchone()
+            seq = c.execute("SELECT MAX(seq) FROM queue").fetchone()[0]
+            hseq = c.execute("SELECT MAX(seq) FROM history").fetchone()[0]
+            try:
+                number = int(row[0]) + 1 if row[0] is not None else 0
+                return number, max(int(seq or 0), int(hseq or 0)) + 1
+            except (TypeError, ValueError, OverflowError):
+                raise DamagedStore(self.path, "a queue number is not a number") from None
+
+        return self._startup("the counters", fn)
 
     def get_setting(self, key: str, default: Any = None) -> Any:
-        row = self._conn.execute("SELECT value FROM settings WHERE key=?", (key,)).fetchone()
-        return default if row is None else json.loads(row[0])
+        def fn(c: sqlite3.Connection) -> Any:
+            row = c.execute("SELECT value FROM settings WHERE key=?", (key,)).fetchone()
+            if row is None:
+                return default
+            try:
+                return json.loads(row[0])
+            except (TypeError, ValueError):
+                raise DamagedStore(self.path, f"setting {key!r} is not valid JSON") from None
+
+        return self._startup(f"setting {key!r}", fn)
 
     def close(self) -> None:
         if self._closed:
@@ -345,3 +532,116 @@ class Store:
         self._writer.join(timeout=10)
         self._readers.shutdown(wait=True)
         self._conn.close()
+
+
+def _queue_row(number: Any, prompt_id: Any, prompt: Any, extra: Any, outputs: Any, seq: Any,
+               attempts: Any) -> QueueItem | None:
+    """A queue row as an item, or None when it is damaged."""
+    try:
+        item = QueueItem(number=float(number), prompt_id=str(prompt_id), prompt=json.loads(prompt),
+                         extra_data=json.loads(extra), outputs=json.loads(outputs), seq=int(seq),
+                         recovered=True, attempts=int(attempts or 0))
+    except (TypeError, ValueError, RecursionError):
+        return None
+    if not (isinstance(item.prompt, dict) and isinstance(item.extra_data, dict) and isinstance(item.outputs, list)):
+        return None
+    return item
+
+
+def move_aside(path: Path) -> Path:
+    """Rename a damaged database (and its -wal/-shm files) to
+    ``NAME.corrupt-<time>``; returns the new name of the main file."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while target.exists():
+        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+        n += 1
+    for suffix in ("-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            os.replace(side, target.with_name(target.name + suffix))
+    if path.exists():
+        os.replace(path, target)
+    return target
+
+
+def salvage(damaged: Path, path: Path) -> tuple[int, int]:
+    """Copy what can still be read from ``damaged`` (queued prompts, history
+    rows and settings that are valid JSON) into a new database at ``path``.
+    Returns (queued prompts kept, history entries kept); reading stops at the
+    first damaged page of a table."""
+    fresh = _open(path)
+    queued = kept = 0
+    try:
+        try:
+            old = sqlite3.connect(f"file:{damaged}?mode=ro", uri=True)
+        except sqlite3.Error:
+            return 0, 0
+        try:
+            fresh.execute("BEGIN")
+            try:
+                for row in old.execute("SELECT prompt_id, number, seq, prompt, extra_data, outputs, queued_at"
+                                       " FROM queue"):
+                    if _queue_row(row[1], row[0], row[3], row[4], row[5], row[2], 0) is not None:
+                        fresh.execute("INSERT OR IGNORE INTO queue(prompt_id, number, seq, prompt, extra_data,"
+                                      " outputs, queued_at) VALUES (?,?,?,?,?,?,?)", row)
+                        queued += 1
+            except sqlite3.Error:
+                pass
+            try:
+                for row in old.execute("SELECT prompt_id, number, status, entry, completed_at FROM history"
+                                       " ORDER BY seq"):
+                    try:
+                        ok = isinstance(orjson.loads(row[3]), dict)
+                    except (orjson.JSONDecodeError, TypeError):
+                        ok = False
+                    if ok:
+                        fresh.execute("INSERT OR IGNORE INTO history(prompt_id, number, status, entry,"
+                                      " completed_at) VALUES (?,?,?,?,?)", row)
+                        kept += 1
+            except sqlite3.Error:
+                pass
+            try:
+                for row in old.execute("SELECT key, value FROM settings"):
+                    try:
+                        json.loads(row[1])
+                    except (TypeError, ValueError):
+                        continue
+                    fresh.execute("INSERT OR IGNORE INTO settings(key, value) VALUES (?,?)", row)
+            except sqlite3.Error:
+                pass
+            fresh.execute("COMMIT")
+        finally:
+            old.close()
+    finally:
+        fresh.close()
+    return queued, kept
+
+
+def open_store(path: Path, max_history: int = 10000, *, recover: bool = False
+               ) -> tuple["Store", list[QueueItem], str | None]:
+    """Open the queue database and read what start-up needs: (store, queued
+    items, a note when it was recovered).  A damaged file raises
+    :class:`DamagedStore` — unless ``recover``, which moves it aside and
+    starts from what could still be read from it."""
+    path = Path(path)
+    store = None
+    try:
+        store = Store(path, max_history)
+        items = store.load_queue()
+        store.counters()
+        store.get_setting("paused", False)
+        return store, items, None
+    except DamagedStore as exc:
+        if store is not None:
+            store.close()
+        if not recover:
+            raise
+        moved = move_aside(path)
+        queued, kept = salvage(moved, path)
+        note = (f"the queue database {path} was damaged ({exc.reason}); moved it to {moved.name} and kept"
+                f" {queued} queued prompt(s) and {kept} history entr{'y' if kept == 1 else 'ies'}")
+        log.warning("%s", note)
+        store = Store(path, max_history)
+        return store, store.load_queue(), note

@@ -69,12 +69,17 @@ def _data(event: Event) -> dict[str, Any]:
 class EventRouter:
     """The engine's event sink for one prompt (called in the worker thread).
 
-    Routing follows ComfyUI: node-level events (``executing``, ``progress``,
-    ``executed``, previews, custom events) go to the client that queued the
-    prompt, or to everyone when it gave no ``client_id``; prompt-level events
-    (``execution_start``, ``_cached``, ``_success``, ``_error``) only to that
-    client; ``execution_interrupted`` to everyone.
+    Routing follows ComfyUI (execution.py, main.py, server.py's send_sync):
+    every message of a prompt goes to the client that queued it, and to no
+    other.  For a prompt queued without a ``client_id``, ComfyUI sends
+    ``executing``, ``executed`` and the prompt-level events (``execution_start``,
+    ``_cached``, ``_success``, ``_error``, the final ``executing: null``) to no
+    one, while ``progress``, ``progress_state``, previews, custom events and
+    ``execution_interrupted`` go to everyone (``send_sync`` with no sid).
     """
+
+    #: Ask the engine for ComfyUI's ``progress_state`` messages.
+    progress_state = True
 
     def __init__(self, hub: Hub, item: QueueItem, on_node: Callable[[Running], None],
                  preview_interval: float = 0.0, after: Future | None = None):
@@ -85,6 +90,8 @@ class EventRouter:
         self.prompt_id = item.prompt_id
         self.on_node = on_node
         self.held: list[Event] = []
+        #: Set when this prompt's thread was abandoned: nothing more goes out.
+        self.muted = False
         # Messages waiting for the previous prompt's announcement (see the
         # module docstring); None once that has gone out.
         self._gated: list[tuple[str, dict[str, Any], str | None, bool]] | None = None
@@ -94,6 +101,8 @@ class EventRouter:
             after.add_done_callback(lambda _: self._open_gate())
 
     def _post(self, kind: str, data: dict[str, Any], client_id: str | None, urgent: bool = False) -> None:
+        if self.muted:
+            return
         if self._gated is not None:
             with self._gate_lock:
                 if self._gated is not None:
@@ -108,6 +117,8 @@ class EventRouter:
             self._gated = None
 
     def __call__(self, event: Event) -> None:
+        if self.muted:
+            return
         if isinstance(event, PreviewImage):
             # Throttled at the source: a sampler can produce previews faster
             # than anyone can look at them.
@@ -121,11 +132,12 @@ class EventRouter:
             if event.node is None:
                 return  # sent by release(), after the history commit
             self.on_node(Running(self.prompt_id, self.client_id, event.node, event.display_node))
-            self._post(event.type, _data(event), self.client_id)
-        elif isinstance(event, (ExecutionStart, ExecutionCached)):
             if self.client_id is not None:
                 self._post(event.type, _data(event), self.client_id)
-        elif isinstance(event, (Progress, Executed)):
+        elif isinstance(event, (ExecutionStart, ExecutionCached, Executed)):
+            if self.client_id is not None:
+                self._post(event.type, _data(event), self.client_id)
+        elif isinstance(event, Progress):
             self._post(event.type, _data(event), self.client_id)
         elif isinstance(event, CustomEvent):
             message = event.message()
@@ -134,16 +146,20 @@ class EventRouter:
             message = event.message()
             self._post(message["type"], message["data"], self.client_id)
 
-    def release(self, fallback: Event | None) -> None:
-        """Send the held terminal events, then ``executing: null``."""
-        events = self.held or ([fallback] if fallback is not None else [])
+    def release(self, fallback: Event | None, replace: bool = False) -> None:
+        """Send the held terminal events (or, with ``replace``, ``fallback``
+        instead of them), then ``executing: null``."""
+        events = self.held if self.held and not replace else ([fallback] if fallback is not None else [])
         for event in events:
-            if isinstance(event, ExecutionInterrupted):
-                self._post(event.type, _data(event), None)
-            elif self.client_id is not None:
+            if isinstance(event, ExecutionInterrupted) or self.client_id is not None:
                 self._post(event.type, _data(event), self.client_id)
-        self._post("executing", {"node": None, "display_node": None, "prompt_id": self.prompt_id},
-                   self.client_id, urgent=True)
+        if self.client_id is not None:
+            self._post("executing", {"node": None, "display_node": None, "prompt_id": self.prompt_id},
+                       self.client_id, urgent=True)
+
+
+class HistoryNotSaved(RuntimeError):
+    """A finished prompt's history row could not be committed."""
 
 
 def error_event(prompt_id: str, exc: BaseException, node_id: str = "", node_type: str = "") -> ExecutionError:
@@ -174,8 +190,50 @@ def describe_invalid(validation: Any) -> str:
     return "; ".join(parts)
 
 
+class _Abandoned(BaseException):
+    """Raised, best effort, in a worker thread that was given up on (its node
+    ignored /interrupt past the grace period), so a pure-Python loop stops
+    burning a core; a thread blocked in C never sees it and stays parked."""
+
+
+@dataclass(eq=False)
+class _Lane:
+    """One worker thread and the executor (and result cache) it owns.
+
+    A lane whose node hangs is abandoned, never reused: Python cannot kill a
+    thread, so the worker starts a new lane with a fresh executor and the old
+    thread is left to finish (or not) on its own, with nothing to report to."""
+
+    number: int
+    thread: threading.Thread | None = None
+    executor: Any = None
+    abandoned: bool = False
+
+
+@dataclass(eq=False)
+class _Run:
+    """One start of one prompt on one lane; ``claimed`` by whoever records
+    its outcome first: the lane when the prompt returns, or the watchdog when
+    it gives up on it."""
+
+    item: QueueItem
+    lane: _Lane
+    router: EventRouter
+    interrupt: InterruptFlag
+    claimed: bool = False
+    watchdog: threading.Timer | None = None
+
+
 class Worker:
-    """Runs queued prompts one at a time in its own thread."""
+    """Runs queued prompts one at a time in its own thread.
+
+    Poison prompts: each start of a prompt is counted on disk before it runs
+    (``Store.mark_started``); one found at start-up with ``max_attempts``
+    starts already (its node killed the process that many times) is recorded
+    as failed instead of run.  A node raising ``SystemExit`` or
+    ``KeyboardInterrupt`` fails its prompt.  A node that ignores ``/interrupt``
+    for ``interrupt_grace`` seconds ends its prompt as interrupted and the
+    worker carries on in a new thread (see :class:`_Lane`)."""
 
     def __init__(
         self,
@@ -188,6 +246,8 @@ class Worker:
         free: Callable[[bool, bool], None] = lambda unload, free: None,
         preview_interval: float = 0.0,
         env: Any = None,
+        max_attempts: int = 3,
+        interrupt_grace: float = 30.0,
     ):
         self.preview_interval = preview_interval
         self.env = env
@@ -197,109 +257,233 @@ class Worker:
         self.make_executor = make_executor
         self.validate = validate
         self.free_hook = free
-        self.interrupt = InterruptFlag()
+        self.max_attempts = max_attempts
+        self.interrupt_grace = interrupt_grace
         self.running: Running | None = None
         self._stopping = False
         self._free_request: tuple[bool, bool] | None = None
-        self._thread = threading.Thread(target=self._loop, name="loom-worker", daemon=True)
+        self._lock = threading.Lock()
+        self._lanes = 0
+        self._lane = self._new_lane()
+        self._run_now: _Run | None = None
         self.completed = 0
+        #: Threads given up on (their node ignored /interrupt); still alive or not.
+        self.abandoned: list[threading.Thread] = []
         #: The last prompt's history commit, whose announcement the next
         #: prompt's events wait for.
         self._announced: Future | None = None
 
+    def _new_lane(self) -> _Lane:
+        self._lanes += 1
+        lane = _Lane(self._lanes)
+        lane.thread = threading.Thread(target=self._loop, args=(lane,), name=f"loom-worker-{lane.number}",
+                                       daemon=True)
+        return lane
+
     def start(self) -> None:
-        self._thread.start()
+        self._lane.thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop after interrupting the running prompt, which stays queued (it
         runs again at the next start)."""
         self._stopping = True
-        self.interrupt.set()
+        run = self._run_now
+        if run is not None:
+            run.interrupt.set()
+            if run.watchdog is not None:
+                run.watchdog.cancel()
         self.queue.close()
-        self._thread.join(timeout)
+        self._lane.thread.join(timeout)
 
     def request_interrupt(self, prompt_id: str | None = None) -> bool:
+        run = self._run_now
         running = self.running
-        if running is None or (prompt_id is not None and running.prompt_id != prompt_id):
+        if run is None or running is None or (prompt_id is not None and running.prompt_id != prompt_id):
             return False
-        self.interrupt.set()
+        run.interrupt.set()
+        with self._lock:
+            if run.watchdog is None and not run.claimed and self.interrupt_grace > 0:
+                run.watchdog = threading.Timer(self.interrupt_grace, self._give_up, (run,))
+                run.watchdog.daemon = True
+                run.watchdog.start()
         return True
 
     def request_free(self, unload_models: bool, free_memory: bool) -> None:
         self._free_request = (unload_models, free_memory)
 
     # ------------------------------------------------------------ thread
-    def _loop(self) -> None:
+    def _loop(self, lane: _Lane) -> None:
         _lower_priority()
-        executor = None
-        while not self._stopping:
-            executor = self._apply_free(executor)
-            item = self.queue.take(timeout=0.5)
-            if item is None:
-                continue
-            executor = self._apply_free(executor)  # asked for while we waited
-            if executor is None:
-                try:
-                    executor = self.make_executor()
-                except Exception:
-                    log.exception("could not create the executor")
-                    self._finish(item, None, status="error", outputs={}, messages=[],
-                                 error=error_event(item.prompt_id, RuntimeError("the engine failed to start")))
+        try:
+            while not self._stopping and not lane.abandoned:
+                self._apply_free(lane)
+                item = self.queue.take(timeout=0.5)
+                if item is None:
                     continue
-            try:
-                self._run(item, executor)
-            except Exception:  # a bug here must not kill the worker
-                log.exception("prompt %s failed in the server", item.prompt_id)
-                self.queue.finish(item.prompt_id)
-                self.running = None
-        if executor is not None:
-            executor.close()
+                if lane.abandoned:  # cannot happen (only the live lane takes), but never run twice
+                    self.queue.give_back(item)
+                    break
+                self._apply_free(lane)  # asked for while we waited
+                if lane.executor is None:
+                    try:
+                        lane.executor = self.make_executor()
+                    except Exception:
+                        log.exception("could not create the executor")
+                        self._finish(item, None, status="error", outputs={}, messages=[],
+                                     error=error_event(item.prompt_id, RuntimeError("the engine failed to start")))
+                        continue
+                try:
+                    self._run(item, lane)
+                except Exception:  # a bug here must not kill the worker
+                    log.exception("prompt %s failed in the server", item.prompt_id)
+                    self.queue.finish(item.prompt_id)
+                    self.running = None
+        except _Abandoned:
+            pass
+        finally:
+            if lane.executor is not None:
+                try:
+                    lane.executor.close()
+                except BaseException:  # an abandoned lane cleans up as it can
+                    log.exception("closing the executor failed")
+                lane.executor = None
 
-    def _apply_free(self, executor: Any) -> Any:
-        """Honour a ``/free`` request between prompts; returns the executor
-        to use (None when its caches had to go)."""
+    def _apply_free(self, lane: _Lane) -> None:
+        """Honour a ``/free`` request between prompts (dropping the lane's
+        executor when its caches must go)."""
         if self._free_request is None:
-            return executor
+            return
         unload, free = self._free_request
         self._free_request = None
-        if unload and executor is not None:
+        if unload and lane.executor is not None:
             # Cached results hold the models: drop them with the executor.
-            executor.close()
-            executor = None
+            lane.executor.close()
+            lane.executor = None
         try:
             self.free_hook(unload, free)
         except Exception:
             log.exception("freeing memory failed")
-        return executor
 
-    def _run(self, item: QueueItem, executor: Any) -> None:
-        self.interrupt.clear()
+    def _run(self, item: QueueItem, lane: _Lane) -> None:
         self.running = Running(item.prompt_id, item.client_id)
         router = EventRouter(self.hub, item, self._set_running, self.preview_interval, after=self._announced)
+        run = _Run(item, lane, router, InterruptFlag())
+        if item.attempts >= self.max_attempts:
+            log.error("prompt %s was started %d times and the server stopped each time; recorded as failed",
+                      item.prompt_id, item.attempts)
+            self._finish(item, router, status="error", outputs={}, messages=[], error=error_event(
+                item.prompt_id, RuntimeError(
+                    f"the server process died {item.attempts} times while running this prompt (a node may"
+                    f" call os._exit, crash or kill the process); it is recorded as failed and not run again"
+                    f" (the limit is --max-prompt-attempts {self.max_attempts})")))
+            return
+        try:
+            # On disk before the first node runs: a node that kills the
+            # process cannot escape the count.
+            item.attempts = self.store.mark_started(item.prompt_id).result()
+        except Exception as exc:
+            self._store_failed(item, exc)
+            return
+        self._run_now = run
         try:
             # Validated when queued; items recovered from disk are validated
             # again, against the nodes loaded now.
             validation = item.validation if item.validation is not None else self.validate(item)
             if not validation.ok:
-                self._finish(item, router, status="error", outputs={}, messages=[],
-                             error=error_event(item.prompt_id, ValueError(describe_invalid(validation))))
+                self._finish_run(run, status="error", outputs={}, messages=[],
+                                 error=error_event(item.prompt_id, ValueError(describe_invalid(validation))))
                 return
-            outcome = executor.execute(
-                validation, prompt_id=item.prompt_id, sink=router, interrupt=self.interrupt,
+            outcome = lane.executor.execute(
+                validation, prompt_id=item.prompt_id, sink=router, interrupt=run.interrupt,
                 extra_data=item.extra_data, outputs=item.outputs or None,
             )
+        except _Abandoned:
+            raise
         except Exception as exc:
             log.exception("the engine raised running prompt %s", item.prompt_id)
-            self._finish(item, router, status="error", outputs={}, messages=[],
-                         error=error_event(item.prompt_id, exc))
+            self._finish_run(run, status="error", outputs={}, messages=[],
+                             error=error_event(item.prompt_id, exc))
+            return
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt from a node
+            lane.executor = None  # stopped half-way through: its state is not to be trusted
+            self._finish_run(run, status="error", outputs={}, messages=[], error=self._exit_error(item, exc))
             return
         if outcome.status == "interrupted" and self._stopping:
-            return  # shutting down: leave it queued, it runs again next start
-        self._finish(item, router, status=outcome.status, outputs=dict(outcome.outputs or {}),
-                     messages=list(outcome.messages or []), error=outcome.error)
+            with self._lock:
+                run.claimed = True
+            # Shutting down: leave it queued, it runs again next start, and
+            # this start does not count against it.
+            self.store.unmark_started(item.prompt_id)
+            return
+        self._finish_run(run, status=outcome.status, outputs=dict(outcome.outputs or {}),
+                         messages=list(outcome.messages or []), error=outcome.error)
+
+    def _exit_error(self, item: QueueItem, exc: BaseException) -> ExecutionError:
+        running = self.running
+        node_id = running.node if running is not None and running.node else ""
+        node_type = str((item.prompt.get(node_id) or {}).get("class_type", "")) if node_id else ""
+        where = f"node {node_id} ({node_type})" if node_id else "a node"
+        log.error("%s raised %s in prompt %s; the prompt failed and the worker carries on",
+                  where, type(exc).__name__, item.prompt_id)
+        message = (f"{where} raised {type(exc).__name__}{f' ({exc})' if str(exc) else ''}: nodes must not"
+                   f" exit the process; this prompt failed")
+        event = error_event(item.prompt_id, RuntimeError(message), node_id, node_type)
+        return ExecutionError(**{**_data(event), "exception_type": type(exc).__name__})
+
+    def _give_up(self, run: _Run) -> None:
+        """The watchdog: the running node ignored /interrupt for the grace
+        period.  Record the prompt as interrupted, abandon its thread and
+        carry on in a new one."""
+        with self._lock:
+            if run.claimed or self._stopping:
+                return
+            run.claimed = True
+            lane = run.lane
+            lane.abandoned = True
+        item = run.item
+        running = self.running
+        node_id = running.node if running is not None and running.prompt_id == item.prompt_id else None
+        node_type = (item.prompt.get(node_id) or {}).get("class_type") if node_id else None
+        log.error("prompt %s: node %s (%s) ignored the interrupt for %.1f s; its thread is abandoned and the"
+                  " worker carries on in a new one", item.prompt_id, node_id, node_type, self.interrupt_grace)
+        run.router.muted = True  # whatever the stuck thread still emits goes nowhere
+        event = ExecutionInterrupted(prompt_id=item.prompt_id, node_id=node_id, node_type=node_type, executed=[])
+        note = {**_data(event), "details": f"the node ignored the interrupt for {self.interrupt_grace:g} s;"
+                                           " its thread was abandoned and the queue moved on"}
+        router = EventRouter(self.hub, item, lambda running: None, after=self._announced)
+        self._finish(item, router, status="interrupted", outputs={}, messages=[["execution_interrupted", note]],
+                     error=None)
+        if self._run_now is run:
+            self._run_now = None
+        thread = lane.thread
+        self.abandoned.append(thread)
+        _raise_in(thread)
+        self._lane = self._new_lane()
+        self._lane.thread.start()
+
+    def _store_failed(self, item: QueueItem, exc: BaseException) -> None:
+        """The queue database could not be written (a full disk): the prompt
+        goes back to the queue, which pauses until someone resumes it."""
+        log.error("cannot start prompt %s: %s; the queue is paused (resume it when fixed)", item.prompt_id, exc)
+        self.running = None
+        self.queue.give_back(item)
+        self.queue.set_paused(True)
+        self.hub.post("loom_queue_paused", {"reason": str(exc), "prompt_id": item.prompt_id}, None)
 
     def _set_running(self, running: Running) -> None:
         self.running = running
+
+    def _finish_run(self, run: _Run, **outcome: Any) -> None:
+        """Record a run's outcome unless the watchdog already has."""
+        with self._lock:
+            if run.claimed:
+                return
+            run.claimed = True
+            if run.watchdog is not None:
+                run.watchdog.cancel()
+        if self._run_now is run:
+            self._run_now = None
+        self._finish(run.item, run.router, **outcome)
 
     def _finish(self, item: QueueItem, router: EventRouter | None, *, status: str,
                 outputs: dict[str, Any], messages: list[Any], error: Event | None) -> None:
@@ -317,7 +501,19 @@ class Worker:
         return [{"worker": "local", "host": socket.gethostname(), "pid": os.getpid(),
                  "device": getattr(self.env, "device", "auto"), "resident_models": resident_models(self.env),
                  "current_prompt": running.prompt_id if running else None,
-                 "completed": self.completed}]
+                 "completed": self.completed, "abandoned_threads": sum(t.is_alive() for t in self.abandoned)}]
+
+
+def _raise_in(thread: threading.Thread | None) -> None:
+    """Ask an abandoned thread to stop (see :class:`_Abandoned`)."""
+    if thread is None or thread.ident is None or not thread.is_alive():
+        return
+    try:
+        import ctypes
+
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(_Abandoned))
+    except Exception:  # not CPython: the thread stays parked
+        pass
 
 
 def resident_models(env: Any) -> list[str]:
@@ -355,8 +551,20 @@ def record_outcome(store: Store, queue: PromptQueue, hub: Hub, item: QueueItem, 
 
     def announce(committed: Any) -> None:
         try:
-            if committed.exception() is not None:
-                log.error("could not record prompt %s in history: %s", item.prompt_id, committed.exception())
+            failure = committed.exception()
+            if failure is not None:
+                # Never "execution_success" for a prompt /history does not
+                # have: the client hears why, the prompt stays queued (on disk
+                # it still is: the transaction rolled back) and the queue
+                # pauses, so it is not run again and again into a full disk.
+                log.error("could not record prompt %s in history: %s; it stays queued and the queue is paused",
+                          item.prompt_id, failure)
+                queue.give_back(item)
+                queue.set_paused(True)
+                router.release(error_event(item.prompt_id, HistoryNotSaved(
+                    f"the prompt ran, but its result could not be recorded: {failure}. It stays queued and runs"
+                    " again when the queue is resumed (POST /queue {\"resume\": true})")), replace=True)
+                return
             # Leaves the queue only now: a client polling /queue then /history
             # never finds the prompt in neither.
             queue.finish(item.prompt_id)
