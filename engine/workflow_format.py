@@ -14,12 +14,15 @@ Pure: no torch, no I/O.  Schemas come from the caller (a registry, or
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Union
 
 from .comfy_v1 import input_spec
 from .schema import ANY, MISSING, InputSpec, NodeSchema, OutputSpec, types_compatible
+
+log = logging.getLogger("loom.workflow")
 
 SchemaSource = Union[Mapping[str, NodeSchema], Callable[[str], "NodeSchema | None"]]
 
@@ -327,18 +330,31 @@ class _Converter:
                 node_id=exec_id, class_type=schema.class_type)
         positional = _drop_legacy_force_inputs(schema, positional)
         index = 0
+        from_list: set[str] = set()
         for spec in specs:
             if index < len(positional):
                 values[spec.name] = positional[index]
+                from_list.add(spec.name)
                 index += 1
                 if has_control_widget(spec) and index < len(positional) and _is_control(positional[index]):
                     index += 1
             elif spec.default is not MISSING:
                 values[spec.name] = spec.default
         if isinstance(named, Mapping):
+            # ComfyUI reads the list; Loom's names only fill what the list lacks, or replace it
+            # when it no longer lines up with the node's widgets (the node gained or lost some).
+            list_fits = index == len(positional) and len(from_list) == len(specs)
             for spec in specs:
-                if spec.name in named:
-                    values[spec.name] = named[spec.name]
+                if spec.name not in named:
+                    continue
+                if list_fits and spec.name in from_list:
+                    if named[spec.name] != values[spec.name]:
+                        log.warning(
+                            "%s", f"node #{exec_id} ({schema.class_type}): widgets_values gives {spec.name} = "
+                            f"{values[spec.name]!r} but widgets_values_named says {named[spec.name]!r}; "
+                            "using widgets_values, as ComfyUI does")
+                    continue
+                values[spec.name] = named[spec.name]
         for spec in specs:
             value = values.get(spec.name)
             if isinstance(value, float) and not math.isfinite(value):

@@ -38,3 +38,13 @@ test("lenient JSON reads bare NaN and Infinity outside strings only", () => {
   assert.deepStrictEqual(v.b, [Infinity, -Infinity]);
   assert.equal(v.c, "NaN stays");
 });
+
+test("a list and names that disagree are reported, and the list is used", async () => {
+  const { Graph } = await import("../../web/lib/graph.js");
+  const fixture = parseJSONLenient(readFileSync(join(FIXTURES, "widgets_values_list_wins_over_named.json"), "utf8"));
+  const graph = new Graph((t) => schemas.get(t) ?? null);
+  graph.load(fixture.workflow);
+  assert.equal(graph.nodes.get(3).values.sampler_name, "euler");
+  assert.equal(graph.warnings.length, 1);
+  assert.match(graph.warnings[0], /node #3 \(KSampler\): widgets_values gives sampler_name = "euler" but widgets_values_named says "dpmpp_2m"/);
+});

@@ -18,7 +18,7 @@ def test_fixture_set_covers_every_compatibility_case():
     required = {"txt2img_v04", "version1_links_and_native_reroutes", "subgraph_flattened", "nested_subgraphs",
                 "legacy_reroutes", "native_reroutes_v04", "primitive_node", "notes_dropped", "muted_node_removed",
                 "bypassed_pass_through_by_type", "seed_control_legacy_true", "converted_widget_keeps_slot",
-                "widgets_values_named_preferred", "array_values_wrapped", "nan_and_infinity"}
+                "widgets_values_list_wins_over_named", "widgets_values_named_fills_a_short_list", "array_values_wrapped", "nan_and_infinity"}
     assert required <= names
 
 
@@ -38,3 +38,11 @@ def test_unconvertible_workflow_raises_error_naming_the_node(path, schemas):
     assert info.value.class_type == expected["class_type"]
     for fragment in expected["message_contains"]:
         assert fragment in str(info.value)
+
+
+def test_a_list_and_names_that_disagree_are_logged_and_the_list_wins(schemas, caplog):
+    case = load_workflow_text(next(p for p in CASES if p.stem == "widgets_values_list_wins_over_named").read_text())
+    with caplog.at_level("WARNING", logger="loom.workflow"):
+        prompt = ui_to_api(case["workflow"], schemas)
+    assert prompt["3"]["inputs"]["sampler_name"] == "euler"
+    assert any("sampler_name = 'euler' but widgets_values_named says 'dpmpp_2m'" in r.getMessage() for r in caplog.records)

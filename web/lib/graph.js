@@ -335,6 +335,8 @@ export class Graph {
     if (!data || !Array.isArray(data.nodes)) throw new Error("this file is not a workflow (no 'nodes' list)");
     this.nodes.clear();
     this.links.clear();
+    /** What loading noticed but could read anyway (e.g. widget values that disagree). */
+    this.warnings = [];
     this.rest = Object.fromEntries(Object.entries(data).filter(([k]) => !WORKFLOW_KEYS.has(k)));
     // Our own copy: editing inside a subgraph writes into these definitions (subgraph_edit.js).
     if (data.definitions && !subgraphs) this.rest.definitions = structuredClone(data.definitions);
@@ -450,7 +452,7 @@ export class Graph {
       if (raw.type === PRIMITIVE_TYPE) {
         this.loadPrimitive(node, raw);
       } else {
-        node.values = widgetValuesOf(raw, schema);
+        node.values = widgetValuesOf(raw, schema, String(raw.id), (message) => this.warnings.push(message));
         for (const spec of widgetInputs(schema)) {
           if (!(spec.name in node.values)) node.values[spec.name] = defaultValue(spec);
           if (hasControl(spec.name, spec.type, spec.options)) node.controls[spec.name] = controlFrom(raw, schema, spec) ?? "randomize";

@@ -131,8 +131,9 @@ function dropLegacyForceInputs(schema, values) {
   return kept;
 }
 
-/** Widget values by input name, read from a serialised node. */
-export function widgetValuesOf(node, schema, execId = String(node.id)) {
+/** Widget values by input name, read from a serialised node. `warn` hears of values
+ *  where widgets_values and Loom's widgets_values_named disagree (the list wins, as in ComfyUI). */
+export function widgetValuesOf(node, schema, execId = String(node.id), warn = null) {
   const specs = widgetInputs(schema);
   let named = node.widgets_values_named;
   let raw = node.widgets_values;
@@ -145,10 +146,12 @@ export function widgetValuesOf(node, schema, execId = String(node.id)) {
   }
   const positional = dropLegacyForceInputs(schema, Array.isArray(raw) ? raw : []);
   const values = {};
+  const fromList = new Set();
   let index = 0;
   for (const spec of specs) {
     if (index < positional.length) {
       values[spec.name] = positional[index];
+      fromList.add(spec.name);
       index += 1;
       if (hasControl(spec.name, spec.type, spec.options) && index < positional.length && isControl(positional[index])) index += 1;
     } else if (hasDefault(spec)) {
@@ -156,7 +159,19 @@ export function widgetValuesOf(node, schema, execId = String(node.id)) {
     }
   }
   if (named && typeof named === "object") {
-    for (const spec of specs) if (spec.name in named) values[spec.name] = named[spec.name];
+    // ComfyUI reads the list; the names only fill what it lacks, or replace it when it no
+    // longer lines up with the node's widgets (the node gained or lost some).
+    const listFits = index === positional.length && fromList.size === specs.length;
+    for (const spec of specs) {
+      if (!(spec.name in named)) continue;
+      if (listFits && fromList.has(spec.name)) {
+        if (JSON.stringify(named[spec.name]) !== JSON.stringify(values[spec.name])) {
+          warn?.(`node #${execId} (${schema.classType}): widgets_values gives ${spec.name} = ${JSON.stringify(values[spec.name])} but widgets_values_named says ${JSON.stringify(named[spec.name])}; using widgets_values, as ComfyUI does`);
+        }
+        continue;
+      }
+      values[spec.name] = named[spec.name];
+    }
   }
   for (const spec of specs) {
     const v = values[spec.name];

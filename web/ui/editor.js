@@ -112,6 +112,8 @@ export class Editor extends EventTarget {
     if (fit || !ds) this.fitView();
     const missing = graph.missingTypes();
     if (missing.length) toast(`This workflow uses node types this server lacks: ${missing.join(", ")}. They are kept as placeholders.`, "warn", 8000);
+    for (const warning of graph.warnings ?? []) console.warn(warning);
+    if (graph.warnings?.length) toast(graph.warnings.length === 1 ? graph.warnings[0] : `${graph.warnings[0]} (and ${graph.warnings.length - 1} more)`, "warn", 8000);
     if (undoable) this.commit();
     else if (resetHistory) { this.undo.reset(this.rootGraph.serialize()); this.savedState = this.undo.current; }
     this.persist();
