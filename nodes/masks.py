@@ -14,6 +14,7 @@ from typing import Any
 from engine.declare import Boolean, Combo, Float, Int, node
 from engine.node import NodeContext
 
+from .image_bounds import DEFAULT_MAX_IMAGE_PIXELS, open_bounded, pixel_limit
 from .imaging import IMAGE, MASK, MAX_RESOLUTION
 from .io import _check_image, _image_digest, _image_file, _input_images
 
@@ -41,16 +42,17 @@ def repeat_to_batch(tensor: Any, size: int) -> Any:
 # -- loading --------------------------------------------------------------------------
 
 
-def load_mask(path, channel: str) -> Any:
-    """One channel of an image file as a ``[1, H, W]`` mask; alpha is inverted (1 = transparent)."""
+def load_mask(path, channel: str, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Any:
+    """One channel of an image file as a ``[1, H, W]`` mask; alpha is inverted (1 = transparent).
+    An image over ``max_pixels`` fails before it is decoded (:class:`ImageTooLarge`)."""
     import numpy as np
     import torch
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import ImageOps, UnidentifiedImageError
 
     if channel not in MASK_CHANNELS:
         raise ValueError(f"unknown channel {channel!r}; use one of {', '.join(MASK_CHANNELS)}")
     try:
-        picture = Image.open(path)
+        picture = open_bounded(path, max_pixels, f"'{path.name}'")
     except UnidentifiedImageError:
         raise ValueError(f"'{path.name}' is not an image file that can be read") from None
     with picture:
@@ -74,7 +76,7 @@ def LoadImageMask(
     channel: str = Combo(options=MASK_CHANNELS, default="alpha"),
 ) -> MASK:
     """Loads one channel of an image from the input folder as a mask (alpha: 1 where transparent)."""
-    return load_mask(_image_file(ctx.env, image), channel)
+    return load_mask(_image_file(ctx.env, image), channel, pixel_limit(ctx.env))
 
 
 # -- mask arithmetic ------------------------------------------------------------------

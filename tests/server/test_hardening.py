@@ -333,3 +333,12 @@ def test_serve_flags_reach_the_options():
     assert (options.max_image_pixels, options.keepalive_timeout, options.allow_private_downloads) == (1000, 5.0, True)
     defaults = _options(parser().parse_args(["serve"]))
     assert (defaults.max_image_pixels, defaults.allow_private_downloads) == (64 * 1024 * 1024, False)
+
+
+def test_load_image_mask_is_bounded_too(tmp_path):
+    from nodes.masks import load_mask
+
+    path = tmp_path / "bomb.png"
+    path.write_bytes(bomb_png())
+    with pytest.raises(ImageTooLarge, match="12000x12000"):
+        load_mask(path, "alpha")
