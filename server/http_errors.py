@@ -68,8 +68,12 @@ async def read_json(request: web.Request, limit: int) -> Any:
         if len(body) > _PARSE_IN_THREAD:
             # A 100k-node prompt takes most of a second to parse: off the
             # event loop, so other requests and websockets are still served.
-            return await asyncio.to_thread(json.loads, body)
-        return json.loads(body)
+            data = await asyncio.to_thread(json.loads, body)
+        else:
+            data = json.loads(body)
+        if _SURROGATE_ESCAPE.search(body):  # rare: only then walk the whole value
+            _refuse_lone_surrogates(data)
+        return data
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "invalid_json", "request body is not valid JSON", str(exc)) from None
     except RecursionError:
@@ -98,3 +102,26 @@ def expect(value: Any, kind: type | tuple[type, ...], name: str) -> Any:
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+#: A ``\\uD800``-``\\uDFFF`` escape in a raw body: a lone surrogate may follow.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _refuse_lone_surrogates(data: Any) -> None:
+    """400 for a string (or key) holding a lone surrogate: JSON can escape one,
+    but no file name, database row or websocket message can carry it, so it
+    would fail later (a history row that cannot be read back)."""
+    pending: list[tuple[Any, str]] = [(data, "body")]
+    while pending:
+        value, where = pending.pop()
+        if isinstance(value, str):
+            if _LONE_SURROGATE.search(value):
+                raise ApiError(400, "invalid_json", f"{where[:200]} contains a lone surrogate (an unpaired"
+                                                    " \\ud800-\\udfff escape); text must be valid Unicode")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if _LONE_SURROGATE.search(key):
+                    raise ApiError(400, "invalid_json", f"a key in {where[:200]} contains a lone surrogate"
+                                                        " (an unpaired \\ud800-\\udfff escape)")
+                pending.append((item, f"{where}.{key}"))
+        elif isinstance(value, list):
+            pending.extend((item, f"{where}[{index}]") for index, item in enumerate(value))

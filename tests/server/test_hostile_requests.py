@@ -293,6 +293,10 @@ CASES = [
          400, "lone surrogate", "5"),
     Case("surrogate-delete", post_raw("/queue", '{"delete": ["\\udc80"]}'), 400, "lone surrogate", "5"),
     Case("surrogate-history-delete", post_raw("/history", '{"delete": ["\\ud83d"]}'), 400, "lone surrogate", "5"),
+    Case("surrogate-node-input", post_raw("/prompt", '{"prompt": {"1": {"class_type": "Show", "inputs":'
+                                          ' {"text": "a\\ud800"}}}}'), 400, "body.prompt.1.inputs.text", "5"),
+    Case("surrogate-key", post_raw("/prompt", '{"prompt": {"\\udc00": {"class_type": "Show", "inputs":'
+                                   ' {"text": "a"}}}}'), 400, "lone surrogate", "5"),
     Case("surrogate-interrupt", post_raw("/interrupt", '{"prompt_id": "\\ud800"}'), 400, "lone surrogate", "5"),
     # 8. an origin without a port is port 80/443, not this server
     Case("origin-no-port-ip", with_origin("/free", "127.0.0.1:{port}", "http://127.0.0.1"), 403, "cross_origin", "8"),
@@ -366,6 +370,9 @@ ACCEPTED = [
     Accepted("object-info-with-a-loop", get("/object_info/LoadImage"),
              lambda body: '"ok.png"' in json.dumps(body) and '"loop.png"' not in json.dumps(body)),
     Accepted("split-body", _split_body, lambda body: "prompt_id" in body),
+    Accepted("paired-surrogate-escapes", post_raw("/prompt", '{"prompt": {"1": {"class_type": "Show", "inputs":'
+                                                   ' {"text": "\\ud83d\\ude00 \\\\ud800"}}}}'),
+             lambda body: "prompt_id" in body),
     Accepted("same-origin-with-port", with_origin("/free", "127.0.0.1:{port}", "http://127.0.0.1:{port}")),
 ]
 
