@@ -45,16 +45,22 @@ function loadDefault() {
 
 // ------------------------------------------------------------------ files
 
-async function loadFile(file) {
+/** Opens a dropped or chosen file: a workflow (JSON, or a PNG carrying one) replaces the
+ * graph; any other image goes into the Load Image node under the drop point, or a new one. */
+async function loadFile(file, at = null) {
   try {
     const isPng = file.type === "image/png" || /\.png$/i.test(file.name);
+    const isImage = isPng || /^image\//.test(file.type) || /\.(jpe?g|webp|gif|bmp)$/i.test(file.name);
     let data;
     if (isPng) {
       const chunks = pngTextChunks(await file.arrayBuffer());
       if (chunks.workflow) data = parseJSONLenient(chunks.workflow);
       else if (chunks.prompt) data = parseJSONLenient(chunks.prompt);
       else if (chunks.parameters) data = a1111ToApi(chunks.parameters, checkpointNames());
-      else throw new Error("this PNG carries no workflow");
+      else { await editor.placeImage(file, at?.x, at?.y); return; }
+    } else if (isImage) {
+      await editor.placeImage(file, at?.x, at?.y);
+      return;
     } else {
       data = parseJSONLenient(await file.text());
     }
@@ -331,7 +337,17 @@ addEventListener("drop", (e) => {
   e.preventDefault();
   document.body.classList.remove("dropping");
   const file = e.dataTransfer?.files?.[0];
-  if (file) loadFile(file);
+  if (file) loadFile(file, { x: e.clientX, y: e.clientY });
+});
+// An image on the clipboard (a screenshot, a copied picture) goes into a Load Image node.
+addEventListener("paste", (e) => {
+  const tag = document.activeElement?.tagName;
+  if (tag === "INPUT" || tag === "TEXTAREA") return;
+  const file = [...(e.clipboardData?.files ?? [])].find((f) => f.type.startsWith("image/"));
+  if (!file) return;
+  e.preventDefault();
+  clearTimeout(editor.pendingPaste);  // an image, not the copied nodes
+  editor.placeImage(file, null, null, { preferSelected: true });
 });
 addEventListener("beforeunload", (e) => { if (editor.unsaved) e.preventDefault(); });
 

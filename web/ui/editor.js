@@ -680,19 +680,38 @@ export class Editor extends EventTarget {
     const input = document.createElement("input");
     input.type = "file";
     input.accept = "image/*";
-    input.addEventListener("change", async () => {
-      const file = input.files?.[0];
-      if (!file) return;
-      try {
-        const result = await this.api.uploadImage(file);
-        const name = result.subfolder ? `${result.subfolder}/${result.name}` : result.name;
-        const spec = this.graph.schemaOf(node)?.inputs.find((s) => s.name === inputName);
-        if (spec?.choices && !spec.choices.includes(name)) spec.choices.push(name);
-        this.setValue(node, inputName, name);
-        toast(`Uploaded ${name}`);
-      } catch (err) { toast(`Upload failed: ${err.message}`, "error"); }
-    });
+    input.addEventListener("change", () => { if (input.files?.[0]) this.uploadInto(node, inputName, input.files[0]); });
     input.click();
+  }
+
+  /** Uploads an image file into input/ and makes it the node's chosen image. */
+  async uploadInto(node, inputName, file) {
+    try {
+      const result = await this.api.uploadImage(file);
+      const name = result.subfolder ? `${result.subfolder}/${result.name}` : result.name;
+      const spec = this.graph.schemaOf(node)?.inputs.find((s) => s.name === inputName);
+      if (spec?.choices && !spec.choices.includes(name)) spec.choices.push(name);
+      this.setValue(node, inputName, name);
+      toast(`Uploaded ${name}`);
+    } catch (err) { toast(`Upload failed: ${err.message}`, "error"); }
+  }
+
+  imageInputOf(node) {
+    return node ? this.graph.schemaOf(node)?.inputs.find((s) => s.options?.image_upload) ?? null : null;
+  }
+
+  /** An image dropped or pasted at a screen point: into the Load Image node there (or the
+   *  selected one, for a paste), else into a new Load Image node, as ComfyUI does. */
+  async placeImage(file, clientX, clientY, { preferSelected = false } = {}) {
+    const [wx, wy] = clientX == null ? this.mouse : this.toWorld(clientX, clientY);
+    let node = this.hitAt(wx, wy)?.node ?? null;
+    if (!this.imageInputOf(node) && preferSelected && this.selection.size === 1) node = this.graph.nodes.get([...this.selection][0]);
+    if (!this.imageInputOf(node)) {
+      if (!this.schemas.get("LoadImage")) { toast("This server has no Load Image node", "error"); return null; }
+      node = this.addNode("LoadImage", [wx, wy]);
+    }
+    await this.uploadInto(node, this.imageInputOf(node).name, file);
+    return node;
   }
 
   openImage(node, e) {
@@ -803,7 +822,14 @@ export class Editor extends EventTarget {
     if (mod && key === "z") { handled(); this.doUndo(e.shiftKey); return; }
     if (mod && key === "y") { handled(); this.doUndo(true); return; }
     if (mod && key === "c") { handled(); this.copySelection(); return; }
-    if (mod && key === "v") { handled(); this.paste(e.shiftKey); return; }
+    if (mod && key === "v") {
+      // Not prevented: the browser's paste event must still come, and when it carries an
+      // image (main.js) it cancels this node paste, which runs after it otherwise.
+      e.stopPropagation();
+      clearTimeout(this.pendingPaste);
+      this.pendingPaste = setTimeout(() => { this.pendingPaste = null; this.paste(e.shiftKey); }, 0);
+      return;
+    }
     if (mod && key === "b") { handled(); this.setMode(MODE_BYPASSED); return; }
     if (mod && key === "m") { handled(); this.setMode(MODE_MUTED); return; }
     if (mod && key === "g") { handled(); this.groupSelection(); return; }
