@@ -63,6 +63,18 @@ class Progress(Event):
 
 
 @dataclass(frozen=True)
+class ProgressState(Event):
+    """ComfyUI's ``progress_state``: every node of the prompt that has started,
+    with its state (``running`` / ``finished``), progress and ids.  Sent when
+    a node starts, reports progress and finishes (cached ones too), only to
+    sinks that ask for it (``progress_state = True``): it grows with the prompt."""
+
+    type: ClassVar[str] = "progress_state"
+    prompt_id: str
+    nodes: Mapping[str, Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
 class PreviewImage(Event):
     """A live preview; sent as a binary websocket frame, not JSON."""
 

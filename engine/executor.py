@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import heapq
 import inspect
+import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
@@ -23,11 +24,16 @@ from .cache import CachedResult, ResultCache, make_cache
 from .interrupt import InterruptFlag
 from .node import CallResult, ExecutionBlocker, Interrupted, NodeContext, NodeDefinition, Preview, current_context
 from .planning import DependencyGraph
-from .prompt import DynamicPrompt, Link, ListLiteral, NodeCall, display_node_id, is_link, parse_input
+from .prompt import DynamicPrompt, Link, ListLiteral, NodeCall, display_node_id, is_link, parse_input, real_node_id
 from .registry import Registry
 from .schema import NodeSchema
 from .signature import node_signature
 from .validation import ValidationResult, validate_prompt
+
+
+#: Seconds between two ``progress_state`` messages of a prompt (the last state
+#: of a burst is sent when the interval has passed, or when the prompt ends).
+PROGRESS_STATE_INTERVAL = 0.05
 
 
 class PromptValidationError(ValueError):
@@ -172,6 +178,11 @@ class _PromptRun:
         self.outcome = ExecutionOutcome(prompt_id, "success")
         self.current: str | None = None
         self._ui: dict[str, dict[str, Any]] = {}
+        #: progress_state registry: only for sinks that ask for it.
+        self.wants_states = bool(getattr(sink, "progress_state", False))
+        self.states: dict[str, dict[str, Any]] = {}
+        self.states_dirty = False
+        self.states_sent = float("-inf")
 
     # Built on first use: only nodes asking for PROMPT / DYNPROMPT need them,
     # and re-serialising a large prompt costs more than a cached run.
@@ -184,6 +195,39 @@ class _PromptRun:
         return DynamicPrompt(self.calls, self.wire_prompt)
 
     # -- events ---------------------------------------------------------------
+
+    def node_state(self, node_id: str, state: str, value: float | None = None, total: float | None = None) -> None:
+        """Track a node for ``progress_state`` (ComfyUI's ProgressRegistry) and
+        send the whole registry, as ComfyUI's WebUIProgressHandler does."""
+        if not self.wants_states:
+            return
+        entry = self.states.get(node_id)
+        if entry is None:
+            entry = self.states[node_id] = {
+                "value": 0.0, "max": 1.0, "state": state, "node_id": node_id, "prompt_id": self.prompt_id,
+                "display_node_id": self.display_id(node_id),
+                "parent_node_id": self.calls[node_id].parent if node_id in self.calls else None,
+                "real_node_id": real_node_id(self.calls, node_id),
+            }
+        entry["state"] = state
+        if state == "running" and value is None:
+            entry["value"], entry["max"] = 0.0, 1.0
+        elif state == "running":
+            entry["value"], entry["max"] = value, total
+        else:
+            entry["value"] = entry["max"]
+        self.states_dirty = True
+        if time.monotonic() - self.states_sent >= PROGRESS_STATE_INTERVAL:
+            self.flush_states()
+
+    def flush_states(self) -> None:
+        # Each message holds every started node (ComfyUI's shape), so sending
+        # one per node change costs O(n²) on a large prompt (150 MB for 1,000
+        # nodes); they are coalesced to one per interval, the last always sent.
+        if self.states_dirty:
+            self.states_dirty = False
+            self.states_sent = time.monotonic()
+            self.emit(ev.ProgressState(self.prompt_id, {n: dict(e) for n, e in self.states.items()}))
 
     def emit(self, event: ev.Event, record: bool = False) -> None:
         if record:
@@ -282,6 +326,7 @@ class _PromptRun:
             self._ui[node_id] = ui
             display = self.display_id(node_id)
             self.emit(ev.Executed(node_id, display, ui, self.prompt_id))
+        self.node_state(node_id, "finished")
         for consumer in self.dependents.pop(node_id, ()):
             pending = self.waiting.get(consumer)
             if pending is not None:
@@ -300,8 +345,10 @@ class _PromptRun:
             self.emit(ev.ExecutionCached(cached, self.prompt_id), record=True)
             self.stage(reversed(self.outputs_wanted))
             self.drain()
+            self.flush_states()
         except Interrupted:
             self.cancel_tasks()
+            self.flush_states()
             self.outcome.status = "interrupted"
             node = self.current
             self.emit(ev.ExecutionInterrupted(
@@ -309,6 +356,7 @@ class _PromptRun:
                 list(self.outcome.executed)), record=True)
         except Exception as exc:  # a node's failure ends this prompt, never the engine
             self.cancel_tasks()
+            self.flush_states()
             self.fail(exc)
         else:
             self.emit(ev.ExecutionSuccess(self.prompt_id), record=True)
@@ -417,6 +465,7 @@ class _PromptRun:
         return hidden
 
     def report_progress(self, node: str, value: float, total: float, preview: Preview | None) -> None:
+        self.node_state(node, "running", value, total)
         self.emit(ev.Progress(value, total, self.prompt_id, node))
         if preview is not None:
             self.emit(ev.PreviewImage(preview.format, preview.data, self.prompt_id, node))
@@ -460,6 +509,7 @@ class _PromptRun:
         if mapped and all(b is not None for b in blocked):
             self.resolve(node_id, [list(blocked) for _ in schema.outputs], None)
             return
+        self.node_state(node_id, "running")
         self.emit(ev.Executing(node_id, self.display_id(node_id), self.prompt_id))
         definition = self.definition(node_id)
         instance = self.executor.instance(node_id, definition)

@@ -29,7 +29,8 @@ async def test_connecting_without_client_id_gets_a_fresh_sid(server):
 async def test_a_run_sends_comfyui_message_sequence(server):
     listener = await listen(server)
     prompt_id = await server.queue(text_prompt("abc"), listener.client_id)
-    messages = await listener.until_done(prompt_id)
+    # progress_state messages come between these (tests/server/test_progress_isolation.py)
+    messages = [m for m in await listener.until_done(prompt_id) if m["type"] != "progress_state"]
     assert _types(messages) == [
         ("execution_start", None),
         ("execution_cached", None),
@@ -151,14 +152,6 @@ async def test_queue_changes_are_broadcast_as_status(server):
             statuses.append(message["data"]["status"]["exec_info"]["queue_remaining"])
     assert statuses[0] == 1
     assert 0 in statuses or statuses[-1] <= 1
-
-
-async def test_a_prompt_without_client_id_broadcasts_node_events(server):
-    watcher = await listen(server)
-    prompt_id = await server.queue(text_prompt("loud"))
-    messages = await watcher.until_done(prompt_id)
-    assert "executed" in [m["type"] for m in messages]
-    assert "execution_start" not in [m["type"] for m in messages]  # ComfyUI: only to the client
 
 
 async def test_reconnecting_mid_run_is_told_the_executing_node(server):
