@@ -113,6 +113,10 @@ class InfoRoutes:
 
         device = detect_device(self.server.device_setting)
         memory = psutil.virtual_memory()
+        # ComfyUI's model_management reports the CPU device's memory as its
+        # "VRAM": on a CPU machine the device entry holds the RAM figures.
+        vram_total, vram_free = ((memory.total, memory.available) if device.type == "cpu"
+                                 else (device.vram_total, device.vram_free))
         return json_response({
             "system": {
                 "os": os.name,
@@ -129,10 +133,10 @@ class InfoRoutes:
                 "name": device.describe(),
                 "type": device.type,
                 "index": device.index,
-                "vram_total": device.vram_total,
-                "vram_free": device.vram_free,
-                "torch_vram_total": device.vram_total,
-                "torch_vram_free": device.vram_free,
+                "vram_total": vram_total,
+                "vram_free": vram_free,
+                "torch_vram_total": vram_total,
+                "torch_vram_free": vram_free,
             }],
             "workers": await self.server.describe_workers(),
         })
