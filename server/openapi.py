@@ -258,8 +258,9 @@ def _upload(summary: str) -> dict[str, Any]:
                         "content": {"multipart/form-data": {"schema": _ref("UploadForm")}}},
         "responses": {"200": _json(_ref("Uploaded")), "400": _error("Bad form or path"),
                       "403": _error("Path leaves its folder"), "404": _error("Original image missing"),
-                      "413": _error("Over the upload size limit"),
-                      "415": _error("Not an image / not multipart")},
+                      "413": _error("Over the upload size limit, or an image over --max-image-pixels"),
+                      "415": _error("Not an image / not multipart"),
+                      "507": _error("Disk full: nothing was saved")},
     }}
 
 
@@ -309,6 +310,7 @@ PATHS: dict[str, Any] = {
         "get": {"summary": "A file from output/, input/ or temp/", "parameters": _VIEW_PARAMS,
                 "responses": {"200": _IMAGE, "400": _error("Bad parameters"),
                               "403": _error("Path leaves its folder"), "404": _error("No such file"),
+                              "413": _error("An image over --max-image-pixels, refused before decoding"),
                               "415": _error("Not convertible")}},
     },
     "/upload/image": _upload("Upload an image to input/ (or temp/, output/)"),
@@ -331,7 +333,8 @@ PATHS: dict[str, Any] = {
                             "download_done, download_error, download_cancelled events)",
                  "requestBody": _body(_ref("ModelDownloadRequest")),
                  "responses": {"202": _json(_ref("ModelDownload"), "Started"),
-                               "400": _error("Bad URL, folder, name or hash"),
+                               "400": _error("Bad URL, folder, name or hash; a loopback or private address"
+                                             " without --allow-private-downloads"),
                                "409": _error("That file is being downloaded already"),
                                "413": _error("Body too large")}},
     },
