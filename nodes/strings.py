@@ -55,10 +55,10 @@ def as_text(value: Any) -> str:
 
 
 @node(category="utilities", display_name="Preview as Text", output_node=True)
-def PreviewAny(source: Any) -> str:
-    """Shows any value as text on the node (and outputs that text)."""
+def PreviewAny(source: Any) -> None:
+    """Shows any value as text on the node. Like ComfyUI's, it has no outputs."""
     text = as_text(source)
-    return NodeOutput(text, ui={"text": [text]})
+    return NodeOutput(ui={"text": [text]})
 
 
 NODES = [StringConcatenate, StringReplace, PreviewAny]

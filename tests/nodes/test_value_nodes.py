@@ -88,9 +88,9 @@ def test_preview_any_falls_back_to_str_for_other_objects():
     assert as_text(Thing()) == "a thing"
 
 
-def test_preview_any_shows_the_text_on_the_node_and_outputs_it():
+def test_preview_any_shows_the_text_on_the_node():
     result = PreviewAny.fn([1, "two"])
-    assert result.values == ('[\n    1,\n    "two"\n]',)
+    assert result.values == ()
     assert result.ui == {"text": ['[\n    1,\n    "two"\n]']}
 
 
