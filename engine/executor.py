@@ -513,12 +513,12 @@ class _PromptRun:
         self.emit(ev.Executing(node_id, self.display_id(node_id), self.prompt_id))
         definition = self.definition(node_id)
         instance = self.executor.instance(node_id, definition)
+        hidden = self.hidden_inputs(node_id, schema)
+        if hidden:  # check_lazy_status gets them too (ComfyUI's get_input_data)
+            mapped = [{**kwargs, **hidden} for kwargs in mapped]
         runnable = [kwargs for kwargs, b in zip(mapped, blocked) if b is None]
         if self.request_lazy(node_id, schema, definition, instance, runnable):
             return
-        hidden = self.hidden_inputs(node_id, schema)
-        if hidden:
-            mapped = [{**kwargs, **hidden} for kwargs in mapped]
         ctx = self.context(node_id)
         raw: list[Any] = []
         contexts = []
