@@ -101,10 +101,7 @@ async def test_a_client_that_stops_reading_is_dropped_without_stalling_others(se
 
 
 def test_a_newer_preview_replaces_an_undelivered_one():
-    client = Client.__new__(Client)
-    client.outbox = __import__("collections").deque()
-    client.closing = False
-    client.wakeup = asyncio.Event()
+    client = Client("c", ws=None)
     client.offer('{"type": "progress"}')
     client.offer(b"old preview")
     client.offer(b"new preview")
@@ -112,10 +109,7 @@ def test_a_newer_preview_replaces_an_undelivered_one():
 
 
 def test_previews_are_dropped_while_a_client_is_behind_on_messages():
-    client = Client.__new__(Client)
-    client.outbox = __import__("collections").deque()
-    client.closing = False
-    client.wakeup = asyncio.Event()
+    client = Client("c", ws=None)
     for n in range(PREVIEW_BACKLOG):
         client.offer(f'{{"n": {n}}}')
     assert client.offer(b"preview") is True
