@@ -159,8 +159,14 @@ def read_weights(path: str | Path, dtype: torch.dtype | None = None) -> dict[str
 
 
 def load_lora(path: str | Path) -> LoraFile:
+    from .flux_lora import to_diffusers_names  # FLUX.1 LoRAs in BFL/kohya/XLabs names
+
     path = Path(path)
-    return parse_lora(read_weights(path), path.name)
+    try:
+        state = to_diffusers_names(read_weights(path))
+    except ValueError as error:
+        raise ModelLoadError(f"LoRA '{path.name}': {error}") from None
+    return parse_lora(state, path.name)
 
 
 # -- resolving a LoRA against a module ----------------------------------------------------
