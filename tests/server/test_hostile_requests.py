@@ -227,6 +227,15 @@ def duplicate_prompt_id(h: Hostile) -> Awaitable[Sent]:
     return send()
 
 
+def duplicate_finished_prompt_id(h: Hostile) -> Awaitable[Sent]:
+    async def send() -> Sent:
+        body = {"prompt": text_prompt(), "prompt_id": "done-once"}
+        assert (await _send(h, "POST", "/prompt", json_body=body)).status == 200
+        await h.run.wait_history("done-once")
+        return await _send(h, "POST", "/prompt", json_body=body)  # would re-run and replace its history
+    return send()
+
+
 def chunked_oversize(h: Hostile) -> Awaitable[Sent]:
     async def chunks():
         yield b'{"prompt": "'
@@ -315,6 +324,7 @@ CASES = [
     Case("download-unspecified", download("http://0.0.0.0/m.safetensors"), 400, "private_address", "10"),
     # 16A's cases that a request can express
     Case("duplicate-prompt-id", duplicate_prompt_id, 409, "duplicate_prompt_id", "6"),
+    Case("duplicate-finished-prompt-id", duplicate_finished_prompt_id, 409, "done-once", "6"),
     Case("oversize-json", post_raw("/prompt", '{"prompt": "' + "x" * (JSON_LIMIT + 10) + '"}'), 413, "body_too_large", "1"),
     Case("oversize-chunked", chunked_oversize, 413, "body_too_large", "1"),
 ]
