@@ -56,7 +56,10 @@ class EditorDriver:
         self.page.mouse.click(*self.where(node_id, "widget", widget))
         entry = self.page.locator(".inline-entry")
         entry.fill(text)
-        entry.press("Control+Enter" if self.js("document.activeElement.tagName") == "TEXTAREA" else "Enter")
+        if self.js("document.activeElement.tagName") == "TEXTAREA":
+            entry.evaluate("e => e.blur()")  # a click elsewhere keeps a prompt (Ctrl+Enter would also queue it)
+        else:
+            entry.press("Enter")
 
     def value(self, node_id: int, widget: str):
         return self.js("([id, w]) => window.loom.editor.nodeById(id).values[w]", [node_id, widget])

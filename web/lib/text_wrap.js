@@ -30,3 +30,22 @@ export function visibleLines(lines, room) {
   shown[room - 1] = `${shown[room - 1]}…`;
   return { shown, truncated: true };
 }
+
+/** The offset in the original text of `column` on wrapped line `line`: every line
+ * break that wrapLines made consumed one character (a newline or a space). */
+export function textOffset(lines, line, column) {
+  let offset = 0;
+  for (let i = 0; i < line && i < lines.length; i++) offset += lines[i].length + 1;
+  return offset + Math.min(column, lines[line]?.length ?? 0);
+}
+
+/** The column on `text` nearest to x (from the line's left edge), by measured widths. */
+export function columnAt(text, x, measure) {
+  let best = 0;
+  let bestDistance = Math.abs(x);
+  for (let i = 1; i <= text.length; i++) {
+    const distance = Math.abs(measure(text.slice(0, i)) - x);
+    if (distance < bestDistance) { best = i; bestDistance = distance; }
+  }
+  return best;
+}

@@ -661,8 +661,14 @@ export class Editor extends EventTarget {
       }
       case "BOOLEAN": this.setValue(node, name, !value); return;
       case "STRING": {
-        const text = await inlineEntry({ x: sx, y: sy, w: sw, h: sh, value: String(value ?? ""), multiline: Boolean(spec.options?.multiline) });
+        const multiline = Boolean(spec.options?.multiline);
+        // A prompt opens with the caret where it was clicked, and Ctrl+Enter queues it, as in ComfyUI.
+        const caret = multiline ? this.renderer.caretAt(node, name, wx, this.toWorld(e.clientX, e.clientY)[1]) : null;
+        let queueAfter = false;
+        const text = await inlineEntry({ x: sx, y: sy, w: sw, h: sh, value: String(value ?? ""), multiline, caret,
+          onCtrlEnter: multiline ? () => { queueAfter = true; } : null });
         if (text !== null && text !== value) this.setValue(node, name, text);
+        if (queueAfter) this.emit("queue-request", { front: false });
         return;
       }
       default: break;

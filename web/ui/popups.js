@@ -1,6 +1,7 @@
 // Small DOM overlays: node search, combo list, context menu, inline entry, toasts.
 import { searchNodes } from "../lib/search.js";
 import { typesCompatible } from "../lib/types.js";
+import { adjustWeight, WEIGHT_STEP } from "../lib/prompt_weight.js";
 
 let open = null;
 
@@ -108,8 +109,11 @@ export function contextMenu({ x, y, entries }) {
   }, true), 0);
 }
 
-/** An inline text/number entry over the canvas; resolves with the text or null. */
-export function inlineEntry({ x, y, w, h, value, multiline = false, numeric = false }) {
+/** An inline text/number entry over the canvas; resolves with the text or null.
+ *  A multiline one is a prompt: `caret` places the caret (else all is selected),
+ *  Ctrl+Up/Down weights the selected words, and Ctrl+Enter keeps the text and calls
+ *  `onCtrlEnter` (before resolving) when given. */
+export function inlineEntry({ x, y, w, h, value, multiline = false, numeric = false, caret = null, onCtrlEnter = null }) {
   closePopup();
   return new Promise((resolve) => {
     const el = document.createElement(multiline ? "textarea" : "input");
@@ -131,13 +135,22 @@ export function inlineEntry({ x, y, w, h, value, multiline = false, numeric = fa
     el.closePopup = () => finish(el.value);
     el.addEventListener("keydown", (e) => {
       e.stopPropagation();
-      if (e.key === "Enter" && (!multiline || e.ctrlKey || e.metaKey)) { e.preventDefault(); finish(el.value); }
-      else if (e.key === "Escape") finish(null);
+      const mod = e.ctrlKey || e.metaKey;
+      if (multiline && mod && (e.key === "ArrowUp" || e.key === "ArrowDown")) {
+        e.preventDefault();
+        const next = adjustWeight(el.value, el.selectionStart, el.selectionEnd, e.key === "ArrowUp" ? WEIGHT_STEP : -WEIGHT_STEP);
+        if (next) { el.value = next.text; el.setSelectionRange(next.start, next.end); }
+      } else if (e.key === "Enter" && (!multiline || mod)) {
+        e.preventDefault();
+        if (multiline && mod) onCtrlEnter?.();
+        finish(el.value);
+      } else if (e.key === "Escape") finish(null);
     });
     el.addEventListener("blur", () => finish(el.value));
     place(el, x, y);
     el.focus();
-    el.select?.();
+    if (caret != null) el.setSelectionRange(caret, caret);
+    else el.select?.();
   });
 }
 

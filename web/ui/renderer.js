@@ -3,7 +3,7 @@
 // plain boxes when zoomed far out.
 import { SpatialGrid } from "../lib/spatial.js";
 import { TITLE_H, SLOT_H, WIDGET_H, TEXT_LINE_H, bodySize, imageRect, inputPos, isMultiline, nodeBounds, outputPos, textLinesFitting, widgetRects } from "../lib/layout.js";
-import { visibleLines, wrapLines } from "../lib/text_wrap.js";
+import { columnAt, textOffset, visibleLines, wrapLines } from "../lib/text_wrap.js";
 import { MODE_BYPASSED, MODE_MUTED } from "../lib/graph.js";
 import { REROUTE_RADIUS, reroutePath } from "../lib/reroutes.js";
 import { isGroupNodeType } from "../lib/workflow_to_api.js";
@@ -417,6 +417,16 @@ export class Renderer {
     ctx.font = `12px ${FONT}`;
     const lines = wrapLines(text, rect.w - 16, (t) => ctx.measureText(t).width, limit);
     return { lines, ...visibleLines(lines, textLinesFitting(rect.h)) };
+  }
+
+  /** The caret offset in a multiline widget's text for a click at world (wx, wy). */
+  caretAt(node, name, wx, wy) {
+    const rect = widgetRects(node, this.editor.graph.schemaOf(node)).rects.find((r) => r.widget.name === name);
+    if (!rect || !isMultiline(rect.widget)) return null;
+    const { lines, shown } = this.textBoxLines(String(node.values[name] ?? ""), rect, Infinity);
+    const line = Math.max(0, Math.min(shown.length - 1, Math.round((wy - rect.y - 12) / TEXT_LINE_H)));
+    const column = columnAt(lines[line] ?? "", wx - rect.x - 8, (t) => this.ctx.measureText(t).width);
+    return textOffset(lines, line, column);
   }
 
   /** The text box of a node's multiline widget as drawn: {total, shown, truncated, rect}
