@@ -189,6 +189,7 @@ def _public_only_session(**options: Any) -> Any:
     redirects and whatever a name resolves to (DNS rebinding included: the
     check is on the addresses actually connected to)."""
     import aiohttp
+    import yarl
 
     class PublicOnlyResolver(aiohttp.DefaultResolver):  # type: ignore[misc,valid-type]
         async def resolve(self, host: str, port: int = 0, family: Any = 0) -> Any:
@@ -199,12 +200,14 @@ def _public_only_session(**options: Any) -> Any:
                                                 + _ALLOW_HINT)
             return hosts
 
-    async def on_start(session: Any, context: Any, params: Any) -> None:
+    async def on_redirect(session: Any, context: Any, params: Any) -> None:
         # IP literals (a redirect to http://127.0.0.1/) never reach the resolver.
-        check_public_url(str(params.url))
+        location = params.response.headers.get("Location")
+        if location:
+            check_public_url(str(params.url.join(yarl.URL(location))))
 
     trace = aiohttp.TraceConfig()
-    trace.on_request_start.append(on_start)
+    trace.on_request_redirect.append(on_redirect)
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=PublicOnlyResolver()),
                                  trace_configs=[trace], **options)
 
@@ -358,6 +361,8 @@ class Downloader:
 
     async def download(self, request: DownloadRequest, on_progress: ProgressCallback | None = None) -> DownloadResult:
         request, dest = check_request(self.folders, request)
+        if not self.allow_private:
+            check_public_url(request.url)
         try:
             return await self._download(request, dest, on_progress)
         except asyncio.CancelledError:

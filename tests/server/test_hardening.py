@@ -342,3 +342,40 @@ def test_load_image_mask_is_bounded_too(tmp_path):
     path.write_bytes(bomb_png())
     with pytest.raises(ImageTooLarge, match="12000x12000"):
         load_mask(path, "alpha")
+
+
+async def test_a_download_redirected_to_a_private_address_is_refused(running, tmp_path, monkeypatch):
+    import http.server
+    import threading
+
+    import server.model_downloads as model_downloads
+    from server.model_downloads import Downloader, DownloadError, DownloadRequest
+
+    asked: list[str] = []
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            asked.append(self.path)
+            self.send_response(302)
+            self.send_header("Location", f"http://127.0.0.2:{self.server.server_address[1]}/m.safetensors")
+            self.end_headers()
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    # Pretend 127.0.0.1 is a public host, so only the redirect's target is private.
+    real = model_downloads._private_ip
+    monkeypatch.setattr(model_downloads, "_private_ip", lambda text: text != "127.0.0.1" and real(text))
+    try:
+        run = await running(_options(tmp_path))
+        downloader = Downloader(run.server.folders, retries=0, allow_private=False)
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/start.safetensors"
+        with pytest.raises(DownloadError, match="127.0.0.2.*--allow-private-downloads"):
+            await downloader.download(DownloadRequest(url, "checkpoints", "m.safetensors"))
+        assert asked == ["/start.safetensors"]  # the redirect was never followed
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
