@@ -13,6 +13,7 @@ import { apiToGraph, isApiPrompt } from "./lib/api_to_graph.js";
 import { defaultWorkflow } from "./lib/default_workflow.js";
 import { a1111ToApi } from "./lib/a1111.js";
 import { WorkflowFiles, pathOfListEntry } from "./ui/workflow_files.js";
+import { WorkflowTabs } from "./ui/tabs.js";
 
 const $ = (sel) => document.querySelector(sel);
 const editor = new Editor($("#canvas"), api);
@@ -22,7 +23,8 @@ app.dispatchError = (message) => toast(message, "error", 8000);
 // Lists the models a loaded workflow names (properties.models) that the server lacks, with Download buttons.
 const missingModels = new MissingModels(api, { onDownloaded: () => loadSchemas() });
 const files = new WorkflowFiles(api, editor);
-window.loom = { editor, api, app, missingModels, files };  // for the browser tests and the console
+const tabs = new WorkflowTabs($("#tabs"), editor, files);
+window.loom = { editor, api, app, missingModels, files, tabs };  // for the browser tests and the console
 
 // ------------------------------------------------------------------ schemas
 
@@ -80,6 +82,7 @@ function checkpointNames() {
 function openData(data, name, path = null) {
   if (isApiPrompt(data)) data = apiToGraph(data, lookup).serialize();
   if (!Array.isArray(data?.nodes)) throw new Error("this file is not a workflow (no 'nodes' list, not an API prompt)");
+  if (!tabs.confirmReplace(`open ${name}`)) return;
   showWorkflow(data, { undoable: true, fit: !data.extra?.ds });
   files.setDocument(name.replace(/^.*\//, "").replace(/\.(json|png)$/i, ""), path);
   editor.markSaved();
@@ -281,6 +284,7 @@ const panels = new Panels($("#panels"), editor, api, {
     const workflow = extra.extra_pnginfo?.workflow;
     const data = workflow ?? (entry.prompt?.[2] ? apiToGraph(entry.prompt[2], lookup).serialize() : null);
     if (!data) { toast("This run has no workflow stored", "error"); return; }
+    if (!tabs.confirmReplace("load this run's workflow")) return;
     showWorkflow(data, { undoable: true });
     files.setDocument(null);  // a run's graph is not the file that was open: Save asks for a name
     editor.markSaved();
@@ -317,7 +321,12 @@ $("#save-as").addEventListener("click", saveAs);
 $("#export").addEventListener("click", exportWorkflow);
 $("#open").addEventListener("click", () => panels.show("workflows"));
 $("#export-api").addEventListener("click", exportApi);
-$("#new").addEventListener("click", () => { files.setDocument(null); loadDefault(); });
+$("#new").addEventListener("click", () => {
+  if (!tabs.confirmReplace("start a new workflow")) return;
+  files.setDocument(null);
+  loadDefault();
+});
+tabs.addEventListener("new-tab", () => tabs.open(() => loadDefault()));
 $("#clear").addEventListener("click", () => { showWorkflow({ nodes: [], links: [], groups: [], version: 0.4 }, { undoable: true }); files.setDocument(null); });
 $("#fit").addEventListener("click", () => editor.fitView());
 $("#refresh").addEventListener("click", async () => {
@@ -381,10 +390,15 @@ async function boot() {
     }
   }
   $("#offline").hidden = true;
-  const saved = editor.restoreSaved();
-  if (saved?.nodes) {
-    try { showWorkflow(saved); } catch { loadDefault(); }
-  } else loadDefault();
+  let restored = false;
+  try { restored = tabs.restore(); } catch { restored = false; }
+  if (!restored) {
+    const saved = editor.restoreSaved();
+    if (saved?.nodes) {
+      try { showWorkflow(saved); } catch { loadDefault(); }
+    } else loadDefault();
+    tabs.adoptCurrent();
+  }
   updateTitle();
   api.connect();
   await app.invoke("setup", app);
