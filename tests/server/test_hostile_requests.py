@@ -379,6 +379,9 @@ ACCEPTED = [
     Accepted("upload-subfolder-cjk-85", upload(subfolder="字" * 85), lambda body: body["subfolder"] == "字" * 85),
     Accepted("object-info-with-a-loop", get("/object_info/LoadImage"),
              lambda body: '"ok.png"' in json.dumps(body) and '"loop.png"' not in json.dumps(body)),
+    Accepted("loadimage-beside-a-loop", post_json("/prompt", {"prompt": {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "ok.png"}},
+        "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}}), lambda body: "prompt_id" in body),
     Accepted("split-body", _split_body, lambda body: "prompt_id" in body),
     Accepted("paired-surrogate-escapes", post_raw("/prompt", '{"prompt": {"1": {"class_type": "Show", "inputs":'
                                                    ' {"text": "\\ud83d\\ude00 \\\\ud800"}}}}'),
