@@ -50,7 +50,8 @@ export class Panels {
   async renderQueue() {
     const q = await this.api.queue();
     const row = (item, running) => el("li", { class: running ? "running" : "" },
-      el("span", {}, `${running ? "▶ running" : `#${item[0]}`} `, el("code", {}, String(item[1]).slice(0, 8))),
+      el("span", { class: "queue-entry", title: promptSnippet(item[2]) }, `${running ? "▶ running" : `#${item[0]}`} `, el("code", {}, String(item[1]).slice(0, 8)),
+        promptSnippet(item[2]) ? el("small", { class: "run-snippet" }, ` ${promptSnippet(item[2])}`) : null),
       el("button", { class: "small", title: running ? "Interrupt" : "Cancel", onclick: async () => {
         if (running) await this.api.interrupt(); else await this.api.deleteFromQueue([item[1]]);
         this.refresh();
@@ -93,16 +94,46 @@ export class Panels {
 
   async renderHistory() {
     const history = await this.api.history(64);
-    const items = Object.entries(history).reverse();
-    const cards = items.map(([id, entry]) => {
-      const images = Object.values(entry.outputs ?? {}).flatMap((o) => o.images ?? []);
-      const status = entry.status?.status_str ?? (entry.status?.completed ? "success" : "");
-      return el("li", { class: `history-item ${status}`, title: "Load this run's workflow", onclick: () => this.loadHistoryItem(entry) },
-        images[0] ? el("img", { src: this.api.viewUrl(images[0]), alt: "output", loading: "lazy" }) : el("div", { class: "thumb-empty" }, "no image"),
-        el("small", {}, `${status || "?"} · ${id.slice(0, 8)}`));
-    });
-    this.body.replaceChildren(el("h3", {}, "History"), items.length ? el("ul", { class: "history-list" }, ...cards) : el("p", { class: "muted" }, "Nothing has run yet."),
+    const runs = Object.entries(history).reverse().map(([id, entry]) => describeRun(id, entry));
+    const gallery = runs.flatMap((run) => run.images);
+    const card = (run) => el("li", { class: `history-item ${run.status}`, "data-prompt-id": run.id },
+      run.images[0]
+        ? el("img", { src: this.api.viewUrl(run.images[0]), alt: "output", loading: "lazy", title: "Show the outputs",
+          onclick: () => showLightbox(run.images.map((info) => this.viewImage(info)), 0) })
+        : el("div", { class: "thumb-empty" }, run.status === "success" ? "no image" : run.status),
+      el("div", { class: "run-info" },
+        el("span", { class: `run-status ${run.status}` }, run.status),
+        el("small", { title: run.finishedAt ? new Date(run.finishedAt).toLocaleString() : "" },
+          [run.finishedAt ? new Date(run.finishedAt).toLocaleTimeString() : null, run.seconds != null ? `${run.seconds.toFixed(1)} s` : null,
+            run.images.length > 1 ? `${run.images.length} images` : null].filter(Boolean).join(" · ")),
+        run.snippet ? el("small", { class: "run-snippet", title: run.snippet }, run.snippet) : null),
+      el("div", { class: "run-actions" },
+        el("button", { class: "small load-run", title: "Load this run's workflow", onclick: () => this.loadHistoryItem(run.entry) }, "Load"),
+        el("button", { class: "small delete-run", title: "Delete from history", onclick: async () => { await this.api.json("/history", { delete: [run.id] }); this.refresh(); } }, "Delete")));
+    this.body.replaceChildren(el("h3", {}, "History"),
+      runs.length ? el("ul", { class: "history-list" }, ...runs.map(card)) : el("p", { class: "muted" }, "Nothing has run yet."),
+      gallery.length ? el("button", { class: "open-gallery", onclick: () => this.showGallery(gallery) }, `Gallery (${gallery.length})`) : null,
       el("button", { onclick: async () => { await this.api.clearHistory(); this.refresh(); } }, "Clear history"));
+  }
+
+  viewImage(info) {
+    const img = new Image();
+    img.src = this.api.viewUrl(info);
+    img.dataset.filename = info.filename;
+    return img;
+  }
+
+  /** Every output of the listed runs as thumbnails; a click opens the lightbox there. */
+  showGallery(infos) {
+    const images = infos.map((info) => this.viewImage(info));
+    const close = () => { box.remove(); removeEventListener("keydown", onKey); };
+    const onKey = (e) => { if (e.key === "Escape" && !document.querySelector(".lightbox")) close(); };
+    const box = el("div", { class: "gallery", onclick: (e) => { if (e.target === box) close(); } },
+      el("div", { class: "gallery-head" }, el("h3", {}, `All outputs (${images.length})`), el("button", { class: "small", onclick: close }, "Close")),
+      el("div", { class: "gallery-grid" }, ...infos.map((info, i) =>
+        el("img", { src: this.api.viewUrl(info), alt: info.filename, title: info.filename, loading: "lazy", onclick: () => showLightbox(images, i) }))));
+    addEventListener("keydown", onKey);
+    document.body.append(box);
   }
 
   renderLibrary() {
@@ -159,6 +190,29 @@ export function renderErrors(box, editor) {
       el("a", { href: "#", onclick: (e) => { e.preventDefault(); editor.centerOn(node?.id ?? id); } }, `#${id} ${node ? editor.titleOf(node) : info.classType ?? ""}`),
       el("ul", {}, ...info.messages.map((m) => el("li", {}, m)))));
   }
+}
+
+/** One history entry as the panel shows it: status (success, error, interrupted), when it
+ *  ended, how long it ran, its images and a snippet of its prompt text. */
+export function describeRun(id, entry) {
+  const messages = entry.status?.messages ?? [];
+  const at = (type) => messages.find((m) => m[0] === type)?.[1]?.timestamp ?? null;
+  const interrupted = messages.some((m) => m[0] === "execution_interrupted");
+  const status = interrupted ? "interrupted" : entry.status?.status_str ?? (entry.status?.completed ? "success" : "unknown");
+  const started = at("execution_start");
+  const finishedAt = at("execution_success") ?? at("execution_error") ?? at("execution_interrupted");
+  return {
+    id, entry, status, finishedAt,
+    seconds: started != null && finishedAt != null ? (finishedAt - started) / 1000 : null,
+    images: Object.values(entry.outputs ?? {}).flatMap((o) => o.images ?? []),
+    snippet: promptSnippet(entry.prompt?.[2]),
+  };
+}
+
+/** The first prompt text of an API prompt, shortened, to tell runs apart. */
+export function promptSnippet(prompt, length = 80) {
+  const text = Object.values(prompt ?? {}).map((n) => n?.inputs?.text).find((t) => typeof t === "string" && t.trim()) ?? "";
+  return text.length > length ? `${text.slice(0, length)}…` : text;
 }
 
 /** Scale that fits a w×h image into the lightbox: small outputs grow, large ones shrink. */
