@@ -7,7 +7,10 @@
 2. Peak RSS of a fresh process after loading a full-size SD1.5-shaped checkpoint
    through the model manager, against the file size (target ≤ 1.2×).
 
-    .venv/bin/python bench/sampling.py [--reps N] [--workdir DIR] [--skip-full]
+    .venv/bin/python bench/sampling.py [--reps N] [--workdir DIR] [--skip-full] [--flux]
+
+With ``--flux``, also Loom's KSampler on a Flux-shaped transformer vs a plain diffusers
+flow-matching loop on the same σ (bench/flux_sampling.py; target ≤ 1.03).
 """
 
 from __future__ import annotations
@@ -173,6 +176,8 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/loom-bench"))
     parser.add_argument("--skip-full", action="store_true")
     parser.add_argument("--rss-child")
+    parser.add_argument("--flux", action="store_true",
+                        help="also a Flux-shaped transformer (3072 wide, 1+1 blocks), 256×256: bench/flux_sampling.py")
     args = parser.parse_args()
     if args.rss_child:
         return _rss_child(args.rss_child)
@@ -186,6 +191,14 @@ def main() -> None:
     tiny = build("sd1", args.workdir / "tiny")
     manager = ModelManager(device="cpu")
     compare("tiny SD1 64×64, 4 steps", manager.load_checkpoint(tiny.checkpoint)[0], 64, args.reps, 4)
+    if args.flux:  # the KSampler on a flow transformer vs a plain diffusers FluxPipeline-style loop
+        from diffusers import FluxTransformer2DModel
+
+        from bench.flux_sampling import FLUX_SHAPED, compare as compare_flux, flow_model
+
+        torch.manual_seed(0)
+        compare_flux("Flux-shaped (3072 wide, 1+1 blocks) 256×256, 2 steps",
+                     flow_model(FluxTransformer2DModel(**FLUX_SHAPED).eval()), 256, args.full_reps, 2)
     if args.skip_full:
         return
     full = args.workdir / "sd15_shaped_random.safetensors"

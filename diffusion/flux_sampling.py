@@ -128,8 +128,10 @@ class FlowDenoiser:
         import torch
 
         self.model = model
-        self.transformer = model.manager.use(model.unet)
-        self.device = next(self.transformer.parameters()).device
+        from .flux_offload import place_for_sampling
+
+        self.transformer = place_for_sampling(model)  # whole, or blocks streamed when VRAM is short
+        self.device = model.manager.device
         self.dtype = model.compute_dtype or torch.float32
         self.table = model.sigma_table()
         self.cfg = float(cfg)
