@@ -18,8 +18,10 @@ as context, CLIP-L's pooled output, the timestep, and for guidance-distilled mod
 the conditioning's ``guidance`` (FluxGuidance, default 3.5).  Odd latent sizes are padded
 circularly to the patch grid and cropped back, as ComfyUI's pad_to_patch_size does.
 
-Ancestral and SDE samplers are refused for flow models: ComfyUI switches them to
-rectified-flow variants Loom does not have yet, and the VE rules would be wrong.
+``euler_ancestral`` and ``lcm`` take ComfyUI's rectified-flow forms (its
+sample_euler_ancestral_RF; lcm re-noises with ``σ·noise + (1 − σ)·x0``).  The other
+ancestral and SDE samplers are refused for flow models: ComfyUI has flow variants of them
+Loom does not have yet, and the VE rules would be wrong.
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ from .flux_model import FlowModel
 from .k_steps import noise_source, run_steps, step_rule
 from .noise import prepare_noise
 
-#: Step rules that are the same for flow models in ComfyUI (deterministic, written in σ and x0).
-FLOW_SAMPLERS = ("euler", "heun", "dpm_2", "lms", "dpmpp_2m", "ipndm", "ddim", "uni_pc", "uni_pc_bh2")
+#: Step rules that are the same for flow models in ComfyUI (deterministic, written in σ and x0),
+#: and the two ComfyUI switches to rectified-flow forms for CONST models (:data:`FLOW_RULES`).
+FLOW_SAMPLERS = ("euler", "euler_ancestral", "heun", "dpm_2", "lms", "dpmpp_2m", "lcm", "ipndm", "ddim", "uni_pc",
+                 "uni_pc_bh2")
 #: ComfyUI's model_base.Flux default when a conditioning carries no guidance.
 DEFAULT_GUIDANCE = 3.5
 
@@ -42,6 +46,42 @@ def check_flow_sampler(name: str) -> None:
     if name not in FLOW_SAMPLERS:
         raise SamplingError(f"sampler {name!r} is not available for flow-matching models (FLUX.1) in Loom; "
                             f"choose one of {', '.join(FLOW_SAMPLERS)}")
+
+
+class EulerAncestralRF:
+    """ComfyUI's sample_euler_ancestral_RF step (eta 1, s_noise 1): step down to
+    σ_down = σ_next·(1 + (σ_next/σ − 1)·eta) along the flow, scale to σ_next's signal level and
+    add fresh noise for the rest of σ_next's variance."""
+
+    def __init__(self, eta: float = 1.0, s_noise: float = 1.0):
+        self.eta, self.s_noise = eta, s_noise
+
+    def __call__(self, D, x, s, s_next, noise):
+        denoised = D(x, s)
+        if s_next == 0:
+            return denoised, denoised
+        sigma_down = s_next * (1 + (s_next / s - 1) * self.eta)
+        alpha_next, alpha_down = 1 - s_next, 1 - sigma_down
+        renoise = (s_next ** 2 - sigma_down ** 2 * alpha_next ** 2 / alpha_down ** 2) ** 0.5
+        ratio = sigma_down / s
+        x = ratio * x + (1 - ratio) * denoised
+        if self.eta > 0:
+            x = (alpha_next / alpha_down) * x + noise(s, s_next) * self.s_noise * renoise
+        return x, denoised
+
+
+class LcmRF:
+    """ComfyUI's lcm step on a flow model: predict x0, re-noise it to σ_next as a flow model
+    mixes noise in (``σ·noise + (1 − σ)·x0``)."""
+
+    def __call__(self, D, x, s, s_next, noise):
+        denoised = D(x, s)
+        if s_next == 0:
+            return denoised, denoised
+        return noise(s, s_next) * s_next + denoised * (1 - s_next), denoised
+
+
+FLOW_RULES = {"euler_ancestral": EulerAncestralRF(), "lcm": LcmRF()}
 
 
 # -- packing ------------------------------------------------------------------------------------
@@ -204,7 +244,7 @@ def run_flow_sampler(model: FlowModel, name: str, sigmas: list[float], *, seed: 
     D = FlowDenoiser(model, positive, negative, cfg)
     s0 = float(sigmas[0])
     x = (noise * s0 + start * (1.0 - s0)).to(D.device)
-    rule = step_rule(name, sigmas)
+    rule = FLOW_RULES.get(name) or step_rule(name, sigmas)
     step_noise = noise_source(name, x, sigmas, seed)
     with torch.inference_mode():
         x, denoised = run_steps(rule, D, x, sigmas, step_noise, callback)

@@ -40,7 +40,9 @@ class GuidedModel:
         p = next(self.unet.parameters())
         self.device, self.dtype = p.device, p.dtype
         self.cfg = float(cfg)
-        self.use_negative = self.cfg != 1.0 or keep_uncond
+        #: ComfyUI's model_options (custom nodes' hooks, diffusion.comfy_shape)
+        self.options = getattr(model, "model_options", None) or {}
+        self.use_negative = self.cfg != 1.0 or keep_uncond or bool(self.options.get("disable_cfg1_optimization"))
         size = None if latent_shape is None else (int(latent_shape[-2]), int(latent_shape[-1]))
         self.rows: list[CondRow] = resolve_rows(model, positive, negative, self.use_negative, size,
                                                 self.device, self.dtype, seed)
@@ -63,6 +65,14 @@ class GuidedModel:
 
     def _outputs(self, x, t):
         """(guided output, unconditional output or None when the negative is skipped)."""
+        cond, uncond = self.parts(x, t)
+        if uncond is None:
+            return cond, None
+        return uncond + self.cfg * (cond - uncond), uncond
+
+    def parts(self, x, t):
+        """(the positive entries' output, the negative entries' or None when skipped), before
+        CFG: what a custom node's ``sampler_cfg_function`` combines instead."""
         import torch
 
         t_value = float(torch.as_tensor(t).reshape(-1)[0])
@@ -74,14 +84,9 @@ class GuidedModel:
                 # the usual one cond (+ one uncond): one call, no averaging to do
                 out = self._predict(active, x, extra, t, None)
                 b = x.shape[0]
-                if not self.use_negative:
-                    return out[:b], None
-                cond, uncond = out[:b], out[b:]
-                return uncond + self.cfg * (cond - uncond), uncond
+                return out[:b], (out[b:] if self.use_negative else None)
             cond, uncond = self._averaged(active, x, extra, t)
-        if not self.use_negative:
-            return cond, None
-        return uncond + self.cfg * (cond - uncond), uncond
+        return cond, (uncond if self.use_negative else None)
 
     def _averaged(self, active: list[CondRow], x, extra, t):
         import torch
@@ -129,8 +134,23 @@ class GuidedModel:
             kwargs.update(unet_kwargs(self.unet, rows, x, b))
         if rows[0].class_labels is not None:  # unCLIP's image embedding (adm)
             kwargs["class_labels"] = torch.cat([r.class_labels.expand(b, -1) for r in rows])
-        return self.unet(x_in, t_in, encoder_hidden_states=context, added_cond_kwargs=added,
-                         return_dict=False, **kwargs)[0].float()
+        wrapper = self.options.get("model_function_wrapper")
+        if wrapper is None:
+            return self.unet(x_in, t_in, encoder_hidden_states=context, added_cond_kwargs=added,
+                             return_dict=False, **kwargs)[0].float()
+
+        # A custom node's UNet wrapper (ComfyUI's model_function_wrapper): it gets the
+        # function to call and its arguments, and may change or split them.  Loom passes the
+        # UNet's own input (scaled latent, training timestep) and expects its raw output.
+        def apply_model(input_x, timestep, **c):
+            return self.unet(input_x, timestep, encoder_hidden_states=c["c_crossattn"],
+                             added_cond_kwargs=c.get("added_cond_kwargs"), return_dict=False,
+                             **c.get("unet_kwargs", {}))[0]
+
+        c = {"c_crossattn": context, "added_cond_kwargs": added, "unet_kwargs": kwargs,
+             "transformer_options": dict(self.options.get("transformer_options", {}))}
+        return wrapper(apply_model, {"input": x_in, "timestep": t_in, "c": c,
+                                     "cond_or_uncond": [0 if r.positive else 1 for r in rows]}).float()
 
     def _control(self, rows: list[CondRow], x, t, b) -> dict[str, Any]:
         """ControlNet residuals for the batch of ``rows`` (zeros for rows without one)."""

@@ -75,7 +75,7 @@ def sample(model: DiffusionModel, *, seed: int, steps: int, cfg: float, sampler_
 
 def run_sampler(model: DiffusionModel, name: str, sigmas: list[float], *, seed: int, add_noise: bool, cfg: float,
                 positive: Sequence, negative: Sequence, latent: dict,
-                callback: StepCallback | None = None) -> tuple[dict, dict]:
+                callback: StepCallback | None = None, noise: Any = None) -> tuple[dict, dict]:
     """Step rule ``name`` over ``sigmas`` as ComfyUI's KSAMPLER does; returns (output LATENT,
     LATENT of the last clean-latent prediction).  No σ: the latent comes back unchanged."""
     import torch
@@ -94,8 +94,11 @@ def run_sampler(model: DiffusionModel, name: str, sigmas: list[float], *, seed: 
         out["samples"] = latent_image
         return out, dict(out)
     rule = step_rule(name, sigmas)
-    noise = prepare_noise(latent_image, seed, latent.get("batch_index")) if add_noise \
-        else torch.zeros_like(latent_image)
+    if noise is not None:  # a custom node's own initial noise (comfy.sample.sample)
+        noise = noise.float().cpu()
+    else:
+        noise = prepare_noise(latent_image, seed, latent.get("batch_index")) if add_noise \
+            else torch.zeros_like(latent_image)
     mask = None if latent.get("noise_mask") is None else latent_mask(latent["noise_mask"], latent_image.shape)
     extra = unet_extra_channels(model, latent_image, mask)
     # the seed also draws unCLIP's image-embedding noise augmentation
@@ -131,6 +134,33 @@ def model_sigmas(model: DiffusionModel) -> DiscreteSigmas:
 class _Denoiser:
     """ComfyUI's model wrapper: D(x, σ) is the guided prediction of the clean latent."""
 
+    def _hooked(self, x, sigma: float, t: int, c_in: float, with_uncond: bool, options: dict) -> tuple:
+        """CFG through a custom node's hooks (ComfyUI's cfg_function), on clean-latent
+        predictions: ``sampler_cfg_function`` replaces the CFG formula and sees ``x − x0``
+        for cond/uncond; each ``sampler_post_cfg_function`` then gets the result."""
+        import torch
+
+        prediction = self.model.prediction_type
+        cond_out, uncond_out = self.guided.parts(x * c_in, t)
+        cond = model_denoised(prediction, x, cond_out.to(x), sigma, t)
+        # a skipped negative (cfg 1) reads as zero, as ComfyUI's empty batch does
+        uncond = torch.zeros_like(cond) if uncond_out is None else model_denoised(prediction, x, uncond_out.to(x),
+                                                                                   sigma, t)
+        cfg = self.guided.cfg
+        sigmas = torch.full((x.shape[0],), float(sigma), device=x.device, dtype=x.dtype)
+        fn = options.get("sampler_cfg_function")
+        if fn is not None:
+            result = x - fn({"cond": x - cond, "uncond": x - uncond, "cond_scale": cfg, "timestep": sigmas,
+                             "input": x, "sigma": sigmas, "cond_denoised": cond, "uncond_denoised": uncond,
+                             "model": self.model, "model_options": options})
+        else:
+            result = uncond + cfg * (cond - uncond)
+        for post in options.get("sampler_post_cfg_function", ()):
+            result = post({"denoised": result, "cond": None, "uncond": None, "cond_scale": cfg, "model": self.model,
+                           "uncond_denoised": uncond, "cond_denoised": cond, "sigma": sigmas,
+                           "model_options": options, "input": x})
+        return (result, uncond) if with_uncond else (result,)
+
     def __init__(self, model: DiffusionModel, guided: GuidedModel, sigmas):
         self.model, self.guided = model, guided
         self.table = as_table(sigmas)
@@ -159,9 +189,13 @@ class _Denoiser:
             x = keep_unmasked(x, self.mask, self.original + self.noise * sigma)
         prediction, t = self.model.prediction_type, self.t(sigma)
         c_in = input_scale(prediction, sigma)
-        if with_uncond:
-            outs = self.guided.with_uncond(x * c_in, t)
+        options = self.guided.options
+        if options.get("sampler_cfg_function") is not None or options.get("sampler_post_cfg_function"):
+            x0s = self._hooked(x, sigma, t, c_in, with_uncond, options)
         else:
-            outs = (self.guided(x * c_in, t),)
-        x0s = tuple(model_denoised(prediction, x, out, sigma, t) for out in outs)
+            if with_uncond:
+                outs = self.guided.with_uncond(x * c_in, t)
+            else:
+                outs = (self.guided(x * c_in, t),)
+            x0s = tuple(model_denoised(prediction, x, out, sigma, t) for out in outs)
         return x0s if self.mask is None else tuple(keep_unmasked(x0, self.mask, self.original) for x0 in x0s)

@@ -261,6 +261,42 @@ def test_guidance_changes_a_dev_image(flux_env, tiny_flux):
     assert not torch.equal(low, high)
 
 
+def test_euler_ancestral_takes_comfyuis_rectified_flow_step():
+    """One step on a toy denoiser against ComfyUI's sample_euler_ancestral_RF written out."""
+    import torch
+
+    from diffusion.flux_sampling import EulerAncestralRF
+
+    x, x0, n = torch.full((1, 2), 0.8), torch.full((1, 2), 0.3), torch.full((1, 2), -1.5)
+    s, s_next = 0.9, 0.6
+    out, denoised = EulerAncestralRF()(lambda x_, sig: x0, x, s, s_next, lambda a, b: n)
+    sigma_down = s_next * (s_next / s)
+    renoise = (s_next ** 2 - sigma_down ** 2 * (1 - s_next) ** 2 / (1 - sigma_down) ** 2) ** 0.5
+    r = sigma_down / s
+    expected = (1 - s_next) / (1 - sigma_down) * (r * 0.8 + (1 - r) * 0.3) + renoise * -1.5
+    assert torch.allclose(out, torch.full((1, 2), expected)) and torch.equal(denoised, x0)
+
+
+def test_euler_ancestral_and_lcm_run_on_flux_and_follow_the_seed(flux_env, tiny_flux):
+    import torch
+
+    from diffusion.flux_model import load_flux_model
+    from diffusion.sampling import sample
+
+    model = load_flux_model(flux_env.models, tiny_flux.files["schnell"])
+    cond = [[torch.randn(1, 8, 32, generator=torch.Generator().manual_seed(0)), {"pooled_output": torch.ones(1, 32)}]]
+    latent = {"samples": torch.zeros(1, 16, 4, 4)}
+
+    def run(name, seed):
+        return sample(model, seed=seed, steps=3, cfg=1.0, sampler_name=name, scheduler="simple", positive=cond,
+                      negative=cond, latent=latent)["samples"]
+
+    euler = run("euler", 1)
+    for name in ("euler_ancestral", "lcm"):
+        a = run(name, 1)
+        assert torch.equal(a, run(name, 1)) and not torch.equal(a, run(name, 2)) and not torch.equal(a, euler)
+
+
 def test_ancestral_samplers_are_refused_for_flux_with_the_alternatives(flux_env, tiny_flux):
     import torch
 
@@ -270,6 +306,6 @@ def test_ancestral_samplers_are_refused_for_flux_with_the_alternatives(flux_env,
 
     model = load_flux_model(flux_env.models, tiny_flux.files["schnell"])
     cond = [[torch.zeros(1, 4, 32), {"pooled_output": torch.zeros(1, 32)}]]
-    with pytest.raises(SamplingError, match="euler_ancestral.*choose one of euler"):
-        sample(model, seed=0, steps=2, cfg=1.0, sampler_name="euler_ancestral", scheduler="simple",
+    with pytest.raises(SamplingError, match="dpmpp_2m_sde.*choose one of euler"):
+        sample(model, seed=0, steps=2, cfg=1.0, sampler_name="dpmpp_2m_sde", scheduler="simple",
                positive=cond, negative=cond, latent={"samples": torch.zeros(1, 16, 4, 4)})
