@@ -117,3 +117,10 @@ export function imageRect(node, schema) {
   const { bottom } = widgetRects(node, schema);
   return { x: node.pos[0] + PAD, y: bottom + PAD, w: w - 2 * PAD, h: node.pos[1] + h - bottom - 2 * PAD };
 }
+
+/** Where a link's midpoint dot is drawn: the middle of its middle segment (a bezier with
+ * symmetric handles passes through its chord's middle). `points`: origin, reroutes, target. */
+export function linkMiddle(points) {
+  const k = Math.floor((points.length - 1) / 2);
+  return [(points[k][0] + points[k + 1][0]) / 2, (points[k][1] + points[k + 1][1]) / 2];
+}

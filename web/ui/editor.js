@@ -12,8 +12,9 @@ import { BOUNDARY_NOTE, isBoundary } from "../lib/subgraph_edit.js";
 import { CHECKPOINT_HELP } from "../lib/default_workflow.js";
 import { Renderer } from "./renderer.js";
 import { SubgraphScopes } from "./subgraph_scopes.js";
-import { boundarySlotEntries, convertSelection, dropOnEmptySlot, unpackInstance } from "./subgraph_actions.js";
+import { boundarySlotEntries, dropOnEmptySlot } from "./subgraph_actions.js";
 import { closePopup, comboList, contextMenu, inlineEntry, nodeSearch, toast } from "./popups.js";
+import { cloneNodes, openContextMenu } from "./menus.js";
 
 const STORAGE_KEY = "loom.workflow";
 const CLIPBOARD_KEY = "loom.clipboard";
@@ -456,8 +457,10 @@ export class Editor extends EventTarget {
           if (this.selection.has(node.id) && (e.ctrlKey || e.metaKey)) this.selection.delete(node.id);
           else this.selection.add(node.id);
         } else if (!this.selection.has(node.id)) this.selection = new Set([node.id]);
+        // Alt+drag drags a clone and leaves the original in place, as in ComfyUI.
+        if (e.altKey && cloneNodes(this, [...this.selection], [0, 0]).length) this.drag = { kind: "move", cloned: true };
         this.bringToFront(this.selection);
-        this.drag = { kind: "move", start: [wx, wy], origins: new Map([...this.selection].map((id) => [id, [...g.nodes.get(id).pos]])) };
+        this.drag = { kind: "move", cloned: Boolean(this.drag?.cloned), start: [wx, wy], origins: new Map([...this.selection].map((id) => [id, [...g.nodes.get(id).pos]])) };
         this.emit("selection");
         this.redraw();
       }
@@ -566,7 +569,7 @@ export class Editor extends EventTarget {
       case "move":
       case "resize":
         // Selecting (and raising) a node by clicking it is not an edit: no undo step, not "modified".
-        if (d.moved) this.commit();
+        if (d.moved || d.cloned) this.commit();
         break;
       case "reroute":
         if (d.moved) this.commit();
@@ -775,46 +778,7 @@ export class Editor extends EventTarget {
       ] });
       return;
     }
-    if (node) {
-      if (!this.selection.has(node.id)) this.selection = new Set([node.id]);
-      const colors = [["Default", null], ["Red", "#5a2b2b"], ["Green", "#2b4a2b"], ["Blue", "#2b3a5a"], ["Purple", "#45305a"]];
-      contextMenu({
-        x: e.clientX, y: e.clientY, entries: [
-          ...(node.subgraph ? [{ label: "Open subgraph", action: () => this.openSubgraph(node) }, { label: "Unpack Subgraph", action: () => unpackInstance(this, node) }] : []),
-          { label: "Rename…", action: () => this.rename(node) },
-          { label: node.flags?.collapsed ? "Expand" : "Collapse", action: () => this.toggleCollapse(node) },
-          { label: node.mode === MODE_BYPASSED ? "Stop bypassing (Ctrl+B)" : "Bypass (Ctrl+B)", action: () => this.setMode(MODE_BYPASSED) },
-          { label: node.mode === MODE_MUTED ? "Unmute (Ctrl+M)" : "Mute (Ctrl+M)", action: () => this.setMode(MODE_MUTED) },
-          ...colors.map(([label, color]) => ({ label: `Colour: ${label}`, action: () => { for (const id of this.selection) { const n = this.graph.nodes.get(id); n.color = color ?? undefined; n.bgcolor = undefined; } this.graph.touch(); this.commit(); } })),
-          null,
-          { label: "Copy (Ctrl+C)", action: () => this.copySelection() },
-          { label: "Group selection (Ctrl+G)", action: () => this.groupSelection() },
-          { label: "Convert to Subgraph", action: () => convertSelection(this) },
-          { label: "Remove (Del)", action: () => this.deleteSelection() },
-        ],
-      });
-      return;
-    }
-    if (hit?.group) {
-      contextMenu({ x: e.clientX, y: e.clientY, entries: [
-        { label: "Rename group…", action: () => this.renameGroup(hit.group) },
-        { label: "Remove group", action: () => { this.graph.groups = this.graph.groups.filter((g) => g !== hit.group); this.graph.touch(); this.commit(); } },
-      ] });
-      return;
-    }
-    contextMenu({
-      x: e.clientX, y: e.clientY, entries: [
-        { label: "Add node…", action: () => nodeSearch({ x: e.clientX, y: e.clientY, schemas: this.schemaList, onPick: (s) => this.addNode(s.classType, [wx, wy]) }) },
-        { label: "Add note", action: () => this.addNode("Note", [wx, wy]) },
-        { label: "Add reroute", action: () => this.addNode("Reroute", [wx, wy]) },
-        { label: "Add primitive", action: () => this.addNode("PrimitiveNode", [wx, wy]) },
-        { label: "Add group", action: () => { this.graph.groups.push({ title: "Group", bounding: [wx, wy, 400, 300], color: "#3f789e", font_size: 24, flags: {}, rest: {} }); this.graph.touch(); this.commit(); } },
-        null,
-        { label: "Paste (Ctrl+V)", action: () => this.paste(false) },
-        ...(this.selection.size ? [{ label: "Convert selection to Subgraph", action: () => convertSelection(this) }] : []),
-        { label: "Fit view (.)", action: () => this.fitView() },
-      ],
-    });
+    openContextMenu(this, e, wx, wy, hit);
   }
 
   onKeyDown(e) {

@@ -139,6 +139,7 @@ export class Panels {
   renderLibrary() {
     const tree = new Map();
     for (const schema of this.editor.schemaList) {
+      if ((schema.category ?? "").split("/").includes("_for_testing")) continue;  // ComfyUI hides these too
       const cat = schema.category || "other";
       if (!tree.has(cat)) tree.set(cat, []);
       tree.get(cat).push(schema);

@@ -2,7 +2,7 @@
 // culls nodes and links to the viewport through a spatial grid, and drops to
 // plain boxes when zoomed far out.
 import { SpatialGrid } from "../lib/spatial.js";
-import { TITLE_H, SLOT_H, WIDGET_H, TEXT_LINE_H, bodySize, imageRect, inputPos, isMultiline, nodeBounds, outputPos, textLinesFitting, widgetRects } from "../lib/layout.js";
+import { TITLE_H, SLOT_H, WIDGET_H, TEXT_LINE_H, bodySize, imageRect, inputPos, isMultiline, linkMiddle, nodeBounds, outputPos, textLinesFitting, widgetRects } from "../lib/layout.js";
 import { columnAt, textOffset, visibleLines, wrapLines } from "../lib/text_wrap.js";
 import { MODE_BYPASSED, MODE_MUTED } from "../lib/graph.js";
 import { REROUTE_RADIUS, reroutePath } from "../lib/reroutes.js";
@@ -189,6 +189,16 @@ export class Renderer {
         }
       }
       ctx.stroke();
+      if (!lod) {  // the midpoint dot: right-click it for the link's menu (menus.js)
+        ctx.fillStyle = color;
+        ctx.beginPath();
+        for (const points of list) {
+          const [mx, my] = linkMiddle(points);
+          ctx.moveTo(mx + 5, my);
+          ctx.arc(mx, my, 5, 0, Math.PI * 2);
+        }
+        ctx.fill();
+      }
     }
   }
 
