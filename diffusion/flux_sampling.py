@@ -6,7 +6,8 @@ model_sampling:
 
 * LATENT samples are raw VAE latents; the model works on ``process_in`` of them
   (``(z − 0.1159)·0.3611`` for Flux) and the result goes back through ``process_out``;
-* noise enters as ``σ₀·noise + (1 − σ₀)·latent`` and a run that stops above σ 0 is divided
+* noise enters as ``σ₀·noise + (1 − σ₀)·latent`` (an all-zero latent is not shifted, as in
+  ComfyUI) and a run that stops above σ 0 is divided
   by ``1 − σ_last`` (ComfyUI's noise_scaling / inverse_noise_scaling), so a KSamplerAdvanced
   hand-over with leftover noise continues where it stopped;
 * the transformer predicts the velocity ``v`` and the clean latent is ``x − σ·v``; CFG mixes
@@ -17,6 +18,11 @@ with position ids (0, row, column) per patch and zeros for the text tokens, the 
 as context, CLIP-L's pooled output, the timestep, and for guidance-distilled models (dev)
 the conditioning's ``guidance`` (FluxGuidance, default 3.5).  Odd latent sizes are padded
 circularly to the patch grid and cropped back, as ComfyUI's pad_to_patch_size does.
+
+FLUX.1 Fill (``img_in`` 384 wide) also sees, per conditioning entry, the masked image's
+latent and the mask folded 8×8 (:func:`fill_concat`, from InpaintModelConditioning's
+``concat_latent_image`` / ``concat_mask``).  A latent ``noise_mask`` keeps the unmasked part
+at the input, re-noised to each σ as a flow model noises (ComfyUI's KSamplerX0Inpaint).
 
 ``euler_ancestral`` and ``lcm`` take ComfyUI's rectified-flow forms (its
 sample_euler_ancestral_RF; lcm re-noises with ``σ·noise + (1 − σ)·x0``).  The other
@@ -119,12 +125,14 @@ class FlowCond:
     strength: float
     sigma_start: float = float("inf")
     sigma_end: float = -1.0
+    meta: dict | None = None
+    concat: Any = None  # FLUX.1 Fill: [B, 80, h, w] masked-image latent + 8×8 mask, beside x
 
     def active_at(self, sigma: float) -> bool:
         return self.sigma_end <= sigma <= self.sigma_start
 
 
-_UNSUPPORTED = ("area", "mask", "control", "gligen", "concat_latent_image", "concat_mask")
+_UNSUPPORTED = ("area", "mask", "control", "gligen")
 
 
 def flow_conds(model: FlowModel, conditioning: Sequence, which: str) -> list[FlowCond]:
@@ -157,8 +165,40 @@ def flow_conds(model: FlowModel, conditioning: Sequence, which: str) -> list[Flo
         rows.append(FlowCond(context, torch.as_tensor(pooled).reshape(1, -1),
                              float(meta.get("guidance", DEFAULT_GUIDANCE)), float(meta.get("strength", 1.0)),
                              start if "start_percent" in meta else float("inf"),
-                             end if "end_percent" in meta else -1.0))
+                             end if "end_percent" in meta else -1.0, meta))
     return rows
+
+
+def _fit(t, batch: int):
+    return t if t.shape[0] == batch else t.repeat(-(-batch // t.shape[0]), 1, 1, 1)[:batch]
+
+
+def fill_concat(model: FlowModel, meta: dict, shape, denoise_mask=None):
+    """What FLUX.1 Fill sees beside the latent (ComfyUI's Flux concat_cond): the masked image's
+    latent (``concat_latent_image``, raw, through process_in; zeros when absent) and the mask
+    (``concat_mask``, else the latent's noise mask, else all ones) averaged over channels, taken
+    to pixel size and folded 8×8 into 64 channels."""
+    import torch
+    import torch.nn.functional as F
+
+    b, c, h, w = shape
+    image = meta.get("concat_latent_image")
+    image = torch.zeros(shape) if image is None else torch.as_tensor(image).float().cpu()
+    if image.ndim != 4 or image.shape[1] != c:
+        raise SamplingError(f"concat_latent_image must be a [batch, {c}, height, width] latent, "
+                            f"got shape {list(image.shape)}")
+    if tuple(image.shape[-2:]) != (h, w):
+        image = F.interpolate(image, size=(h, w), mode="bilinear")
+    image = model.latent_format.process_in(_fit(image, b))
+    mask = meta.get("concat_mask", denoise_mask)
+    mask = torch.ones(b, 1, h, w) if mask is None else torch.as_tensor(mask).float().cpu()
+    if mask.ndim == 3:
+        mask = mask[:, None]
+    if mask.ndim != 4:
+        raise SamplingError(f"concat_mask must be [batch, height, width], got shape {list(mask.shape)}")
+    mask = F.interpolate(mask.mean(dim=1, keepdim=True), size=(h * 8, w * 8), mode="bilinear")
+    mask = mask.view(mask.shape[0], h, 8, w, 8).permute(0, 2, 4, 1, 3).reshape(mask.shape[0], 64, h, w)
+    return torch.cat([image, _fit(mask, b)], dim=1)
 
 
 class FlowDenoiser:
@@ -177,6 +217,18 @@ class FlowDenoiser:
         self.cfg = float(cfg)
         self.positive = flow_conds(model, positive, "positive")
         self.negative = flow_conds(model, negative, "negative") if self.cfg != 1.0 and negative is not None else None
+        self.mask = self.original = self.noise = None
+        self.fill = model.unet.config.in_channels > 4 * model.latent_format.channels
+
+    def prepare(self, shape, denoise_mask=None) -> None:
+        """Per-row Fill inputs for a latent of ``shape`` (FLUX.1 Fill only)."""
+        if self.fill:
+            for row in self.positive + (self.negative or []):
+                row.concat = fill_concat(self.model, row.meta or {}, shape, denoise_mask)
+
+    def inpaint(self, mask, original, noise) -> None:
+        """Keep the unmasked part at ``original`` (ComfyUI's KSamplerX0Inpaint, flow noising)."""
+        self.mask, self.original, self.noise = mask, original, noise
 
     def velocity(self, rows: list[FlowCond], x, sigma: float):
         """Strength-weighted mean of the active rows' velocities (ComfyUI's cond averaging)."""
@@ -198,7 +250,8 @@ class FlowDenoiser:
 
         b, _, h, w = x.shape
         ph, pw = h % 2, w % 2
-        xin = F.pad(x, (0, pw, 0, ph), mode="circular") if (ph or pw) else x
+        xin = x if row.concat is None else torch.cat([x, row.concat.to(x)], dim=1)
+        xin = F.pad(xin, (0, pw, 0, ph), mode="circular") if (ph or pw) else xin
         hp, wp = h + ph, w + pw
         dt, dev = self.dtype, self.device
         context = row.context.to(dev, dt).expand(b, -1, -1)
@@ -215,13 +268,17 @@ class FlowDenoiser:
         return unpack(out.float(), hp, wp)[:, :, :h, :w].to(x.device)
 
     def __call__(self, x, sigma: float):
+        if self.mask is not None:
+            keep = self.noise * sigma + self.original * (1.0 - sigma)
+            x = x * self.mask + keep * (1 - self.mask)
         cond = self.velocity(self.positive, x, sigma)
         if self.negative is None:
             v = cond
         else:
             uncond = self.velocity(self.negative, x, sigma)
             v = uncond + self.cfg * (cond - uncond)
-        return x - v * sigma
+        out = x - v * sigma
+        return out if self.mask is None else out * self.mask + self.original * (1 - self.mask)
 
 
 def run_flow_sampler(model: FlowModel, name: str, sigmas: list[float], *, seed: int, add_noise: bool, cfg: float,
@@ -230,18 +287,23 @@ def run_flow_sampler(model: FlowModel, name: str, sigmas: list[float], *, seed: 
     both raw VAE latents."""
     import torch
 
+    from .inpaint import latent_mask
+
     check_flow_sampler(name)
-    if latent.get("noise_mask") is not None:
-        raise SamplingError("a latent noise mask (inpainting) is not supported for FLUX.1 models in Loom yet")
     samples = latent["samples"].float().cpu()
     out = dict(latent)
     if len(sigmas) == 0:
         out["samples"] = samples
         return out, dict(out)
     fmt = model.latent_format
-    start = fmt.process_in(samples)
+    # ComfyUI takes a latent into the model's space only when it is not all zeros (an empty latent stays 0)
+    start = samples if int(torch.count_nonzero(samples)) == 0 else fmt.process_in(samples)
     noise = prepare_noise(samples, seed, latent.get("batch_index")) if add_noise else torch.zeros_like(samples)
+    mask = None if latent.get("noise_mask") is None else latent_mask(latent["noise_mask"], samples.shape)
     D = FlowDenoiser(model, positive, negative, cfg)
+    D.prepare(tuple(samples.shape), mask)
+    if mask is not None:
+        D.inpaint(mask.to(D.device), start.to(D.device), noise.to(D.device))
     s0 = float(sigmas[0])
     x = (noise * s0 + start * (1.0 - s0)).to(D.device)
     rule = FLOW_RULES.get(name) or step_rule(name, sigmas)
@@ -249,6 +311,8 @@ def run_flow_sampler(model: FlowModel, name: str, sigmas: list[float], *, seed: 
     with torch.inference_mode():
         x, denoised = run_steps(rule, D, x, sigmas, step_noise, callback)
     last = float(sigmas[-1])
+    if mask is not None and last == 0.0:  # the unmasked part exactly as it came in
+        x = x * D.mask + D.original * (1 - D.mask)
     if last != 0.0:
         x = x / (1.0 - last)
     out["samples"] = fmt.process_out(x.float().cpu())

@@ -309,3 +309,98 @@ def test_ancestral_samplers_are_refused_for_flux_with_the_alternatives(flux_env,
     with pytest.raises(SamplingError, match="dpmpp_2m_sde.*choose one of euler"):
         sample(model, seed=0, steps=2, cfg=1.0, sampler_name="dpmpp_2m_sde", scheduler="simple",
                positive=cond, negative=cond, latent={"samples": torch.zeros(1, 16, 4, 4)})
+
+
+# -- FLUX.1 Fill ------------------------------------------------------------------------------------
+
+def _fill_inputs(size: int):
+    """A uint8-exact picture and a rectangular mask (1 = repaint), as IMAGE/MASK tensors and PIL."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    g = np.random.default_rng(0)
+    pixels = (g.random((size // 8, size // 8, 3)) * 255).astype(np.uint8).repeat(8, 0).repeat(8, 1)
+    mask = np.zeros((size, size), dtype=np.uint8)
+    mask[16:48, 8:40] = 255
+    image = torch.from_numpy(pixels).float()[None] / 255
+    return image, torch.from_numpy(mask).float()[None] / 255, Image.fromarray(pixels), Image.fromarray(mask)
+
+
+def test_flux_fill_matches_diffusers_fill_pipeline(flux_env, tiny_flux, monkeypatch):
+    """Fill as InpaintModelConditioning + KSampler feed it (masked pixels grey, encoded, the
+    pixel mask) against diffusers' FluxFillPipeline; diffusers draws a sample of the VAE's
+    posterior where ComfyUI takes its mean, so the reference is made to take the mean too."""
+    import numpy as np
+    import torch
+    from diffusers import FluxFillPipeline
+    from diffusers.pipelines.flux import pipeline_flux_fill
+
+    from diffusion.flux_model import load_flux_model
+    from diffusion.flux_sampling import pack
+    from diffusion.flux_text import load_dual_clip
+    from diffusion.flux_vae import load_16_channel_vae
+    from diffusion.noise import prepare_noise
+    from diffusion.sampling import ksampler_steps, model_sigmas, sample
+    from diffusion.text_encoding import encode
+    from diffusion.vae import decode, encode as vae_encode
+    from tests.fixtures.tiny_flux import reference_pipeline
+
+    size, steps, seed, guidance = 64, 3, 11, 30.0
+    image, mask, pil_image, pil_mask = _fill_inputs(size)
+    manager = flux_env.models
+    model = load_flux_model(manager, tiny_flux.files["fill"])
+    assert model.variant == "fill"
+    vae = load_16_channel_vae(manager, tiny_flux.files["vae"])
+    clip = load_dual_clip(manager, [tiny_flux.files["clip_l"], tiny_flux.files["t5"]], "flux")
+    grey = image.clone()
+    grey[mask > 0.5] = 0.5  # InpaintModelConditioning: the masked pixels greyed out
+    extra = {"guidance": guidance, "concat_latent_image": vae_encode(vae, grey), "concat_mask": mask[:, None]}
+    cond = encode(clip, PROMPT, extra=extra)
+    latent = {"samples": vae_encode(vae, image)}
+    out = sample(model, seed=seed, steps=steps, cfg=1.0, sampler_name="euler", scheduler="simple",
+                 positive=cond, negative=cond, latent=latent)
+    ours = decode(vae, out["samples"])
+
+    sigmas = ksampler_steps("euler", "simple", steps, table=model_sigmas(model))
+    real = pipeline_flux_fill.retrieve_latents
+    monkeypatch.setattr(pipeline_flux_fill, "retrieve_latents",
+                        lambda output, generator=None, sample_mode="sample": real(output, generator, "argmax"))
+    pipe = reference_pipeline(tiny_flux, "fill", cls=FluxFillPipeline)
+    noise = prepare_noise(torch.zeros(1, 16, size // 8, size // 8), seed)
+    with torch.inference_mode():
+        ref = pipe(PROMPT, image=pil_image, mask_image=pil_mask, height=size, width=size, num_inference_steps=steps,
+                   sigmas=sigmas[:-1], guidance_scale=guidance, latents=pack(noise), max_sequence_length=256,
+                   output_type="np").images
+    diff = float(np.abs(ours.numpy() - ref).max())
+    print(f"fill: max pixel difference vs FluxFillPipeline {diff:.2e}")
+    assert diff <= 2 / 255, diff
+
+
+def test_fill_needs_its_mask_and_a_noise_mask_keeps_the_rest(flux_env, tiny_flux):
+    """The Fill model's output depends on the mask it is given; with a latent noise mask the
+    unmasked part of the latent comes back exactly as it went in."""
+    import torch
+
+    from diffusion.flux_model import load_flux_model
+    from diffusion.sampling import sample
+
+    model = load_flux_model(flux_env.models, tiny_flux.files["fill"])
+    image = torch.randn(1, 16, 8, 8, generator=torch.Generator().manual_seed(2))
+    full = torch.ones(1, 1, 64, 64)
+    part = torch.zeros(1, 1, 64, 64)
+    part[..., 16:48, 16:48] = 1
+
+    def run(concat_mask, noise_mask=None):
+        meta = {"pooled_output": torch.ones(1, 32), "concat_latent_image": image, "concat_mask": concat_mask}
+        cond = [[torch.randn(1, 8, 32, generator=torch.Generator().manual_seed(0)), meta]]
+        latent = {"samples": image} if noise_mask is None else {"samples": image, "noise_mask": noise_mask}
+        return sample(model, seed=3, steps=2, cfg=1.0, sampler_name="euler", scheduler="simple", positive=cond,
+                      negative=cond, latent=latent)["samples"]
+
+    assert not torch.equal(run(full), run(part))
+    kept = run(part, noise_mask=part)
+    outside = torch.ones(8, 8, dtype=torch.bool)
+    outside[2:6, 2:6] = False
+    assert torch.allclose(kept[..., outside], image[..., outside], atol=1e-6)
+    assert not torch.allclose(kept[..., ~outside], image[..., ~outside])
