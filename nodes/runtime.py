@@ -15,7 +15,7 @@ from typing import Any
 from .folders import Folders, ModelNotFound, UnsafePath
 from .image_bounds import DEFAULT_MAX_IMAGE_PIXELS
 
-PREVIEW_METHODS = ("latent2rgb", "none")
+PREVIEW_METHODS = ("auto", "latent2rgb", "taesd", "none")  # ComfyUI's --preview-method names
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -26,7 +26,8 @@ class LoomEnv:
     folders: Folders
     #: "auto" picks the best device; "cpu" forces the CPU; "cuda:1" picks a GPU.
     device: str = "auto"
-    #: How sampling previews are made: "latent2rgb" (cheap linear map) or "none".
+    #: How sampling previews are made: "latent2rgb" (cheap linear map), "taesd" (tiny decoder
+    #: from models/vae_approx), "auto" (taesd when its file is there, else latent2rgb) or "none".
     preview_method: str = "latent2rgb"
     #: Largest image (width x height, summed over frames) decoded from a file; 0: no limit.
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS

@@ -14,14 +14,14 @@ MAX_SEED = 0xFFFFFFFFFFFFFFFF
 
 def _progress(ctx: NodeContext, model):
     """The per-step callback: progress (raises on interrupt) plus an optional preview."""
-    previews = getattr(ctx.env, "preview_method", "none") == "latent2rgb"
+    from .previews import sampling_previewer
+
+    previewer = sampling_previewer(ctx, model)  # x0 below is in the model's space, as it expects
 
     def report(step: int, total: int, x0) -> None:
         preview = None
-        if previews and x0 is not None:
-            from diffusion.preview import preview_jpeg
-
-            preview = Preview("JPEG", preview_jpeg(x0, model.latent_format))
+        if previewer is not None and x0 is not None:
+            preview = Preview("JPEG", previewer(x0))
         ctx.progress(step, total, preview)
 
     return report

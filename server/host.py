@@ -52,7 +52,9 @@ def add_folder_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--extra-model-paths-config", action="append", metavar="YAML",
                        help="ComfyUI's extra_model_paths.yaml (repeatable)")
     parser.add_argument("--cpu", action="store_true", help="run on the CPU even if a GPU is present")
-    parser.add_argument("--preview-method", choices=("none", "latent2rgb"), default="latent2rgb")
+    parser.add_argument("--preview-method", choices=("auto", "latent2rgb", "taesd", "none"), default="latent2rgb",
+                        help="live sampling previews: taesd needs models/vae_approx/taesd_decoder.safetensors "
+                             "(taesdxl_ for SDXL); auto uses it when present, else latent2rgb")
     parser.add_argument("--cache", default="classic", metavar="classic|lru:N|none",
                         help="how node results are kept between prompts (default: classic)")
     # ComfyUI's spellings of the same choice (the last one given wins).

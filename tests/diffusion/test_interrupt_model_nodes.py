@@ -16,44 +16,13 @@ from typing import Any, Callable
 import pytest
 import torch
 
-from engine.declare import Socket, node
 from tests.diffusion.conftest import install
+from tests.fixtures.slow_models import Sink, Slow, ids_of
 from tests.fixtures.tiny_extras import esrgan_old_state, save, tiny_clip
 from tests.fixtures.tiny_models import tiny_clip_vision
 
-#: Sleep per slowed module call: the slowed node alone would take several seconds.
-DELAY = 0.1
 #: What the issue promises.
 LIMIT = 1.0
-
-
-@node(category="test", output_node=True)
-def Sink(value: Socket("*")) -> None:
-    """Consumes anything, so the node under test is an ancestor of an output."""
-    return None
-
-
-class Slow:
-    """A global forward hook that sleeps in the calls of the modules ``slow(module)``
-    picks, and says when the first such call happened."""
-
-    def __init__(self, slow: Callable[[torch.nn.Module], bool], delay: float = DELAY):
-        self.slow, self.delay = slow, delay
-        self.started = threading.Event()
-        self.calls = 0
-
-    def __call__(self, module, args, output):
-        if self.slow(module):
-            self.calls += 1
-            self.started.set()
-            time.sleep(self.delay)
-
-    def __enter__(self):
-        self.handle = torch.nn.modules.module.register_module_forward_hook(self)
-        return self
-
-    def __exit__(self, *exc):
-        self.handle.remove()
 
 
 def interrupt_when_started(env, prompt: dict[str, Any], started: threading.Event) -> tuple[Any, float, list]:
@@ -90,11 +59,6 @@ def interrupt_when_started(env, prompt: dict[str, Any], started: threading.Event
     assert requested, "the slowed part never ran"
     assert arrived, f"no execution_interrupted; status {outcome.status}, error {outcome.error}"
     return outcome, arrived[0] - requested[0], events
-
-
-def ids_of(module: torch.nn.Module) -> Callable[[torch.nn.Module], bool]:
-    ids = {id(m) for m in module.modules()}
-    return lambda m: id(m) in ids
 
 
 def put_image(env, name: str = "in.png", size: int = 64) -> str:

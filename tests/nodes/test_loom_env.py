@@ -31,7 +31,7 @@ def test_an_unknown_device_is_refused_with_the_choices(tmp_path):
 
 
 def test_an_unknown_preview_method_is_refused_with_the_choices(tmp_path):
-    with pytest.raises(ValueError, match="unknown preview method 'taesdxl'; use one of latent2rgb, none"):
+    with pytest.raises(ValueError, match="unknown preview method 'taesdxl'; use one of auto, latent2rgb, taesd, none"):
         LoomEnv.at(tmp_path, preview_method="taesdxl")
 
 
