@@ -25,6 +25,8 @@ from .records import QueueItem
 from .routes_files import FileRoutes
 from .routes_editor import EditorRoutes, provide_example_inputs
 from .routes_info import InfoRoutes
+from .routes_jobs import JobRoutes
+from .job_service import JobService
 from .routes_models import ModelRoutes
 from .routes_queue import QueueRoutes
 from .routes_userdata import UserdataRoutes
@@ -168,6 +170,7 @@ class LoomServer:
         InfoRoutes(self).register(add)
         EditorRoutes(self).register(add)
         UserdataRoutes(self).register(add)
+        JobRoutes(self).register(add)
         for route in self.routes:  # plug-ins' own routes, also under /api
             if isinstance(route, web.RouteDef):
                 add(route.method, route.path, route.handler)
@@ -195,7 +198,7 @@ class LoomServer:
             self.queue.add(item)
         if recovered:
             log.info("resuming %d queued prompt(s) from %s", len(recovered), self.db_path)
-        if self.store.get_setting("paused", False):
+        if self.store.get_setting("paused", False) or self.store.start_paused:
             self.queue.set_paused(True)
         if self.make_dispatcher is not None:
             self.worker = self.make_dispatcher(self)
@@ -205,6 +208,9 @@ class LoomServer:
                                  free=self._free, preview_interval=self.options.preview_interval, env=self.env,
                                  max_attempts=self.options.max_prompt_attempts,
                                  interrupt_grace=self.options.interrupt_grace)
+        # The jobs API's waits, webhooks, users: before the app answers a request.
+        self.jobs = JobService(self)
+        await self.jobs.start()
         self.app = self.build_app()
         # keepalive_timeout also bounds slow headers (slowloris): aiohttp's timer
         # starts when a connection opens or a response ends, and bytes of an
@@ -227,6 +233,8 @@ class LoomServer:
         """Stop taking work; a running prompt is interrupted and stays queued."""
         if hasattr(self, "worker"):
             await asyncio.get_running_loop().run_in_executor(None, self.worker.stop)
+        if hasattr(self, "jobs"):
+            await self.jobs.stop()
         if hasattr(self, "hub"):
             await self.hub.close_all()
         if self._runner is not None:

@@ -53,6 +53,17 @@ class ServerOptions:
     ws_stall_timeout: float = 60.0
     #: ``POST /models/download`` may fetch from loopback and private-range addresses.
     allow_private_downloads: bool = False
+    #: Every job's end is POSTed here too (``--webhook``); jobs may name their own (``extra_data.webhook``).
+    webhook_url: str | None = None
+    #: HMAC-SHA256 key for the ``X-Loom-Signature`` header (``--webhook-secret``).
+    webhook_secret: str | None = None
+    #: Webhooks may target loopback and private-range addresses.
+    allow_private_webhooks: bool = False
+    #: Deliveries tried before one is given up; seconds before the first retry (doubling).
+    webhook_max_attempts: int = 8
+    webhook_backoff: float = 5.0
+    #: The users file (``--users``): tokens and roles; None: one anonymous user (ComfyUI's behaviour).
+    users_file: Path | None = None
 
     @property
     def max_upload_bytes(self) -> int:

@@ -1,0 +1,187 @@
+"""The jobs index and the webhook outbox: tables beside the history in the
+queue database, kept by SQLite triggers.
+
+``job_index`` holds, per history row, what ``GET /api/jobs`` filters and sorts
+on (status, creation time, duration, workflow id, owner) with indexes, so a
+page of a 100,000-entry history is an index range scan, not a parse of every
+entry.  Triggers on ``history`` fill and empty it in the same transaction as
+the history row itself: nothing in the store's write path changes, and the
+index can never disagree with the history.
+
+``webhook_outbox`` holds deliveries still owed: a trigger on ``job_index``
+adds one when a job ends with ``extra_data.webhook`` set, or while the server
+has ``--webhook`` (the ``webhook_url`` setting).  Being written in the history
+row's own transaction, a delivery cannot be lost between "the job ended" and
+"remember to tell someone": it is delivered at least once, across restarts.
+
+:func:`migrate` brings any existing database up to date (tables, indexes,
+triggers, rows for history written before the index existed) and is safe to
+run on every open.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from .jobs import JobQuery
+
+#: The job row for a history row (``{r}`` is NEW in a trigger, the table alias
+#: when back-filling).  A row whose entry is not valid JSON (a damaged file)
+#: still gets a row, as failed, rather than failing the insert.
+_ROW = """
+    {r}.seq, {r}.prompt_id,
+    CASE WHEN {r}.status = 'success' THEN 'completed'
+         WHEN json_valid({r}.entry) AND EXISTS (
+              SELECT 1 FROM json_each({r}.entry, '$.status.messages')
+              WHERE json_extract(value, '$[0]') = 'execution_interrupted') THEN 'cancelled'
+         ELSE 'failed' END,
+    COALESCE(CASE WHEN json_valid({r}.entry) THEN json_extract({r}.entry, '$.prompt[3].create_time') END,
+             CAST({r}.completed_at * 1000 AS INTEGER)),
+    CASE WHEN json_valid({r}.entry) THEN json_extract({r}.entry, '$.prompt[3].extra_pnginfo.workflow.id') END,
+    COALESCE(CASE WHEN json_valid({r}.entry) THEN (
+        (SELECT json_extract(value, '$[1].timestamp') FROM json_each({r}.entry, '$.status.messages')
+         WHERE json_extract(value, '$[0]') IN ('execution_success', 'execution_error', 'execution_interrupted')
+         LIMIT 1)
+      - (SELECT json_extract(value, '$[1].timestamp') FROM json_each({r}.entry, '$.status.messages')
+         WHERE json_extract(value, '$[0]') = 'execution_start' LIMIT 1)) END, 0),
+    CASE WHEN json_valid({r}.entry) THEN json_extract({r}.entry, '$.prompt[3].loom_user') END,
+    CASE WHEN json_valid({r}.entry) THEN json_extract({r}.entry, '$.prompt[3].webhook') END
+"""
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS job_index (
+    seq         INTEGER PRIMARY KEY,
+    prompt_id   TEXT NOT NULL UNIQUE,
+    status      TEXT NOT NULL,
+    created_at  REAL NOT NULL,
+    workflow_id TEXT,
+    duration    REAL NOT NULL DEFAULT 0,
+    owner       TEXT,
+    webhook     TEXT,
+    live        INTEGER NOT NULL DEFAULT 1
+);
+CREATE INDEX IF NOT EXISTS job_index_created ON job_index(created_at, prompt_id);
+CREATE INDEX IF NOT EXISTS job_index_status ON job_index(status, created_at, prompt_id);
+CREATE INDEX IF NOT EXISTS job_index_duration ON job_index(duration, created_at, prompt_id);
+CREATE INDEX IF NOT EXISTS job_index_workflow ON job_index(workflow_id, created_at, prompt_id);
+CREATE INDEX IF NOT EXISTS job_index_owner ON job_index(owner, created_at, prompt_id);
+CREATE TRIGGER IF NOT EXISTS job_index_add AFTER INSERT ON history BEGIN
+    INSERT OR REPLACE INTO job_index(seq, prompt_id, status, created_at, workflow_id, duration, owner, webhook)
+    SELECT {_ROW.format(r="NEW")};
+END;
+CREATE TRIGGER IF NOT EXISTS job_index_forget AFTER DELETE ON history BEGIN
+    DELETE FROM job_index WHERE prompt_id = OLD.prompt_id;
+END;
+CREATE TABLE IF NOT EXISTS webhook_outbox (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    delivery_id TEXT NOT NULL,
+    prompt_id   TEXT NOT NULL,
+    url         TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    state       TEXT NOT NULL DEFAULT 'pending',
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    next_at     REAL NOT NULL DEFAULT 0,
+    created_at  REAL NOT NULL,
+    last_error  TEXT
+);
+CREATE INDEX IF NOT EXISTS webhook_outbox_due ON webhook_outbox(state, next_at);
+CREATE TRIGGER IF NOT EXISTS webhook_for_job AFTER INSERT ON job_index
+WHEN NEW.live = 1 AND NEW.webhook IS NOT NULL BEGIN
+    INSERT INTO webhook_outbox(delivery_id, prompt_id, url, status, created_at)
+    VALUES (lower(hex(randomblob(16))), NEW.prompt_id, NEW.webhook, NEW.status, (julianday('now') - 2440587.5) * 86400.0);
+END;
+CREATE TRIGGER IF NOT EXISTS webhook_for_server AFTER INSERT ON job_index
+WHEN NEW.live = 1 AND (SELECT json_extract(value, '$') FROM settings WHERE key = 'webhook_url') IS NOT NULL BEGIN
+    INSERT INTO webhook_outbox(delivery_id, prompt_id, url, status, created_at)
+    SELECT lower(hex(randomblob(16))), NEW.prompt_id, json_extract(value, '$'), NEW.status, (julianday('now') - 2440587.5) * 86400.0
+    FROM settings WHERE key = 'webhook_url';
+END;
+"""
+
+_BACKFILL = f"""
+INSERT OR IGNORE INTO job_index(seq, prompt_id, status, created_at, workflow_id, duration, owner, webhook, live)
+SELECT {_ROW.format(r="h")}, 0 FROM history AS h
+WHERE h.prompt_id NOT IN (SELECT prompt_id FROM job_index)
+"""
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Create what is missing and index history rows written before the
+    index existed (never owing webhooks for them: ``live = 0``)."""
+    conn.executescript(SCHEMA)
+    history = conn.execute("SELECT COUNT(*) FROM history").fetchone()[0]
+    indexed = conn.execute("SELECT COUNT(*) FROM job_index").fetchone()[0]
+    if history != indexed:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(_BACKFILL)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+# ------------------------------------------------------------------- reads
+def _where(query: JobQuery) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+    stored = sorted(query.statuses & {"completed", "failed", "cancelled"})
+    if len(stored) < 3:
+        clauses.append(f"status IN ({','.join('?' * len(stored))})" if stored else "0")
+        args.extend(stored)
+    if query.workflow_id is not None:
+        clauses.append("workflow_id = ?")
+        args.append(query.workflow_id)
+    if query.owner is not None:
+        clauses.append("owner = ?")
+        args.append(query.owner)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+
+def count(conn: sqlite3.Connection, query: JobQuery) -> int:
+    where, args = _where(query)
+    return conn.execute(f"SELECT COUNT(*) FROM job_index{where}", args).fetchone()[0]
+
+
+def window(conn: sqlite3.Connection, query: JobQuery, offset: int, limit: int | None
+           ) -> list[tuple[tuple[Any, ...], str]]:
+    """Stored jobs ``[offset, offset + limit)`` in listing order, as (sort key, prompt id)."""
+    where, args = _where(query)
+    direction = "DESC" if query.descending else "ASC"
+    if query.sort_by == "execution_duration":
+        order = f"duration {direction}, created_at {direction}, prompt_id {direction}"
+    else:
+        order = f"created_at {direction}, prompt_id {direction}"
+    rows = conn.execute(f"SELECT duration, created_at, prompt_id FROM job_index{where} ORDER BY {order}"
+                        " LIMIT ? OFFSET ?", [*args, -1 if limit is None else limit, offset]).fetchall()
+    if query.sort_by == "execution_duration":
+        return [((d, c, p), p) for d, c, p in rows]
+    return [((c, p), p) for _, c, p in rows]
+
+
+def entries(conn: sqlite3.Connection, prompt_ids: list[str]) -> dict[str, str]:
+    """History entries' JSON text by prompt id."""
+    out: dict[str, str] = {}
+    for start in range(0, len(prompt_ids), 500):
+        chunk = prompt_ids[start:start + 500]
+        rows = conn.execute(f"SELECT prompt_id, entry FROM history WHERE prompt_id IN ({','.join('?' * len(chunk))})",
+                            chunk).fetchall()
+        out.update(rows)
+    return out
+
+
+def job_row(conn: sqlite3.Connection, prompt_id: str) -> tuple[str, str | None] | None:
+    """(entry JSON, owner) of a finished job, or None."""
+    row = conn.execute("SELECT h.entry, j.owner FROM history h LEFT JOIN job_index j ON j.prompt_id = h.prompt_id"
+                       " WHERE h.prompt_id = ?", (prompt_id,)).fetchone()
+    return None if row is None else (row[0], row[1])
+
+
+def owners(conn: sqlite3.Connection, prompt_ids: list[str]) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for start in range(0, len(prompt_ids), 500):
+        chunk = prompt_ids[start:start + 500]
+        out.update(conn.execute(f"SELECT prompt_id, owner FROM job_index WHERE prompt_id IN"
+                                f" ({','.join('?' * len(chunk))})", chunk).fetchall())
+    return out
