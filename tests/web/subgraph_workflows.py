@@ -51,7 +51,7 @@ def add_workflow(start: int = 5, proxy_widgets=None) -> dict:
              "properties": {"Node name for S&R": "PrimitiveInt"}, "widgets_values": [start, "fixed"]},
             instance,
             {"id": 3, "type": "PreviewAny", "pos": [800, 100], "size": [260, 120], "flags": {}, "order": 2, "mode": 0,
-             "inputs": [{"name": "source", "type": "*", "link": 2}], "outputs": [{"name": "STRING", "type": "STRING", "links": [], "slot_index": 0}],
+             "inputs": [{"name": "source", "type": "*", "link": 2}], "outputs": [],
              "properties": {"Node name for S&R": "PreviewAny"}},
         ],
         "links": [
@@ -80,7 +80,7 @@ def chain_workflow(start: int = 5) -> dict:
             math(2, 350, 3, "add", 1, 2),
             math(3, 700, 2, "multiply", 2, 3),
             {"id": 4, "type": "PreviewAny", "pos": [1050, 100], "size": [260, 120], "flags": {}, "order": 3, "mode": 0,
-             "inputs": [{"name": "source", "type": "*", "link": 3}], "outputs": [{"name": "STRING", "type": "STRING", "links": [], "slot_index": 0}],
+             "inputs": [{"name": "source", "type": "*", "link": 3}], "outputs": [],
              "properties": {"Node name for S&R": "PreviewAny"}},
         ],
         "links": [
