@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from .comfy_shape import ClipShape, ModelPatcherShape, VaeShape, model_options_copy
 from .latent_formats import LatentFormat
 
 if TYPE_CHECKING:
@@ -25,8 +26,9 @@ TRAINING_SCHEDULE = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=
 
 
 @dataclass(frozen=True)
-class DiffusionModel:
-    """MODEL: a denoising UNet plus what sampling needs to know about it."""
+class DiffusionModel(ModelPatcherShape):
+    """MODEL: a denoising UNet plus what sampling needs to know about it (and, for
+    custom nodes, ComfyUI's ModelPatcher methods: diffusion.comfy_shape)."""
 
     unet: Any                       # diffusers UNet2DConditionModel
     family: Family
@@ -38,17 +40,21 @@ class DiffusionModel:
     patches: tuple = ()
     #: σ table rescaled to zero terminal SNR (ModelSamplingDiscrete's zsnr)
     zsnr: bool = False
+    #: ComfyUI's model_options: the sampler hooks custom nodes set (cfg functions,
+    #: the UNet wrapper...); each clone has its own copy.
+    model_options: dict = field(default_factory=lambda: {"transformer_options": {}}, compare=False, repr=False)
 
     @property
     def in_channels(self) -> int:
         return int(self.unet.config.in_channels)
 
     def clone(self, **changes) -> "DiffusionModel":
+        changes.setdefault("model_options", model_options_copy(self.model_options))
         return dataclasses.replace(self, **changes)
 
 
 @dataclass(frozen=True)
-class ClipModel:
+class ClipModel(ClipShape):
     """CLIP: the text encoder(s) of a checkpoint, with the layer to read (clip skip)."""
 
     encoders: tuple["TextEncoderWeights", ...]
@@ -64,7 +70,7 @@ class ClipModel:
 
 
 @dataclass(frozen=True)
-class VaeModel:
+class VaeModel(VaeShape):
     """VAE: the autoencoder between pixels and latents."""
 
     vae: Any                        # diffusers AutoencoderKL

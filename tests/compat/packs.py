@@ -419,6 +419,7 @@ from comfy.utils import not_a_loom_helper  # not among the provided attributes
 NODE_CLASS_MAPPINGS = {}
 '''
 
+from .packs_models import MODEL_PACK  # noqa: E402
 from .packs_surfaces import SURFACE_PACK  # noqa: E402
 
 ALL_PACKS = {
@@ -431,4 +432,5 @@ ALL_PACKS = {
     "broken_module_pack": MISSING_MODULE_PACK,
     "broken_attribute_pack": MISSING_ATTRIBUTE_PACK,
     "surface_pack": SURFACE_PACK,
+    "model_pack": MODEL_PACK,
 }
