@@ -40,7 +40,9 @@ async def test_queue_lists_pending_items_as_comfyui_tuples(server):
     assert queue["queue_running"] == []
     number, pid, prompt, extra, outputs = queue["queue_pending"][0]
     assert pid == prompt_id and prompt["1"]["class_type"] == "Sleep"
-    assert extra == {"client_id": "me"} and outputs == ["1"]
+    # ComfyUI stamps create_time (ms) into extra_data; its jobs API sorts on it.
+    assert extra == {"client_id": "me", "create_time": extra["create_time"]} and outputs == ["1"]
+    assert isinstance(extra["create_time"], int)
 
 
 async def test_pending_prompts_run_in_the_order_they_were_queued(server):
