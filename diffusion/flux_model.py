@@ -146,7 +146,7 @@ def build_flux_transformer(path: Path, weight_dtype: str, compute_dtype, loader:
 
     source = WeightSource(path)
     arch = require_flux(source.shapes(), path.name, loader)
-    state = source.read(list(source.shapes()))
+    state = source.read([k for k in source.shapes() if k.startswith(arch.prefix)])  # not an all-in-one file's rest
     file_dtype = dominant_dtype({k: v.dtype for k, v in state.items() if v.ndim == 2})
     linear_dtype = storage_dtype(weight_dtype, file_dtype, compute_dtype)
     converted = bfl_to_diffusers(state, arch)

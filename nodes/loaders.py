@@ -21,6 +21,10 @@ def CheckpointLoaderSimple(ctx: NodeContext,
                                                   tooltip="The name of the checkpoint (model) to load.")
                            ) -> tuple[MODEL, CLIP, VAE]:
     path = ctx.env.folders.model_path("checkpoints", ckpt_name)
+    from diffusion.flux_checkpoint import is_flux_checkpoint, load_flux_checkpoint
+
+    if is_flux_checkpoint(path):  # ComfyUI's all-in-one FLUX.1 files (flux1-schnell-fp8.safetensors)
+        return load_flux_checkpoint(ctx.env.models, path)
     return ctx.env.models.load_checkpoint(path)
 
 

@@ -148,3 +148,35 @@ def test_t5_prompt_weights_change_the_features_as_comfyui_does(flux_env):
     w = torch.ones(256)
     w[2] = 1.5
     assert torch.allclose(weighted, (plain - empty) * w[None, :, None] + empty, atol=1e-5)
+
+
+def test_an_all_in_one_flux_checkpoint_loads_with_load_checkpoint_and_matches_the_separate_files(flux_env, tiny_flux):
+    from safetensors.torch import save_file
+
+    from tests.fixtures.tiny_flux import all_in_one_state
+
+    folder = flux_env.folders.models / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(all_in_one_state(tiny_flux), str(folder / "flux1-schnell-fp8.safetensors"))
+    separate = _ksampler_graph()
+    separate["1"]["inputs"]["unet_name"] = "flux1-schnell.safetensors"
+    combined = {k: v for k, v in _ksampler_graph().items() if k not in ("1", "2", "7")}
+    combined["1"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "flux1-schnell-fp8.safetensors"}}
+    combined["3"]["inputs"]["clip"] = ["1", 1]
+    combined["8"]["inputs"]["vae"] = ["1", 2]
+    assert np.array_equal(_image(flux_env, separate), _image(flux_env, combined))
+
+
+def test_a_flux_transformer_alone_in_load_checkpoint_says_which_loaders_to_use(flux_env, tiny_flux):
+    import os
+
+    folder = flux_env.folders.models / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    os.symlink(tiny_flux.files["dev"], folder / "flux1-dev.safetensors")
+    graph = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "flux1-dev.safetensors"}}}
+    graph.update({"5": LOADERS["5"], **_save(["5", 0], vae="1")})
+    graph["8"]["inputs"]["vae"] = ["1", 2]
+    outcome = run_graph(flux_env, graph)
+    assert outcome.status == "error"
+    message = str(outcome.error)
+    assert "flux1-dev.safetensors" in message and "UNETLoader" in message and "DualCLIPLoader" in message
