@@ -26,6 +26,8 @@ _MAX_HEADER = 100 * 1024 * 1024
 #: Bytes converted per step when a tensor is cast while read: small enough to stay in
 #: the CPU cache between the read and the conversion.
 _CHUNK = 4 * 1024 * 1024
+#: Elements per conversion step: torch's parallel grain size (see :func:`_convert`).
+_SLICE = 32768
 
 
 def _dtypes():
@@ -103,48 +105,51 @@ class SafetensorsFile:
         second copy of the tensor and the file is read exactly once.  Integer and bool
         tensors keep their stored type.
         """
-        import torch
-
         dtypes = _dtypes()
         wanted = self.tensors if names is None else {n: self.tensors[n] for n in names}
         order = sorted(wanted.items(), key=lambda item: item[1].start)
+        prefetch = _Prefetch.start(self.path, [(self.data_start + i.start, self.data_start + i.end) for _, i in order])
+        try:
+            with open(self.path, "rb", buffering=0) as f:
+                yield from self._read_all(f, order, dtype, dtypes)
+        finally:
+            if prefetch is not None:
+                prefetch.stop()
+
+    def _read_all(self, f, order, dtype, dtypes):
+        import torch
+
         staging = None  # reused by every cast: bytes as stored, converted chunk by chunk
-        with open(self.path, "rb", buffering=0) as f:
-            if order and hasattr(os, "posix_fadvise"):
-                # Ask the kernel to read ahead the whole span now, so the disk works while we convert.
-                span_start = self.data_start + order[0][1].start
-                span = max(info.end for _, info in order) + self.data_start - span_start
-                os.posix_fadvise(f.fileno(), span_start, span, os.POSIX_FADV_SEQUENTIAL)
-                os.posix_fadvise(f.fileno(), span_start, span, os.POSIX_FADV_WILLNEED)
-            for name, info in order:
-                check_interrupt()  # a load stops between tensors when the prompt is interrupted
-                stored = dtypes.get(info.dtype)
-                if stored is None:
-                    raise ModelLoadError(f"{self.path.name}: tensor {name!r} has unsupported dtype {info.dtype}")
-                item = torch.empty((), dtype=stored).element_size()
-                nbytes = item * _numel(info.shape)
-                if nbytes != info.end - info.start:
-                    raise ModelLoadError(
-                        f"{self.path.name}: tensor {name!r} has {info.end - info.start} bytes for shape "
-                        f"{list(info.shape)} {info.dtype}")
-                target = dtype if dtype is not None and stored.is_floating_point else stored
-                tensor = torch.empty(info.shape, dtype=target)
-                if nbytes:
-                    f.seek(self.data_start + info.start)
-                    # flatten first: a 0-dim tensor (kohya's ``alpha``) cannot be viewed as bytes directly
-                    flat = tensor.reshape(-1)
-                    if target == stored:
-                        self._read_into(f, memoryview(flat.view(torch.uint8).numpy()), name)
-                    else:
-                        if staging is None:
-                            staging = torch.empty(_CHUNK, dtype=torch.uint8)
-                        per_chunk = _CHUNK // item
-                        for first in range(0, flat.numel(), per_chunk):
-                            count = min(per_chunk, flat.numel() - first)
-                            raw = staging[: count * item]
-                            self._read_into(f, memoryview(raw.numpy()), name)
-                            flat[first:first + count].copy_(raw.view(stored))
-                yield name, tensor
+        arena = _Arena.for_tensors([(info, dtypes.get(info.dtype), dtype) for _, info in order])
+        for name, info in order:
+            check_interrupt()  # a load stops between tensors when the prompt is interrupted
+            stored = dtypes.get(info.dtype)
+            if stored is None:
+                raise ModelLoadError(f"{self.path.name}: tensor {name!r} has unsupported dtype {info.dtype}")
+            item = stored.itemsize
+            nbytes = item * _numel(info.shape)
+            if nbytes != info.end - info.start:
+                raise ModelLoadError(
+                    f"{self.path.name}: tensor {name!r} has {info.end - info.start} bytes for shape "
+                    f"{list(info.shape)} {info.dtype}")
+            target = dtype if dtype is not None and stored.is_floating_point else stored
+            tensor = arena.take(info.shape, target) if arena else torch.empty(info.shape, dtype=target)
+            if nbytes:
+                f.seek(self.data_start + info.start)
+                # flatten first: a 0-dim tensor (kohya's ``alpha``) cannot be viewed as bytes directly
+                flat = tensor.reshape(-1)
+                if target == stored:
+                    self._read_into(f, memoryview(flat.view(torch.uint8).numpy()), name)
+                else:
+                    if staging is None:
+                        staging = torch.empty(_CHUNK, dtype=torch.uint8)
+                    per_chunk = _CHUNK // item
+                    for first in range(0, flat.numel(), per_chunk):
+                        count = min(per_chunk, flat.numel() - first)
+                        raw = staging[: count * item]
+                        self._read_into(f, memoryview(raw.numpy()), name)
+                        _convert(flat[first:first + count], raw.view(stored))
+            yield name, tensor
 
     def _read_into(self, f, view: memoryview, name: str) -> None:
         got, nbytes = 0, len(view)
@@ -153,6 +158,113 @@ class SafetensorsFile:
             if not n:
                 raise ModelLoadError(f"{self.path.name} is truncated inside tensor {name!r}")
             got += n
+
+
+class _Prefetch:
+    """A thread that asks the kernel to read the file's next bytes into the page cache
+    (``posix_fadvise(WILLNEED)``, a window at a time) while the loader converts what it
+    has: with a cold cache the disk and the CPU then work at the same time, so a load
+    takes about as long as reading the file.  Nothing is copied: on a warm cache each
+    call only finds the pages already there."""
+
+    WINDOW = 32 * 1024 * 1024
+    MINIMUM = 64 * 1024 * 1024
+
+    def __init__(self, path: Path, ranges: list[tuple[int, int]]):
+        import threading
+
+        self.path, self.ranges = path, ranges
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"prefetch {path.name}", daemon=True)
+        self.thread.start()
+
+    @classmethod
+    def start(cls, path: Path, ranges: list[tuple[int, int]]) -> "_Prefetch | None":
+        if not hasattr(os, "posix_fadvise") or sum(end - start for start, end in ranges) < cls.MINIMUM:
+            return None
+        return cls(path, ranges)
+
+    def _run(self) -> None:
+        # contiguous runs of the requested tensors, merged, walked in file order
+        spans: list[list[int]] = []
+        for start, end in sorted(self.ranges):
+            if spans and start <= spans[-1][1] + 4096:
+                spans[-1][1] = max(spans[-1][1], end)
+            else:
+                spans.append([start, end])
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return  # the reader reports the error
+        try:
+            for start, end in spans:
+                for offset in range(start, end, self.WINDOW):
+                    if self.stopped.is_set():
+                        return
+                    os.posix_fadvise(fd, offset, min(self.WINDOW, end - offset), os.POSIX_FADV_WILLNEED)
+        except OSError:
+            pass  # only a hint
+        finally:
+            os.close(fd)
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+class _Arena:
+    """One block of memory for all the tensors of one read, its pages mapped up front.
+
+    Filling freshly allocated memory costs a page fault per 4 KiB page; for a model of
+    several GiB the faults cost more than reading the file (measured here: 0.9-1.7 s per
+    GiB touched, 0.5-0.9 s mapped with ``MAP_POPULATE``).  The tensors are views of the
+    block, which lives as long as any of them does.  Linux only; elsewhere, and for small
+    reads, tensors are allocated one by one."""
+
+    MINIMUM = 64 * 1024 * 1024
+    ALIGN = 64
+
+    def __init__(self, nbytes: int):
+        import mmap
+
+        import torch
+
+        flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE
+        self.memory = torch.frombuffer(mmap.mmap(-1, nbytes, flags=flags), dtype=torch.uint8)
+        self.used = 0
+
+    @classmethod
+    def for_tensors(cls, items) -> "_Arena | None":
+        import mmap
+
+        if not hasattr(mmap, "MAP_POPULATE"):
+            return None
+        total = 0
+        for info, stored, dtype in items:
+            if stored is None:
+                return None  # the read reports the unsupported dtype
+            target = dtype if dtype is not None and stored.is_floating_point else stored
+            total += _aligned(_numel(info.shape) * target.itemsize, cls.ALIGN)
+        return cls(total) if total >= cls.MINIMUM else None
+
+    def take(self, shape: tuple[int, ...], dtype) -> "torch.Tensor":  # noqa: F821
+        nbytes = _numel(shape) * dtype.itemsize
+        block = self.memory[self.used:self.used + nbytes]
+        self.used += _aligned(nbytes, self.ALIGN)
+        return block.view(dtype).view(shape)
+
+
+def _aligned(n: int, align: int) -> int:
+    return -(-n // align) * align
+
+
+def _convert(target, source) -> None:
+    """``target.copy_(source)`` in slices of :data:`_SLICE` elements.
+
+    Each slice is below torch's parallel grain, so it runs on this thread: a dtype
+    conversion is memory-bound, and on a busy machine a parallel region per chunk costs
+    more waiting for the other threads (measured: 10x slower under load) than it gains."""
+    for start in range(0, target.numel(), _SLICE):
+        target[start:start + _SLICE].copy_(source[start:start + _SLICE])
 
 
 def _numel(shape: tuple[int, ...]) -> int:
