@@ -128,6 +128,9 @@ class ValidationHook:
     call: Callable[..., Any]
     #: Loom's typed hooks may declare ``env`` to reach the host (its folders).
     wants_env: bool = False
+    #: V1 hooks receive the hidden inputs among their keyword arguments (as
+    #: ComfyUI's get_input_data gives them); V3 ones read them from ``cls.hidden``.
+    takes_hidden: bool = True
 
 
 class NodeDefinition(ABC):

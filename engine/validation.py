@@ -201,7 +201,7 @@ class _NodeChecker:
                 given[name] = value.wire() if spec is not None and spec.raw_link else None
             elif spec is not None:
                 given[name] = value.value if isinstance(value, ListLiteral) else value
-        for spec in self.schema.section("hidden"):
+        for spec in self.schema.section("hidden") if hook.takes_hidden else ():
             given[spec.name] = (self.call.id if spec.type == "UNIQUE_ID" else
                                 {} if spec.type == "PROMPT" else None)
         args = dict(given) if hook.takes_all else {n: v for n, v in given.items() if n in hook.takes}

@@ -138,6 +138,7 @@ class V3Node(NodeDefinition):
                 takes_all=any(p.kind is p.VAR_KEYWORD for p in params.values()),
                 wants_input_types="input_types" in params,
                 call=cls.validate_inputs,
+                takes_hidden=False,
             )
 
     def schema(self, env: Any = None) -> NodeSchema:
@@ -154,17 +155,19 @@ class V3Node(NodeDefinition):
     def normalize(self, raw: Any, output_count: int) -> CallResult:
         return _to_call_result(self.cls, raw, self._enable_expand)
 
-    def fingerprint(self, instance: Any, inputs: dict[str, Any]) -> Any:
-        return _call_accepted(self.cls.fingerprint_inputs, inputs)
+    def fingerprint(self, instance: Any, inputs: dict[str, Any], env: Any = None) -> Any:
+        bound, values = _split_hidden(self.cls, self.cls.GET_SCHEMA(), inputs)  # hidden go on cls.hidden
+        return _call_accepted(bound.fingerprint_inputs, values)
 
     @property
     def has_fingerprint(self) -> bool:
         return _overrides(self.cls, "fingerprint_inputs")
 
-    def lazy_inputs_needed(self, instance: Any, inputs: dict[str, Any]) -> list[str]:
+    def lazy_inputs_needed(self, instance: Any, inputs: dict[str, Any]) -> Any:
         if not any(spec.lazy for spec in self.schema().inputs):
             return []
-        return list(self.cls.check_lazy_status(**inputs) or [])
+        bound, values = _split_hidden(self.cls, self.cls.GET_SCHEMA(), inputs)
+        return bound.check_lazy_status(**values)  # a list, or a coroutine the executor awaits
 
     @property
     def validation(self) -> ValidationHook | None:
