@@ -4,7 +4,8 @@ One ``ModelManager`` per host (``LoomEnv.models``).  It
 
 * picks the compute device (cuda → mps → cpu; ``device="cpu"`` forces the CPU) and
   the dtype per component (fp32 on the CPU, where it is exact and half precision
-  is slow; bf16, else fp16 with an fp32 VAE, on GPUs);
+  is slow; bf16, else fp16 with an fp32 VAE, on GPUs), as changed by ComfyUI's
+  precision and VRAM flags (:mod:`diffusion.memory_policy`);
 * caches loaded files by (path, size, mtime), so several nodes and successive
   prompts share one copy, and keeps them resident between prompts;
 * moves modules onto the compute device when they are used and, when device
@@ -15,6 +16,7 @@ One ``ModelManager`` per host (``LoomEnv.models``).  It
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import threading
 from collections import OrderedDict
@@ -24,6 +26,7 @@ from typing import Any, Callable, Iterable, TypeVar
 
 from .errors import ModelLoadError
 from .latent_formats import for_family
+from .memory_policy import MemoryPolicy, component_dtypes, device_notes
 from .models import ClipModel, DiffusionModel, VaeModel
 
 #: Fraction of free device memory to keep spare when placing a module.
@@ -60,17 +63,23 @@ def _module_bytes(module) -> int:
         b.numel() * b.element_size() for b in module.buffers())
 
 
+_log = logging.getLogger("loom.memory")
+
+
 class ModelManager:
-    def __init__(self, device: str = "auto"):
+    def __init__(self, device: str = "auto", policy: MemoryPolicy | None = None):
         import torch
 
         self.device = pick_device(device)
-        gpu = self.device.type in ("cuda", "mps")
+        self.policy = policy or MemoryPolicy()
         bf16 = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
-        self.unet_dtype = torch.float32 if not gpu else (torch.bfloat16 if bf16 else torch.float16)
-        self.text_dtype = self.unet_dtype
         # fp16 VAEs overflow (SDXL's notably); bf16 has the range, fp32 is the safe fallback.
-        self.vae_dtype = torch.bfloat16 if bf16 else torch.float32
+        dtypes = component_dtypes(self.policy, self.device.type, bf16)
+        self.unet_dtype = getattr(torch, dtypes["unet"])
+        self.text_dtype = getattr(torch, dtypes["text"])
+        self.vae_dtype = getattr(torch, dtypes["vae"])
+        for note in device_notes(self.policy, self.device.type):
+            _log.warning("loom: %s", note)
         self._lock = threading.RLock()
         self._files: OrderedDict[tuple, Any] = OrderedDict()   # file key → loaded handles
         self._modules: OrderedDict[int, tuple[str, str, Any]] = OrderedDict()  # id → (source, component, module)
@@ -245,8 +254,16 @@ class ModelManager:
             current = next(module.parameters()).device
             if current == self.device:
                 return module
-            if self.device.type == "cuda":
-                need = _module_bytes(module) * _DEVICE_HEADROOM
+            if self.policy.exclusive and self.policy.evicts:
+                # --lowvram / --novram / --disable-smart-memory: one model on the device at a time
+                for _, _, other in list(self._modules.values()):
+                    if other is not module and next(other.parameters()).device.type != "cpu":
+                        other.to("cpu")
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+            if self.device.type == "cuda" and self.policy.evicts:
+                reserve = self.policy.reserve_vram_gb * 2**30
+                need = _module_bytes(module) * _DEVICE_HEADROOM + reserve
                 for other_id, (_, _, other) in list(self._modules.items()):
                     free, _total = torch.cuda.mem_get_info(self.device)
                     if free >= need:

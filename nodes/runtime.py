@@ -31,6 +31,9 @@ class LoomEnv:
     preview_method: str = "latent2rgb"
     #: Largest image (width x height, summed over frames) decoded from a file; 0: no limit.
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    #: Precision and device-memory policy (``diffusion.memory_policy.MemoryPolicy``) from
+    #: ComfyUI's ``--force-fp16`` / ``--lowvram`` ... flags; None: the device's defaults.
+    memory: Any = None
     _models: Any = field(default=None, init=False, repr=False, compare=False)
     _models_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
@@ -64,7 +67,7 @@ class LoomEnv:
                     # Imported here: it pulls in torch, which start-up must not pay for.
                     from diffusion.memory import ModelManager
 
-                    self._models = ModelManager(device=self.device)
+                    self._models = ModelManager(device=self.device, policy=self.memory)
                     # From now on an interrupt stops any model mid-forward, not only the sampler.
                     from .interrupts import watch_interrupts
 

@@ -18,6 +18,7 @@ from nodes.image_bounds import DEFAULT_MAX_IMAGE_PIXELS
 
 from .config import DEFAULT_WEB_ROOT, ServerOptions, is_loopback
 from .host import add_folder_options, build_host, plugin_summary
+from .precision_options import add_precision_options
 
 WARNING = """
 ********************************************************************************
@@ -60,6 +61,7 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     queue.add_argument("--recover-queue", action="store_true",
                        help="if the queue database is damaged, move it aside to *.corrupt-<time> and start"
                             " with what can still be read from it")
+    add_precision_options(p)
     workers = p.add_argument_group("workers")
     workers.add_argument("--workers", default="local", metavar="local|ray[=ADDRESS]",
                          help="who runs the queue: this process (local, default) or one worker per GPU"
@@ -79,6 +81,7 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run one workflow without a server")
     p.add_argument("workflow", type=Path, help="API-format prompt JSON, UI-format workflow JSON, or a PNG made by Loom/ComfyUI")
     add_folder_options(p)
+    add_precision_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

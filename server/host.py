@@ -83,6 +83,9 @@ def build_host(args: argparse.Namespace) -> Host:
         extra_model_paths_config=args.extra_model_paths_config,
     )
     env = LoomEnv(folders=folders, device="cpu" if args.cpu else "auto", preview_method=args.preview_method)
+    from .precision_options import memory_policy
+
+    env.memory = memory_policy(args)  # ComfyUI's --force-fp16 / --lowvram ... (warnings printed once)
     registry = Registry(env=env)
     registry.add_all(nodes.builtin_nodes(), origin="builtin")
     builtin = len(registry)
