@@ -134,3 +134,37 @@ def test_a_lora_stored_in_fp16_patches_a_bf16_unet_in_bf16(tiny, tmp_path):
     after = model.unet.state_dict()
     assert {v.dtype for v in after.values() if v.is_floating_point()} == {torch.bfloat16}
     assert any(not torch.equal(after[k], before[k]) for k in before)
+
+
+class _Placed(torch.nn.Module):
+    """A module that only records where it is put (no GPU on the test machine: the
+    manager's placement logic is the same for any non-CPU device)."""
+
+    def __init__(self):
+        super().__init__()
+        self.where = "cpu"
+
+    def to(self, device=None, *args, **kwargs):
+        self.where = str(device)
+        return self
+
+    def parameters(self, recurse: bool = True):
+        yield torch.empty(0, device=torch.device("meta") if self.where == "meta" else "cpu")
+
+
+@pytest.mark.parametrize("flags,first_stays", [({}, True), ({"highvram": True}, True), ({"gpu_only": True}, True),
+                                               ({"lowvram": True}, False), ({"novram": True}, False),
+                                               ({"disable_smart_memory": True}, False)])
+def test_low_vram_modes_keep_only_the_model_in_use_on_the_device(flags, first_stays):
+    from diffusion.memory import ModelManager
+
+    manager = ModelManager(device="cpu", policy=policy_from_flags(flags))
+    manager.device = torch.device("meta")  # stands in for the GPU
+    first, second = _Placed(), _Placed()
+    manager._own("a.safetensors", "unet", first)
+    manager._own("a.safetensors", "vae", second)
+    assert first.where == "meta" or not first_stays
+    manager.use(first)
+    manager.use(second)
+    assert second.where == "meta"
+    assert first.where == ("meta" if first_stays else "cpu")
