@@ -26,28 +26,33 @@ from typing import Any
 
 from .jobs import JobQuery
 
-#: The job row for a history row (``{r}`` is NEW in a trigger, the table alias
-#: when back-filling).  A row whose entry is not valid JSON (a damaged file)
-#: still gets a row, as failed, rather than failing the insert.
+#: The job row for a history row, selected from ``src`` (seq, prompt_id,
+#: status, completed_at, and ``j``: ``[extra_data, messages]`` cut out of the
+#: entry with one parse — the entry holds the whole prompt, which can be large,
+#: and is parsed once, not once per column).  Messages are the engine's
+#: (compact JSON): the duration runs from the first (``execution_start``) to
+#: the last (the terminal one).  A row whose entry is not valid
+#: JSON (a damaged file) still gets a row, as failed, rather than failing the insert.
 _ROW = """
-    {r}.seq, {r}.prompt_id,
-    CASE WHEN {r}.status = 'success' THEN 'completed'
-         WHEN json_valid({r}.entry) AND EXISTS (
-              SELECT 1 FROM json_each({r}.entry, '$.status.messages')
-              WHERE json_extract(value, '$[0]') = 'execution_interrupted') THEN 'cancelled'
+SELECT src.seq, src.prompt_id,
+    CASE WHEN src.status = 'success' THEN 'completed'
+         WHEN instr(json_extract(src.j, '$[1]'), '["execution_interrupted",') > 0 THEN 'cancelled'
          ELSE 'failed' END,
-    COALESCE(CASE WHEN json_valid({r}.entry) THEN json_extract({r}.entry, '$.prompt[3].create_time') END,
-             CAST({r}.completed_at * 1000 AS INTEGER)),
-    CASE WHEN json_valid({r}.entry) THEN json_extract({r}.entry, '$.prompt[3].extra_pnginfo.workflow.id') END,
-    COALESCE(CASE WHEN json_valid({r}.entry) THEN (
-        (SELECT json_extract(value, '$[1].timestamp') FROM json_each({r}.entry, '$.status.messages')
-         WHERE json_extract(value, '$[0]') IN ('execution_success', 'execution_error', 'execution_interrupted')
-         LIMIT 1)
-      - (SELECT json_extract(value, '$[1].timestamp') FROM json_each({r}.entry, '$.status.messages')
-         WHERE json_extract(value, '$[0]') = 'execution_start' LIMIT 1)) END, 0),
-    CASE WHEN json_valid({r}.entry) THEN json_extract({r}.entry, '$.prompt[3].loom_user') END,
-    CASE WHEN json_valid({r}.entry) THEN json_extract({r}.entry, '$.prompt[3].webhook') END
+    COALESCE(json_extract(src.j, '$[0].create_time'), CAST(src.completed_at * 1000 AS INTEGER)),
+    json_extract(src.j, '$[0].extra_pnginfo.workflow.id'),
+    CASE WHEN json_extract(src.j, '$[1][0][0]') = 'execution_start'
+          AND json_extract(src.j, '$[1][#-1][0]') IN ('execution_success', 'execution_error', 'execution_interrupted')
+         THEN COALESCE(json_extract(src.j, '$[1][#-1][1].timestamp') - json_extract(src.j, '$[1][0][1].timestamp'), 0)
+         ELSE 0 END,
+    json_extract(src.j, '$[0].loom_user'),
+    json_extract(src.j, '$[0].webhook'){extra}
+FROM ({source}) AS src
 """
+_J = "CASE WHEN json_valid({e}) THEN json_extract({e}, '$.prompt[3]', '$.status.messages') END"
+_FROM_NEW = ("SELECT NEW.seq AS seq, NEW.prompt_id AS prompt_id, NEW.status AS status,"
+             " NEW.completed_at AS completed_at, " + _J.format(e="NEW.entry") + " AS j")
+_FROM_HISTORY = ("SELECT seq, prompt_id, status, completed_at, " + _J.format(e="entry") + " AS j FROM history"
+                 " WHERE prompt_id NOT IN (SELECT prompt_id FROM job_index)")
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS job_index (
@@ -61,14 +66,32 @@ CREATE TABLE IF NOT EXISTS job_index (
     webhook     TEXT,
     live        INTEGER NOT NULL DEFAULT 1
 );
-CREATE INDEX IF NOT EXISTS job_index_created ON job_index(created_at, prompt_id);
-CREATE INDEX IF NOT EXISTS job_index_status ON job_index(status, created_at, prompt_id);
+-- Covering indexes: a page deep in the history skips rows in the index
+-- alone, never visiting the table for each skipped row.
+CREATE INDEX IF NOT EXISTS job_index_created ON job_index(created_at, prompt_id, duration);
+CREATE INDEX IF NOT EXISTS job_index_status ON job_index(status, created_at, prompt_id, duration);
 CREATE INDEX IF NOT EXISTS job_index_duration ON job_index(duration, created_at, prompt_id);
-CREATE INDEX IF NOT EXISTS job_index_workflow ON job_index(workflow_id, created_at, prompt_id);
-CREATE INDEX IF NOT EXISTS job_index_owner ON job_index(owner, created_at, prompt_id);
+CREATE INDEX IF NOT EXISTS job_index_workflow ON job_index(workflow_id, created_at, prompt_id, duration);
+CREATE INDEX IF NOT EXISTS job_index_owner ON job_index(owner, created_at, prompt_id, duration);
+-- Jobs per (status, owner): totals without counting the index on each request.
+CREATE TABLE IF NOT EXISTS job_counts (
+    status TEXT NOT NULL,
+    owner  TEXT NOT NULL,
+    n      INTEGER NOT NULL,
+    PRIMARY KEY (status, owner)
+);
+CREATE TRIGGER IF NOT EXISTS job_counts_add AFTER INSERT ON job_index BEGIN
+    INSERT INTO job_counts(status, owner, n) VALUES (NEW.status, COALESCE(NEW.owner, ''), 1)
+    ON CONFLICT(status, owner) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS job_counts_drop AFTER DELETE ON job_index BEGIN
+    UPDATE job_counts SET n = n - 1 WHERE status = OLD.status AND owner = COALESCE(OLD.owner, '');
+END;
 CREATE TRIGGER IF NOT EXISTS job_index_add AFTER INSERT ON history BEGIN
-    INSERT OR REPLACE INTO job_index(seq, prompt_id, status, created_at, workflow_id, duration, owner, webhook)
-    SELECT {_ROW.format(r="NEW")};
+    -- A plain DELETE, not INSERT OR REPLACE: REPLACE's deletion fires no trigger, and the counts must see it.
+    DELETE FROM job_index WHERE prompt_id = NEW.prompt_id;
+    INSERT INTO job_index(seq, prompt_id, status, created_at, workflow_id, duration, owner, webhook)
+    {_ROW.format(extra="", source=_FROM_NEW)};
 END;
 CREATE TRIGGER IF NOT EXISTS job_index_forget AFTER DELETE ON history BEGIN
     DELETE FROM job_index WHERE prompt_id = OLD.prompt_id;
@@ -101,8 +124,7 @@ END;
 
 _BACKFILL = f"""
 INSERT OR IGNORE INTO job_index(seq, prompt_id, status, created_at, workflow_id, duration, owner, webhook, live)
-SELECT {_ROW.format(r="h")}, 0 FROM history AS h
-WHERE h.prompt_id NOT IN (SELECT prompt_id FROM job_index)
+{_ROW.format(extra=", 0", source=_FROM_HISTORY)}
 """
 
 
@@ -112,10 +134,14 @@ def migrate(conn: sqlite3.Connection) -> None:
     conn.executescript(SCHEMA)
     history = conn.execute("SELECT COUNT(*) FROM history").fetchone()[0]
     indexed = conn.execute("SELECT COUNT(*) FROM job_index").fetchone()[0]
-    if history != indexed:
+    counted = conn.execute("SELECT COALESCE(SUM(n), 0) FROM job_counts").fetchone()[0]
+    if history != indexed or counted != history:
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute(_BACKFILL)
+            conn.execute("DELETE FROM job_counts")
+            conn.execute("INSERT INTO job_counts(status, owner, n)"
+                         " SELECT status, COALESCE(owner, ''), COUNT(*) FROM job_index GROUP BY 1, 2")
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -140,21 +166,41 @@ def _where(query: JobQuery) -> tuple[str, list[Any]]:
 
 
 def count(conn: sqlite3.Connection, query: JobQuery) -> int:
+    if query.workflow_id is None:  # kept by triggers: no scan
+        stored = sorted(query.statuses & {"completed", "failed", "cancelled"})
+        if not stored:
+            return 0
+        sql = f"SELECT COALESCE(SUM(n), 0) FROM job_counts WHERE status IN ({','.join('?' * len(stored))})"
+        args: list[Any] = list(stored)
+        if query.owner is not None:
+            sql += " AND owner = ?"
+            args.append(query.owner)
+        return conn.execute(sql, args).fetchone()[0]
     where, args = _where(query)
     return conn.execute(f"SELECT COUNT(*) FROM job_index{where}", args).fetchone()[0]
 
 
-def window(conn: sqlite3.Connection, query: JobQuery, offset: int, limit: int | None
+def window(conn: sqlite3.Connection, query: JobQuery, offset: int, limit: int | None, total: int | None = None
            ) -> list[tuple[tuple[Any, ...], str]]:
-    """Stored jobs ``[offset, offset + limit)`` in listing order, as (sort key, prompt id)."""
+    """Stored jobs ``[offset, offset + limit)`` in listing order, as (sort key,
+    prompt id).  With ``total`` known, a window in the far half is read from
+    the other end, so no page skips more than half the rows."""
     where, args = _where(query)
-    direction = "DESC" if query.descending else "ASC"
+    descending = query.descending
+    reverse = (limit is not None and total is not None and offset > total // 2)
+    if reverse:  # the same rows, counted from the end
+        end = min(offset + limit, total)
+        offset, limit = total - end, max(end - offset, 0)
+        descending = not descending
+    direction = "DESC" if descending else "ASC"
     if query.sort_by == "execution_duration":
         order = f"duration {direction}, created_at {direction}, prompt_id {direction}"
     else:
         order = f"created_at {direction}, prompt_id {direction}"
     rows = conn.execute(f"SELECT duration, created_at, prompt_id FROM job_index{where} ORDER BY {order}"
                         " LIMIT ? OFFSET ?", [*args, -1 if limit is None else limit, offset]).fetchall()
+    if reverse:
+        rows.reverse()
     if query.sort_by == "execution_duration":
         return [((d, c, p), p) for d, c, p in rows]
     return [((c, p), p) for _, c, p in rows]

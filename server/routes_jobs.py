@@ -156,7 +156,7 @@ class JobRoutes:
                 return 0, [], {}
             total = job_index.count(conn, query)
             start, length = jobs.window_bounds(query, len(live), total)
-            rows = job_index.window(conn, query, start, length) if total else []
+            rows = job_index.window(conn, query, start, length, total) if total else []
             # The page holds at most `limit` stored rows: fetch only the
             # entries that can be on it (the rest of the window is for merging).
             page = jobs.merge_page(live, jobs.Window(start, rows, total), query)

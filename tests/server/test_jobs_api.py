@@ -235,6 +235,11 @@ async def test_pages_of_a_large_history_are_complete_and_ordered(running, tmp_pa
     failed = await _jobs(server, "?status=failed&limit=5&offset=3")
     assert [j["id"] for j in failed["jobs"]] == ["h1160", "h1150", "h1140", "h1130", "h1120"]
     assert failed["pagination"]["total"] == 120
+    # Totals follow deletions (kept by triggers, not counted per request).
+    async with await server.post("/history", {"delete": ["h0010", "h0011"]}):
+        pass
+    assert (await _jobs(server, "?status=failed&limit=1"))["pagination"]["total"] == 119
+    assert (await _jobs(server, "?limit=1"))["pagination"]["total"] == 1198
 
 
 def test_an_old_database_gains_the_jobs_index_with_its_history(tmp_path):
@@ -260,6 +265,7 @@ def test_an_old_database_gains_the_jobs_index_with_its_history(tmp_path):
     conn = sqlite3.connect(path)
     rows = conn.execute("SELECT prompt_id, status, created_at FROM job_index ORDER BY seq").fetchall()
     assert rows == [("old", "completed", 1700000000000.0), ("damaged", "failed", 1700000001000.0)]
+    assert sorted(conn.execute("SELECT status, n FROM job_counts").fetchall()) == [("completed", 1), ("failed", 1)]
     # History from before the upgrade owes no webhooks.
     assert conn.execute("SELECT COUNT(*) FROM webhook_outbox").fetchone()[0] == 0
     conn.close()
