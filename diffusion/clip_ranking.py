@@ -90,6 +90,7 @@ def _config(path: Path):
 
 
 def load_clip_scorer(path: str | os.PathLike) -> ClipScorer:
+    import torch
     from transformers import CLIPModel
 
     from .loading import load_pretrained_folder
@@ -99,8 +100,10 @@ def load_clip_scorer(path: str | os.PathLike) -> ClipScorer:
     if path.is_dir():
         return ClipScorer(load_pretrained_folder(CLIPModel, path, "CLIP model"), path.name)
     config, config_name = _config(path)
-    state = read_weights(path)
-    model = CLIPModel(config)
+    state = read_weights(path, torch.float32)
+    from .loading import _empty
+
+    model = _empty(lambda: CLIPModel(config))  # no random init of weights about to be replaced
     expected = set(model.state_dict())
     state = {k: v for k, v in state.items() if not k.endswith("position_ids")}
     missing = sorted(k for k in expected - set(state) if not k.endswith("position_ids"))
@@ -108,7 +111,7 @@ def load_clip_scorer(path: str | os.PathLike) -> ClipScorer:
         raise ModelLoadError(f"{path.name}: not a CLIPModel matching {config_name} "
                              f"({len(missing)} tensors missing, e.g. {missing[:2]})")
     try:
-        model.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
+        model.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False, assign=True)
     except RuntimeError as exc:
         raise ModelLoadError(f"{path.name}: weights do not fit {config_name} ({str(exc).splitlines()[1:2]})") from exc
     return ClipScorer(model.eval().requires_grad_(False), path.name)
