@@ -13,8 +13,10 @@ The denoiser, the guidance, the seeding and the inpainting mask are the KSampler
   σ for dpm_2, dpm_2_ancestral and the uni_pc samplers), and on the same σ the results of
   SamplerCustom and the KSampler are identical bit for bit, for every sampler.
 
-Noise is added as ComfyUI's ``noise_scaling`` adds it: ``latent + noise·√(1+σ₀²)`` when the
-σ start at the model's highest σ, ``latent + noise·σ₀`` below it.  The per-step noise is ComfyUI's, drawn
+LATENT samples are raw VAE latents (ComfyUI's convention): the loop runs on ``process_in`` of
+them (:mod:`diffusion.latent_formats`) and ``output`` and ``denoised_output`` come back through
+``process_out``.  Noise is added in the model's space as ComfyUI's ``noise_scaling`` adds it:
+``latent + noise·√(1+σ₀²)`` when the σ start at the model's highest σ, ``latent + noise·σ₀`` below it.  The per-step noise is ComfyUI's, drawn
 from ``noise_seed`` even when ``add_noise`` is off (:mod:`diffusion.k_steps_noise`): the SDE
 samplers (``dpmpp_sde``, ``dpmpp_2m_sde``, ``dpmpp_3m_sde`` and their ``_gpu`` names) take
 increments of one seeded Brownian tree, as k-diffusion's ``BrownianTreeNoiseSampler``; the

@@ -50,6 +50,9 @@ class GuidedModel:
             for node in row.control_chain():
                 model.manager.use(node.control.model)
         self.extra_channels = extra_channels
+        #: id(row) → that conditioning entry's own inpainting channels (InpaintModelConditioning's
+        #: concat_latent_image/concat_mask), set by the sampler; other rows use extra_channels
+        self.row_extra: dict[int, Any] = {}
         self._plain = all(r.area is None and r.mask is None and r.control is None for r in self.rows)
 
     # -- one step ---------------------------------------------------------------------------
@@ -120,8 +123,11 @@ class GuidedModel:
 
         b = x.shape[0]
         n = len(rows)
-        x_in = x if extra is None else torch.cat([x, extra], dim=1)
-        x_in = x_in.repeat(n, 1, 1, 1)
+        if extra is not None and self.row_extra:
+            x_in = torch.cat([torch.cat([x, self._row_extra(r, extra, box)], dim=1) for r in rows])
+        else:
+            x_in = x if extra is None else torch.cat([x, extra], dim=1)
+            x_in = x_in.repeat(n, 1, 1, 1)
         context = torch.cat([r.context.expand(b, -1, -1) for r in rows])
         added = None
         if rows[0].added is not None:
@@ -151,6 +157,16 @@ class GuidedModel:
              "transformer_options": dict(self.options.get("transformer_options", {}))}
         return wrapper(apply_model, {"input": x_in, "timestep": t_in, "c": c,
                                      "cond_or_uncond": [0 if r.positive else 1 for r in rows]}).float()
+
+    def _row_extra(self, row: CondRow, extra, box):
+        """``row``'s own inpainting channels over ``box`` (the whole latent when None), else ``extra``."""
+        own = self.row_extra.get(id(row))
+        if own is None:
+            return extra
+        if box is not None:
+            h, w, y0, x0 = box
+            own = own[..., y0:y0 + h, x0:x0 + w]
+        return own.to(extra)
 
     def _control(self, rows: list[CondRow], x, t, b) -> dict[str, Any]:
         """ControlNet residuals for the batch of ``rows`` (zeros for rows without one)."""

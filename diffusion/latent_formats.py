@@ -1,4 +1,13 @@
-"""How each family's latent space relates to pixels: VAE scale and the latent→RGB preview map."""
+"""How each family's latent space relates to pixels: VAE scale and shift, and the latent→RGB
+preview map.
+
+LATENT values are ComfyUI's: ``samples`` hold the VAE's *raw* latent (what VAEEncode returns
+and VAEDecode takes, with no scaling).  The diffusion model works on ``process_in`` of them
+(``(z − shift)·scale``) and the sampler hands back ``process_out`` of its result; this module
+is the one place those two maps live, so a new family only adds a :class:`LatentFormat`.
+Live previews (latent2rgb) read the sampler's prediction in the model's space, as ComfyUI's
+``Latent2RGBPreviewer`` does, so ``rgb_factors`` apply to model-space values.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +33,16 @@ class LatentFormat:
     def process_out(self, latent):
         """The diffusion model's space → raw VAE latent (ComfyUI's process_out)."""
         return latent / self.scale_factor + self.shift_factor
+
+    def sampler_input(self, latent):
+        """What a sampler starts from: ``process_in`` of the LATENT's samples, except that an
+        all-zero latent (EmptyLatentImage) stays zero — ComfyUI does not shift the empty
+        latent (``torch.count_nonzero(latent_image) > 0`` in ``CFGGuider.inner_sample``)."""
+        import torch
+
+        if int(torch.count_nonzero(latent)) == 0:
+            return latent
+        return self.process_in(latent)
 
 
 SD15 = LatentFormat(

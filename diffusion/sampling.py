@@ -1,9 +1,11 @@
 """The KSampler: ComfyUI's sampling semantics, σ for σ.
 
 Every sampler runs k-diffusion's step rules (:mod:`diffusion.k_steps`) on ComfyUI's σ
-schedule (:mod:`diffusion.sigma_schedules`), in ComfyUI's convention: latents are
+schedule (:mod:`diffusion.sigma_schedules`), in ComfyUI's convention: LATENT samples are
+raw VAE latents, taken into the model's space by ``latent_format.process_in`` (an all-zero
+latent stays zero) and brought back by ``process_out``; in the model's space latents are
 "x0 + σ·noise" (variance-exploding), the UNet sees ``x/√(σ²+1)`` at the training timestep
-nearest σ.  SamplerCustom (:mod:`diffusion.custom_sampling`) runs the same loop on given σ,
+nearest σ.  The step callback and previews see the prediction in the model's space.  SamplerCustom (:mod:`diffusion.custom_sampling`) runs the same loop on given σ,
 so the two agree bit for bit on the same σ.
 """
 
@@ -13,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 from .errors import SamplingError
 from .guidance import GuidedModel
-from .inpaint import keep_unmasked, latent_mask, unet_extra_channels
+from .inpaint import entry_concat, keep_unmasked, latent_mask, unet_extra_channels
 from .k_steps import needs_uncond, noise_source, run_steps, step_rule
 from .models import DiffusionModel
 from .noise import prepare_noise
@@ -21,7 +23,8 @@ from .schedules import SAMPLER_NAMES, SCHEDULER_NAMES
 from .model_sampling import denoised as model_denoised, input_scale, sigma_table
 from .sigma_schedules import DiscreteSigmas, as_table, initial_noise_scale, ksampler_sigmas
 
-#: callback(step, total, x0_preview_latent) — called after every step.
+#: callback(step, total, x0) — called after every step; x0 is the prediction of the clean
+#: latent in the model's space (what ComfyUI's latent previewers read).
 StepCallback = Callable[[int, int, Any], None]
 
 
@@ -88,22 +91,30 @@ def run_sampler(model: DiffusionModel, name: str, sigmas: list[float], *, seed: 
         return run_flow_sampler(model, name, sigmas, seed=seed, add_noise=add_noise, cfg=cfg, positive=positive,
                                 negative=negative, latent=latent, callback=callback)
 
-    latent_image = latent["samples"].float().cpu()
+    raw = latent["samples"].float().cpu()
     out = dict(latent)
     if len(sigmas) == 0:
-        out["samples"] = latent_image
+        out["samples"] = raw
         return out, dict(out)
+    # LATENT samples are raw VAE latents (ComfyUI's convention): the model works on
+    # process_in of them, noise is added in the model's space, the result goes back out
+    fmt = model.latent_format
+    latent_image = fmt.sampler_input(raw)
     rule = step_rule(name, sigmas)
     if noise is not None:  # a custom node's own initial noise (comfy.sample.sample)
         noise = noise.float().cpu()
     else:
-        noise = prepare_noise(latent_image, seed, latent.get("batch_index")) if add_noise \
-            else torch.zeros_like(latent_image)
-    mask = None if latent.get("noise_mask") is None else latent_mask(latent["noise_mask"], latent_image.shape)
+        noise = prepare_noise(raw, seed, latent.get("batch_index")) if add_noise else torch.zeros_like(raw)
+    mask = None if latent.get("noise_mask") is None else latent_mask(latent["noise_mask"], raw.shape)
     extra = unet_extra_channels(model, latent_image, mask)
     # the seed also draws unCLIP's image-embedding noise augmentation
     guided = GuidedModel(model, positive, negative, cfg, extra, latent_shape=latent_image.shape, seed=seed,
                          keep_uncond=needs_uncond(name))
+    if extra is not None:  # entries with their own inpainting image and mask (InpaintModelConditioning)
+        for row in guided.rows:
+            own = entry_concat(model, row.meta, latent_image, mask)
+            if own is not None:
+                guided.row_extra[id(row)] = own
     device = guided.device
     D = _Denoiser(model, guided, model_sigmas(model))
     if mask is not None:
@@ -115,11 +126,12 @@ def run_sampler(model: DiffusionModel, name: str, sigmas: list[float], *, seed: 
     step_noise = noise_source(name, x, sigmas, seed)
     with torch.inference_mode():
         x, denoised = run_steps(rule, D, x, sigmas, step_noise, callback)
-    if mask is not None and sigmas[-1] == 0:  # exact, not just up to rounding
-        x = keep_unmasked(x, D.mask, D.original)
-    out["samples"] = x.float().cpu()
+    samples = fmt.process_out(x.float().cpu())
+    if mask is not None and sigmas[-1] == 0:  # the unmasked part is the input, bit for bit
+        samples = keep_unmasked(samples, mask, raw)
+    out["samples"] = samples
     denoised_out = dict(latent)
-    denoised_out["samples"] = denoised.float().cpu()
+    denoised_out["samples"] = fmt.process_out(denoised.float().cpu())
     return out, denoised_out
 
 

@@ -418,8 +418,11 @@ PATHS: dict[str, Any] = {
 
 @lru_cache(maxsize=1)
 def _spec() -> dict[str, Any]:
+    from .openapi_jobs import JOB_PATHS, JOB_SCHEMAS
+
+    SCHEMAS.update(JOB_SCHEMAS)
     paths: dict[str, Any] = {}
-    for path, item in PATHS.items():
+    for path, item in {**PATHS, **JOB_PATHS}.items():
         paths[path] = item
         paths["/api" + path] = copy.deepcopy(item)
     return {
