@@ -40,6 +40,9 @@ NODE_MODULES = (
     # FLUX.1 and custom-sampling guiders (issue 18)
     "nodes.flux",
     "nodes.guiders",
+    # ComfyUI's latent batch and .latent file nodes (issue 15)
+    "nodes.latent_batch",
+    "nodes.latent_files",
 )
 
 

@@ -1,11 +1,16 @@
-"""Latent images: EmptyLatentImage, the VAE nodes (decode, encode, tiled decode) and the
-inpainting ones (VAEEncodeForInpaint, SetLatentNoiseMask)."""
+"""Latent images: EmptyLatentImage, the VAE nodes (decode, encode, tiled decode and encode)
+and the inpainting ones (VAEEncodeForInpaint, SetLatentNoiseMask, InpaintModelConditioning).
+
+LATENT ``samples`` are the VAE's raw latents, as in ComfyUI: VAEEncode returns the encoder's
+mean unscaled and VAEDecode takes it as is; the diffusion model's scale (and shift) is
+applied inside the samplers (:mod:`diffusion.latent_formats`)."""
 
 from __future__ import annotations
 
-from engine.declare import Input, Int, Socket, node
+from engine.declare import Boolean, Input, Int, Socket, node
 
 LATENT, VAE, IMAGE, MASK = Socket("LATENT"), Socket("VAE"), Socket("IMAGE"), Socket("MASK")
+CONDITIONING = Socket("CONDITIONING")
 MAX_RESOLUTION = 16384
 
 
@@ -47,7 +52,25 @@ def VAEDecodeTiled(samples: LATENT, vae: VAE,
     (temporal_* apply to video VAEs and are accepted for workflow compatibility.)"""
     from diffusion.vae import decode_tiled
 
+    if tile_size < overlap * 4:  # ComfyUI's limit: the overlap is at most a quarter of a tile
+        overlap = tile_size // 4
     return decode_tiled(vae, samples["samples"], tile_size, overlap)
+
+
+@node(category="_for_testing", display_name="VAE Encode (Tiled)")
+def VAEEncodeTiled(pixels: IMAGE, vae: VAE,
+                   tile_size: int = Int(512, min=64, max=4096, step=64),
+                   overlap: int = Int(64, min=0, max=4096, step=32),
+                   temporal_size: int = Int(64, min=8, max=4096, step=4,
+                                            tooltip="Only used for video VAEs: Amount of frames to encode at a time."),
+                   temporal_overlap: int = Int(8, min=4, max=4096, step=4,
+                                               tooltip="Only used for video VAEs: Amount of frames to overlap.")
+                   ) -> LATENT:
+    """Encodes large images tile by tile (tiles of ``tile_size`` pixels, their latents blended
+    over ``overlap`` pixels), so they fit in memory; an image within one tile is encoded whole."""
+    from diffusion.vae import encode_tiled
+
+    return {"samples": encode_tiled(vae, pixels, tile_size, overlap)}
 
 
 @node(category="latent/inpaint", display_name="VAE Encode (for Inpainting)")
@@ -68,4 +91,19 @@ def SetLatentNoiseMask(samples: LATENT, mask: MASK) -> LATENT:
     return set_noise_mask(samples, mask)
 
 
-NODES = [EmptyLatentImage, VAEDecode, VAEEncode, VAEDecodeTiled, VAEEncodeForInpaint, SetLatentNoiseMask]
+@node(category="conditioning/inpaint", display_name="InpaintModelConditioning",
+      output_names=("positive", "negative", "latent"))
+def InpaintModelConditioning(positive: CONDITIONING, negative: CONDITIONING, vae: VAE, pixels: IMAGE, mask: MASK,
+                             noise_mask: bool = Boolean(
+                                 True, tooltip="Add a noise mask to the latent so sampling will only happen within "
+                                 "the mask. Might improve results or completely break things depending on the model.")
+                             ) -> tuple[CONDITIONING, CONDITIONING, LATENT]:
+    """Conditions an inpainting model on the image with the masked part greyed out (and the
+    mask); the latent is the whole image's, with the mask as its noise mask."""
+    from diffusion.inpaint import inpaint_model_conditioning
+
+    return inpaint_model_conditioning(positive, negative, vae, pixels, mask, noise_mask)
+
+
+NODES = [EmptyLatentImage, VAEDecode, VAEEncode, VAEDecodeTiled, VAEEncodeTiled, VAEEncodeForInpaint,
+         SetLatentNoiseMask, InpaintModelConditioning]
