@@ -123,6 +123,10 @@ def _encode_chunks(clip: ClipModel, index: int, chunks: list[list[Token]]):
         w = torch.tensor([[t.weight for t in c] for c in chunks], device=hidden.device, dtype=hidden.dtype)
         hidden = (hidden - empty) * w[..., None] + empty
     pooled = getattr(out, "text_embeds", None)
+    if pooled is None and clip.family == "sd1":
+        # SD1.x conditioning carries CLIP-L's pooled output as ComfyUI's does (its projection
+        # is the identity there): the final-layer-normed end-of-text state of the first chunk
+        pooled = getattr(out, "pooler_output", None)
     pooled = pooled[:1].float() if pooled is not None else None
     return hidden.reshape(1, -1, hidden.shape[-1]).cpu(), (pooled.cpu() if pooled is not None else None)
 
