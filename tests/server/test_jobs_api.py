@@ -281,3 +281,24 @@ async def test_jobs_routes_need_the_auth_token(running, tmp_path):
     async with server.session.get(server.url + "/api/jobs",
                                   headers={"Authorization": "Bearer s3cret"}) as response:
         assert response.status == 200
+
+
+async def test_jobs_responses_match_the_openapi_spec(server):
+    from .test_openapi import SPEC, _check
+
+    assert {"/api/jobs", "/api/jobs/{job_id}", "/api/jobs/{job_id}/cancel", "/api/jobs/cancel"} <= set(SPEC["paths"])
+    done = await server.queue(text_prompt("spec"), extra_data=_workflow("wf"))
+    await server.wait_history(done)
+    failed = await server.queue({"1": {"class_type": "Fail", "inputs": {"message": "x"}}})
+    await server.wait_history(failed)
+    await server.post("/queue", {"pause": True})
+    pending = await server.queue(text_prompt("p"))
+    for path in ["/api/jobs", "/api/jobs?limit=1&offset=1", "/api/jobs?status=nope", f"/api/jobs/{done}",
+                 f"/api/jobs/{failed}", f"/api/jobs/{pending}", "/api/jobs/nope", f"/api/jobs/{pending}?wait=x",
+                 "/jobs?sort_by=execution_duration"]:
+        async with await server.get(path) as response:
+            await _check(response, path)
+    for path, body in [(f"/api/jobs/{pending}/cancel", None), ("/api/jobs/cancel", {"job_ids": [done]}),
+                       ("/api/jobs/cancel", {"job_ids": 3})]:
+        async with await server.post(path, body) as response:
+            await _check(response, path, "POST")
