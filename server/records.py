@@ -23,8 +23,8 @@ class QueueItem:
     #: Found pending or running in the database at start-up (so the registry
     #: it was validated against may have changed: validate again before running).
     recovered: bool = False
-    #: Times a worker has started this prompt without finishing it (counted
-    #: on disk before each start; see ``Store.mark_started``).
+    #: Times the server process died while running this prompt (counted at
+    #: start-up; see ``server.store.RunMarker``).
     attempts: int = 0
     #: The engine's ValidationResult from ``POST /prompt`` (in memory only).
     validation: Any = field(default=None, repr=False, compare=False)

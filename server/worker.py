@@ -227,10 +227,10 @@ class _Run:
 class Worker:
     """Runs queued prompts one at a time in its own thread.
 
-    Poison prompts: each start of a prompt is counted on disk before it runs
-    (``Store.mark_started``); one found at start-up with ``max_attempts``
-    starts already (its node killed the process that many times) is recorded
-    as failed instead of run.  A node raising ``SystemExit`` or
+    Poison prompts: the prompt about to run is noted on disk first
+    (``Store.mark_running``); the next start-up counts a death against the
+    prompt the last process died running, and one that has killed the
+    process ``max_attempts`` times is recorded as failed instead of run.  A node raising ``SystemExit`` or
     ``KeyboardInterrupt`` fails its prompt.  A node that ignores ``/interrupt``
     for ``interrupt_grace`` seconds ends its prompt as interrupted and the
     worker carries on in a new thread (see :class:`_Lane`)."""
@@ -369,7 +369,7 @@ class Worker:
         router = EventRouter(self.hub, item, self._set_running, self.preview_interval, after=self._announced)
         run = _Run(item, lane, router, InterruptFlag())
         if item.attempts >= self.max_attempts:
-            log.error("prompt %s was started %d times and the server stopped each time; recorded as failed",
+            log.error("prompt %s killed the server process %d times; recorded as failed and not run again",
                       item.prompt_id, item.attempts)
             self._finish(item, router, status="error", outputs={}, messages=[], error=error_event(
                 item.prompt_id, RuntimeError(
@@ -378,10 +378,10 @@ class Worker:
                     f" (the limit is --max-prompt-attempts {self.max_attempts})")))
             return
         try:
-            # On disk before the first node runs: a node that kills the
-            # process cannot escape the count.
-            item.attempts = self.store.mark_started(item.prompt_id).result()
-        except Exception as exc:
+            # Noted before the first node runs: a node that kills the process
+            # cannot escape the count (made at the next start-up).
+            self.store.mark_running(item.prompt_id)
+        except OSError as exc:
             self._store_failed(item, exc)
             return
         self._run_now = run
@@ -413,7 +413,7 @@ class Worker:
                 run.claimed = True
             # Shutting down: leave it queued, it runs again next start, and
             # this start does not count against it.
-            self.store.unmark_started(item.prompt_id)
+            self.store.clear_running()
             return
         self._finish_run(run, status=outcome.status, outputs=dict(outcome.outputs or {}),
                          messages=list(outcome.messages or []), error=outcome.error)
@@ -466,8 +466,8 @@ class Worker:
         goes back to the queue, which pauses until someone resumes it."""
         log.error("cannot start prompt %s: %s; the queue is paused (resume it when fixed)", item.prompt_id, exc)
         self.running = None
+        self.queue.set_paused(True)  # first: the worker must not take it straight back
         self.queue.give_back(item)
-        self.queue.set_paused(True)
         self.hub.post("loom_queue_paused", {"reason": str(exc), "prompt_id": item.prompt_id}, None)
 
     def _set_running(self, running: Running) -> None:
@@ -559,8 +559,8 @@ def record_outcome(store: Store, queue: PromptQueue, hub: Hub, item: QueueItem, 
                 # pauses, so it is not run again and again into a full disk.
                 log.error("could not record prompt %s in history: %s; it stays queued and the queue is paused",
                           item.prompt_id, failure)
+                queue.set_paused(True)  # first: the worker must not take it straight back
                 queue.give_back(item)
-                queue.set_paused(True)
                 router.release(error_event(item.prompt_id, HistoryNotSaved(
                     f"the prompt ran, but its result could not be recorded: {failure}. It stays queued and runs"
                     " again when the queue is resumed (POST /queue {\"resume\": true})")), replace=True)

@@ -118,33 +118,3 @@ async def test_a_prompt_whose_history_cannot_be_saved_is_not_announced_as_a_succ
     assert history[prompt_id]["status"]["status_str"] == "success"
     await ws.close()
 
-
-async def test_a_prompt_that_cannot_be_started_stays_queued_and_the_queue_pauses(disk_server):
-    server, session, disk = disk_server
-    url = f"http://127.0.0.1:{server.port}"
-    client_id = uuid.uuid4().hex
-    ws = await session.ws_connect(f"ws://127.0.0.1:{server.port}/ws?clientId={client_id}")
-    listener = Listener(ws)
-    assert (await listener.next_json())["type"] == "status"
-    async with session.post(url + "/queue", json={"pause": True}) as response:
-        assert response.status == 200
-    async with session.post(url + "/prompt", json={"prompt": text_prompt("later"), "client_id": client_id}) as response:
-        assert response.status == 200
-        prompt_id = (await response.json())["prompt_id"]
-    filler = fill(disk)
-    async with session.post(url + "/queue", json={"resume": True}) as response:
-        assert response.status == 507  # resumed, not saved; its start cannot be counted on disk either
-    while True:
-        message = await listener.next_json()
-        if message["type"] == "loom_queue_paused":
-            break
-        assert message["type"] not in ("execution_success", "execution_error"), message
-    assert prompt_id in message["data"]["prompt_id"] and "full" in message["data"]["reason"]
-    queue = await (await session.get(url + "/queue")).json()
-    assert [item[1] for item in queue["queue_pending"]] == [prompt_id] and server.queue.paused
-    filler.unlink()
-    async with session.post(url + "/queue", json={"resume": True}) as response:
-        assert response.status == 200
-    messages = await listener.until_done(prompt_id)
-    assert "execution_success" in [m["type"] for m in messages]
-    await ws.close()
