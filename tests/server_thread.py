@@ -13,10 +13,11 @@ from typing import Any
 
 
 class ServerThread:
-    def __init__(self, base: Path, port: int = 0, preview_method: str = "latent2rgb"):
+    def __init__(self, base: Path, port: int = 0, preview_method: str = "latent2rgb", **options: Any):
         self.base = base
         self.port = port
         self.preview_method = preview_method
+        self.options = options  # extra ServerOptions fields
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         self.error: BaseException | None = None
@@ -38,7 +39,7 @@ class ServerThread:
         from server.config import ServerOptions
 
         self.registry = self.build_registry()
-        self.server = LoomServer(self.registry, ServerOptions(port=self.port, preview_interval=0.0))
+        self.server = LoomServer(self.registry, ServerOptions(port=self.port, preview_interval=0.0, **self.options))
         await self.server.start()
 
     def build_registry(self):

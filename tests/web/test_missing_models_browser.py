@@ -49,7 +49,7 @@ def own_server(tmp_path_factory):
     base = tmp_path_factory.mktemp("missing_models")
     (base / "models" / "checkpoints").mkdir(parents=True)
     (base / "models" / "checkpoints" / PRESENT).write_bytes(b"x")
-    server = ServerThread(base).start()
+    server = ServerThread(base, allow_private_downloads=True).start()  # the model host is this machine
     yield server
     server.stop()
 
