@@ -14,6 +14,7 @@ import { defaultWorkflow } from "./lib/default_workflow.js";
 import { a1111ToApi } from "./lib/a1111.js";
 import { WorkflowFiles, pathOfListEntry } from "./ui/workflow_files.js";
 import { WorkflowTabs } from "./ui/tabs.js";
+import { Settings } from "./ui/settings.js";
 
 const $ = (sel) => document.querySelector(sel);
 const editor = new Editor($("#canvas"), api);
@@ -24,7 +25,13 @@ app.dispatchError = (message) => toast(message, "error", 8000);
 const missingModels = new MissingModels(api, { onDownloaded: () => loadSchemas() });
 const files = new WorkflowFiles(api, editor);
 const tabs = new WorkflowTabs($("#tabs"), editor, files);
-window.loom = { editor, api, app, missingModels, files, tabs };  // for the browser tests and the console
+const settings = new Settings(api);
+settings.addEventListener("change", () => {
+  document.documentElement.dataset.theme = settings.get("theme");
+  editor.renderer.setStyle({ theme: settings.get("theme"), linkMode: settings.get("linkMode"), minimap: settings.get("minimap") });
+  editor.prefs = { snapToGrid: settings.get("snapToGrid"), clampCue: settings.get("clampCue") };
+});
+window.loom = { editor, api, app, missingModels, files, tabs, settings };  // for the browser tests and the console
 
 // ------------------------------------------------------------------ schemas
 
@@ -329,6 +336,7 @@ $("#new").addEventListener("click", () => {
 tabs.addEventListener("new-tab", () => tabs.open(() => loadDefault()));
 $("#clear").addEventListener("click", () => { showWorkflow({ nodes: [], links: [], groups: [], version: 0.4 }, { undoable: true }); files.setDocument(null); });
 $("#fit").addEventListener("click", () => editor.fitView());
+$("#settings").addEventListener("click", () => settings.showDialog());
 $("#refresh").addEventListener("click", async () => {
   try { await loadSchemas(); editor.fillEmptyChoices(); toast("Node list refreshed"); } catch (err) { toast(err.message, "error"); }
 });
@@ -390,6 +398,7 @@ async function boot() {
     }
   }
   $("#offline").hidden = true;
+  await settings.load();
   let restored = false;
   try { restored = tabs.restore(); } catch { restored = false; }
   if (!restored) {

@@ -10,6 +10,8 @@ import { applyControl, clampNumber, cycleChoice, numberStep, stepNumber } from "
 import { WorkflowConversionError, workflowToApi } from "../lib/workflow_to_api.js";
 import { BOUNDARY_NOTE, isBoundary } from "../lib/subgraph_edit.js";
 import { CHECKPOINT_HELP } from "../lib/default_workflow.js";
+import { evaluateArithmetic } from "../lib/arithmetic.js";
+import { GRID } from "./settings.js";
 import { Renderer } from "./renderer.js";
 import { SubgraphScopes } from "./subgraph_scopes.js";
 import { boundarySlotEntries, dropOnEmptySlot } from "./subgraph_actions.js";
@@ -36,6 +38,8 @@ export class Editor extends EventTarget {
     this.exec = { running: null, progress: null, cached: new Set(), promptId: null };
     this.errors = { nodes: new Map(), execution: null };
     this.undo = new UndoStack();
+    /** The settings the canvas obeys (settings.js keeps them current). */
+    this.prefs = { snapToGrid: false, clampCue: true };
     this.savedState = null;
     this.batchCount = 1;
     this.mouse = [0, 0];
@@ -487,7 +491,8 @@ export class Editor extends EventTarget {
         const dy = wy - d.start[1];
         for (const [id, [x, y]] of d.origins) {
           const n = this.graph.nodes.get(id);
-          if (n) n.pos = e.shiftKey ? [Math.round((x + dx) / 10) * 10, Math.round((y + dy) / 10) * 10] : [x + dx, y + dy];
+          // Shift snaps to the grid; with the snap setting on, Shift moves freely instead.
+          if (n) n.pos = e.shiftKey !== this.prefs.snapToGrid ? [Math.round((x + dx) / GRID) * GRID, Math.round((y + dy) / GRID) * GRID] : [x + dx, y + dy];
         }
         if (d.group) d.group.bounding = [d.groupStart[0] + dx, d.groupStart[1] + dy, d.groupStart[2], d.groupStart[3]];
         d.moved ||= dx !== 0 || dy !== 0;  // a click fires pointermove too: only a real move is an edit
@@ -651,9 +656,13 @@ export class Editor extends EventTarget {
         if (part !== "value") { this.setValue(node, name, stepNumber(spec, value, part === "inc" ? 1 : -1)); return; }
         const text = await inlineEntry({ x: sx, y: sy, w: sw, h: sh, value: String(value), numeric: true });
         if (text === null || text.trim() === "") return;
-        const parsed = Number(text.trim());
-        if (!Number.isFinite(parsed)) { toast(`'${text}' is not a number`, "error"); return; }
-        this.setValue(node, name, clampNumber(spec, parsed));
+        const parsed = evaluateArithmetic(text.trim());  // "2*3" works as in ComfyUI
+        if (parsed === null) { toast(`'${text}' is not a number`, "error"); return; }
+        const clamped = clampNumber(spec, parsed);
+        if (this.prefs.clampCue && Math.abs(clamped - parsed) > 1e-9 && (parsed < (spec.options?.min ?? -Infinity) || parsed > (spec.options?.max ?? Infinity))) {
+          toast(`${spec.label || name}: ${parsed} is outside ${spec.options?.min ?? "−∞"}…${spec.options?.max ?? "∞"}; set to ${clamped}`, "warn");
+        }
+        this.setValue(node, name, clamped);
         return;
       }
       case "COMBO": {

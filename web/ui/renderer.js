@@ -18,6 +18,9 @@ export const typeColor = (t) => TYPE_COLORS[String(t).split(",")[0]] ?? "#9aa0a6
 const LOD_SCALE = 0.45;
 const FONT = "ui-sans-serif, system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif";
 
+const DARK = { background: "#1b1d21", grid: "#23262b", minimap_bg: "rgba(13, 17, 23, 0.85)" };
+const LIGHT = { background: "#e9ecef", grid: "#d5dae0", minimap_bg: "rgba(255, 255, 255, 0.85)" };
+
 export class Renderer {
   constructor(canvas, editor) {
     this.canvas = canvas;
@@ -30,7 +33,14 @@ export class Renderer {
     this.pending = false;
     this.frames = 0;
     this.lastDrawMs = 0;
+    /** What the settings change (settings.js): canvas colours, how links are drawn, the minimap. */
+    this.style = { ...DARK, linkMode: "spline", minimap: false };
     this.resize();
+  }
+
+  setStyle({ theme = "dark", linkMode = "spline", minimap = false } = {}) {
+    this.style = { ...(theme === "light" ? LIGHT : DARK), linkMode, minimap };
+    this.requestDraw();
   }
 
   resize() {
@@ -89,7 +99,7 @@ export class Renderer {
     const W = this.canvas.width / this.dpr;
     const H = this.canvas.height / this.dpr;
     ctx.setTransform(this.dpr, 0, 0, this.dpr, 0, 0);
-    ctx.fillStyle = "#1b1d21";
+    ctx.fillStyle = this.style.background;
     ctx.fillRect(0, 0, W, H);
     this.drawGrid(W, H, offset, scale);
     ctx.setTransform(this.dpr * scale, 0, 0, this.dpr * scale, this.dpr * offset[0] * scale, this.dpr * offset[1] * scale);
@@ -106,6 +116,7 @@ export class Renderer {
       else this.drawNode(node);
     }
     this.drawOverlays(lod);
+    if (this.style.minimap) this.drawMinimap(W, H);
     this.frames += 1;
     this.lastDrawMs = performance.now() - t0;
   }
@@ -114,7 +125,7 @@ export class Renderer {
     if (scale < 0.5) return;
     const { ctx } = this;
     const step = 50 * scale;
-    ctx.strokeStyle = "#23262b";
+    ctx.strokeStyle = this.style.grid;
     ctx.lineWidth = 1;
     ctx.beginPath();
     for (let x = ((offset[0] * scale) % step + step) % step; x < W; x += step) { ctx.moveTo(x, 0); ctx.lineTo(x, H); }
@@ -157,6 +168,8 @@ export class Renderer {
 
   drawLinks(visible, view, lod) {
     const { ctx, editor } = this;
+    const mode = this.style.linkMode;
+    if (mode === "hidden") return;
     const [vx, vy, vw, vh] = view;
     ctx.lineWidth = lod ? 2 / editor.view.scale : 3;
     const byColor = new Map();
@@ -181,8 +194,13 @@ export class Renderer {
         for (let k = 1; k < points.length; k++) {
           const [x1, y1] = points[k - 1];
           const [x2, y2] = points[k];
-          if (lod) ctx.lineTo(x2, y2);
-          else {
+          if (lod || mode === "linear") ctx.lineTo(x2, y2);
+          else if (mode === "straight") {  // right angles, turning halfway across
+            const xm = (x1 + x2) / 2;
+            ctx.lineTo(xm, y1);
+            ctx.lineTo(xm, y2);
+            ctx.lineTo(x2, y2);
+          } else {
             const d = Math.max(40, Math.abs(x2 - x1) * 0.5);
             ctx.bezierCurveTo(x1 + d, y1, x2 - d, y2, x2, y2);
           }
@@ -465,6 +483,36 @@ export class Renderer {
       ctx.font = `12px ${FONT}`;
       ctx.fillText(`${(node.imageIndex ?? 0) + 1} / ${node.images.length}`, r.x + 6, r.y + 10);
     }
+  }
+
+  /** The whole graph in a corner, with the part on screen outlined. */
+  drawMinimap(W, H) {
+    const { ctx, editor } = this;
+    const nodes = [...editor.graph.nodes.values()];
+    if (!nodes.length) return;
+    let [x0, y0, x1, y1] = [Infinity, Infinity, -Infinity, -Infinity];
+    for (const n of nodes) {
+      const [x, y, w, h] = this.geom.get(n.id)?.bounds ?? [n.pos[0], n.pos[1], 200, 100];
+      x0 = Math.min(x0, x); y0 = Math.min(y0, y); x1 = Math.max(x1, x + w); y1 = Math.max(y1, y + h);
+    }
+    const view = this.visibleRect();
+    x0 = Math.min(x0, view[0]); y0 = Math.min(y0, view[1]);
+    x1 = Math.max(x1, view[0] + view[2]); y1 = Math.max(y1, view[1] + view[3]);
+    const box = { w: 200, h: 140 };
+    const k = Math.min(box.w / (x1 - x0), box.h / (y1 - y0));
+    const left = W - box.w - 12;
+    const top = H - box.h - 12;
+    ctx.setTransform(this.dpr, 0, 0, this.dpr, 0, 0);
+    ctx.fillStyle = this.style.minimap_bg;
+    ctx.fillRect(left, top, box.w, box.h);
+    ctx.fillStyle = "#5b6470";
+    for (const n of nodes) {
+      const [x, y, w, h] = this.geom.get(n.id)?.bounds ?? [n.pos[0], n.pos[1], 200, 100];
+      ctx.fillRect(left + (x - x0) * k, top + (y - y0) * k, Math.max(2, w * k), Math.max(2, h * k));
+    }
+    ctx.strokeStyle = "#2f81f7";
+    ctx.lineWidth = 1.5;
+    ctx.strokeRect(left + (view[0] - x0) * k, top + (view[1] - y0) * k, view[2] * k, view[3] * k);
   }
 
   drawOverlays() {

@@ -100,7 +100,7 @@ export class WorkflowTabs extends EventTarget {
 
   /** True when the active tab may be replaced: unmodified, or the user agreed to discard. */
   confirmReplace(what) {
-    if (!this.editor.unsaved) return true;
+    if (!this.editor.unsaved || this.editor.rootGraph.nodes.size === 0) return true;  // an empty canvas loses nothing
     return this.confirm(`Discard the unsaved changes to "${this.files.name}" and ${what}?`);
   }
 
