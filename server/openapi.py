@@ -358,7 +358,9 @@ PATHS: dict[str, Any] = {
                            "responses": {"200": _json({"type": "array", "items": {
                                "type": "object", "required": ["name", "source"],
                                "properties": {"name": {"type": "string"},
-                                              "source": {"enum": ["shipped", "user"]}}}})}}},
+                                              "source": {"enum": ["shipped", "user"]},
+                                              "title": {"type": "string"},
+                                              "description": {"type": "string"}}}})}}},
     "/workflows/{name}": {
         "get": {"summary": "One workflow file (UI format JSON, as stored)",
                 "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],

@@ -8,6 +8,7 @@ user's saved ones under ``<user>/workflows/`` (subfolders included);
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -70,9 +71,10 @@ class EditorRoutes:
         return Path(self.server.folders.user) / "workflows"
 
     async def list_workflows(self, request: web.Request) -> web.Response:
-        entries = [{"name": p.name, "source": "shipped"} for p in _json_files(SHIPPED_WORKFLOWS, recursive=False)]
+        entries = [{"name": p.name, "source": "shipped", **describe_workflow(p)}
+                   for p in _json_files(SHIPPED_WORKFLOWS, recursive=False)]
         user = self.user_workflows
-        entries += [{"name": USER_PREFIX + p.relative_to(user).as_posix(), "source": "user"}
+        entries += [{"name": USER_PREFIX + p.relative_to(user).as_posix(), "source": "user", **describe_workflow(p)}
                     for p in _json_files(user, recursive=True)]
         return json_response(entries)
 
@@ -92,6 +94,33 @@ class EditorRoutes:
             raise ApiError(413, "workflow_too_large", f"workflow {name[:200]!r} is over {MAX_WORKFLOW_BYTES} bytes")
         # Sent as stored: ComfyUI's files may hold bare NaN/Infinity, which the editor reads.
         return web.FileResponse(path, headers={"Content-Type": "application/json", "Cache-Control": "no-cache"})
+
+
+#: Only files this small are opened to read a title; a bigger one is listed by name.
+MAX_DESCRIBED_BYTES = 2 * 1024 * 1024
+NOTE_TYPES = ("Note", "MarkdownNote")
+
+
+def describe_workflow(path: Path) -> dict[str, str]:
+    """The template browser's title and description of a workflow: ``extra.title``, else
+    the first line of its first note; the description is the rest of that note."""
+    try:
+        if path.stat().st_size > MAX_DESCRIBED_BYTES:
+            return {}
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    note = next((n for n in data.get("nodes") or [] if isinstance(n, dict) and n.get("type") in NOTE_TYPES), None)
+    values = note.get("widgets_values") if note else None
+    text = values[0] if isinstance(values, list) and values and isinstance(values[0], str) else ""
+    first, _, rest = text.strip().partition("\n")
+    extra = data.get("extra") if isinstance(data.get("extra"), dict) else {}
+    title = extra.get("title") if isinstance(extra.get("title"), str) else first
+    description = rest.strip() if first.strip() == str(title).strip() else text.strip()
+    found = {"title": str(title)[:200], "description": description[:400]}
+    return {k: v for k, v in found.items() if v}
 
 
 def _json_files(folder: Path, *, recursive: bool) -> list[Path]:

@@ -122,3 +122,19 @@ def test_no_user_folder_yet_lists_only_the_shipped_ones(shipped, tmp_path):
         assert [e["source"] for e in run.get_json("/workflows")] == ["shipped", "shipped"]
     finally:
         run.thread.stop()
+
+
+def test_the_list_gives_each_workflows_title_and_description_from_its_note(shipped, tmp_path):
+    note = {"id": 9, "type": "Note", "widgets_values": ["Upscale a photo\nEnlarges 4x with an ESRGAN model.\nNeeds RealESRGAN."]}
+    (shipped / "upscale.json").write_text(json.dumps({**WORKFLOW, "nodes": [note]}))
+    (shipped / "titled.json").write_text(json.dumps({**WORKFLOW, "nodes": [note], "extra": {"title": "A chosen title"}}))
+    run = start(tmp_path / "base")
+    try:
+        listed = {e["name"]: e for e in run.get_json("/workflows")}
+    finally:
+        run.thread.stop()
+    assert listed["upscale.json"]["title"] == "Upscale a photo"
+    assert listed["upscale.json"]["description"] == "Enlarges 4x with an ESRGAN model.\nNeeds RealESRGAN."
+    assert listed["titled.json"]["title"] == "A chosen title"
+    assert listed["titled.json"]["description"].startswith("Upscale a photo")
+    assert "title" not in listed["txt2img.json"]  # no note, no title: listed by name

@@ -1,5 +1,6 @@
 // Side panels: queue, history, node library; the errors panel; the image lightbox.
 import { toast } from "./popups.js";
+import { renderModelLibrary } from "./model_library.js";
 
 /** A DOM element with attributes (`on…` ones become listeners) and children. */
 export const el = (tag, attrs = {}, ...children) => {
@@ -42,6 +43,7 @@ export class Panels {
       else if (this.tab === "history") await this.renderHistory();
       else if (this.tab === "library") this.renderLibrary();
       else if (this.tab === "workflows") await this.renderWorkflows();
+      else if (this.tab === "models") await renderModelLibrary(this.body, this.editor, this.api);
     } catch (err) {
       this.body.replaceChildren(el("p", { class: "muted" }, `Could not load: ${err.message}`));
     }
@@ -80,9 +82,10 @@ export class Panels {
     const section = (source, title, empty) => {
       const mine = entries.filter((e) => e.source === source);
       return [el("h4", {}, title), mine.length
-        ? el("ul", { class: "workflow-list" }, ...mine.map((e) => el("li", {},
+        ? el("ul", { class: "workflow-list" }, ...mine.map((e) => el("li", { class: e.description ? "described" : "" },
           el("button", { class: "workflow-entry", title: `Open ${e.name}`, "data-name": e.name, onclick: () => this.openWorkflow(e.name) },
-            e.name.replace(/^user\//, "").replace(/\.json$/i, "")),
+            e.title || e.name.replace(/^user\//, "").replace(/\.json$/i, ""),
+            e.description ? el("small", { class: "workflow-description" }, e.description) : null),
           ...(source === "user" ? this.savedFileButtons(e.name) : []))))
         : el("p", { class: "muted" }, empty)];
     };
