@@ -18,7 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS, ServerThread  # noqa: E402
+from tests.browser_session import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from tests.server_thread import ServerThread  # noqa: E402
 
 CHAIN = ["LoadImage", "ImageScaleBy", "ImageInvert", "ImageBlend", "SaveImage"]
 
