@@ -155,7 +155,8 @@ class LoomServer:
         guard = Guard(self.options)
         # The body limit aiohttp enforces; JSON and upload handlers apply
         # their own tighter ones and answer 413 with a JSON error.
-        app = web.Application(middlewares=[guard.middleware],
+        users = getattr(self, "users", None)  # --users: every request is some user's (server.user_scope)
+        app = web.Application(middlewares=[guard.middleware] + ([users.middleware] if users is not None else []),
                               client_max_size=self.options.max_upload_bytes + 1024 * 1024)
         app[SERVER_KEY] = self
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from nodes.image_bounds import DEFAULT_MAX_IMAGE_PIXELS
 
+from .cli_jobs import add_models_list, add_serve_options, add_users_parser, list_models, run_users, serve_options, version
 from .config import DEFAULT_WEB_ROOT, ServerOptions, is_loopback
 from .host import add_folder_options, build_host, plugin_summary
 from .precision_options import add_precision_options
@@ -33,9 +34,10 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="start the server and editor")
     p.add_argument("--listen", nargs="?", const="0.0.0.0", default="127.0.0.1", metavar="ADDRESS",
                    help="address to listen on (default 127.0.0.1; --listen alone: 0.0.0.0)")
-    p.add_argument("--port", type=int, default=8188)
+    p.add_argument("--port", type=int, default=8188, help="port to listen on (default 8188; 0: any free port)")
     add_folder_options(p)
-    p.add_argument("--max-upload-size", type=float, default=100.0, metavar="MiB")
+    p.add_argument("--max-upload-size", type=float, default=100.0, metavar="MiB",
+                   help="largest upload and request body, in MiB (default 100)")
     p.add_argument("--max-history", type=int, default=10000, metavar="N",
                    help="finished prompts kept in history (default 10000)")
     p.add_argument("--auth-token", default=os.environ.get("LOOM_AUTH_TOKEN"), metavar="TOKEN",
@@ -50,6 +52,7 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
                         " this long after it opened or after its last response (default 60)")
     p.add_argument("--allow-private-downloads", action="store_true",
                    help="let POST /models/download fetch from loopback and private-network addresses")
+    add_serve_options(p)
     p.add_argument("--web-root", type=Path, default=DEFAULT_WEB_ROOT, help=argparse.SUPPRESS)
     queue = p.add_argument_group("queue")
     queue.add_argument("--max-prompt-attempts", type=int, default=3, metavar="N",
@@ -106,15 +109,18 @@ def _models_parser(sub: argparse._SubParsersAction) -> None:
                        help="the folder holding models/ (default: .)")
     group.add_argument("--models-dir", metavar="DIR", help="the models folder (default: BASE/models)")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
-    d.add_argument("--verbose", action="store_true")
+    d.add_argument("--verbose", action="store_true", help="log debug messages")
+    add_models_list(models)
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="loom", description="Loom: a node-graph app for Stable Diffusion")
-    sub = p.add_subparsers(dest="command", required=True)
+    p.add_argument("--version", action="version", version=f"loom {version()}", help="print Loom's version and exit")
+    sub = p.add_subparsers(dest="command", metavar="serve|run|models|users")
     _serve_parser(sub)
     _run_parser(sub)
     _models_parser(sub)
+    add_users_parser(sub)
     return p
 
 
@@ -122,8 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+    if args.command is None:  # bare `loom`: what it can do
+        parser().print_help()
+        return 0
+    logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "users":
+        return run_users(args)
+    if args.command == "models" and args.models_command == "list":
+        return list_models(args)
     if args.command == "run":
         from .run import run_workflow
 
@@ -230,6 +243,7 @@ def _options(args: argparse.Namespace) -> ServerOptions:
         recover_queue=args.recover_queue,
         max_image_pixels=args.max_image_pixels, keepalive_timeout=args.keepalive_timeout,
         allow_private_downloads=args.allow_private_downloads,
+        **serve_options(args),
     )
 
 

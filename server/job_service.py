@@ -31,6 +31,12 @@ class JobService:
         server.job_events = JobEvents(asyncio.get_running_loop())
         server.job_events.attach(server.queue)
         server.admit_prompt = self.admit
+        if options.users_file is not None:
+            from .user_scope import UserScope
+            from .users import RoundRobin, UserTable
+
+            server.users = UserScope(server, UserTable(options.users_file))
+            server.queue.pick = RoundRobin()
         # The server-wide target, read by the outbox trigger when a job ends
         # (None: only jobs that name their own webhook get one).
         await asyncio.wrap_future(server.store.set_setting("webhook_url", options.webhook_url or None))
@@ -45,8 +51,9 @@ class JobService:
             await self.webhooks.stop()
             self.webhooks = None
 
-    def admit(self, request: web.Request, extra_data: dict[str, Any]) -> None:
-        """Stamp and check a prompt's ``extra_data`` before it is queued."""
+    def admit(self, request: web.Request, extra_data: dict[str, Any], prompt: dict[str, Any] | None = None) -> None:
+        """Stamp and check a prompt's ``extra_data`` (and, for a user, where
+        its files are saved) before it is queued."""
         # ComfyUI's jobs API sorts on it (milliseconds).
         extra_data["create_time"] = int(time.time() * 1000)
         users = getattr(self.server, "users", None)
@@ -55,6 +62,8 @@ class JobService:
             user = users.scope(request, owner=True)
             if user is not None:
                 extra_data[OWNER_KEY] = user
+                if prompt is not None and users.scope(request) is not None:  # a user, not an admin
+                    _into_user_folder(prompt, user)
         if "webhook" in extra_data:
             if extra_data["webhook"] is None:
                 del extra_data["webhook"]
@@ -64,3 +73,22 @@ class JobService:
                                       "extra_data.webhook")
                 except BadWebhook as exc:
                     raise ApiError(400, "invalid_webhook", str(exc)) from None
+
+
+def _into_user_folder(prompt: dict[str, Any], user: str) -> None:
+    """Save nodes write under ``output/<user>/``: their ``filename_prefix``
+    gains the user's folder (ComfyUI's prefixes may name subfolders)."""
+    for node_id, node in prompt.items():
+        inputs = node.get("inputs") if isinstance(node, dict) else None
+        if not isinstance(inputs, dict) or "filename_prefix" not in inputs:
+            continue
+        prefix = inputs["filename_prefix"]
+        if not isinstance(prefix, str):
+            raise ApiError(400, "invalid_prompt", f"node {str(node_id)[:40]}: on a server with users, filename_prefix"
+                           " must be written in the node, not linked from another one (it decides the user's"
+                           " output folder)", node_errors={})
+        parts = prefix.replace("\\", "/").split("/")
+        if ".." in parts or prefix.startswith("/"):
+            raise ApiError(400, "invalid_prompt", f"node {str(node_id)[:40]}: filename_prefix {prefix[:100]!r} may not"
+                           " leave the user's output folder", node_errors={})
+        inputs["filename_prefix"] = f"{user}/{prefix}"

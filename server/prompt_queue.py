@@ -24,6 +24,9 @@ class PromptQueue:
         self._paused = False
         self._closed = False
         self._on_change = on_change
+        #: Chooses which pending item runs next (its index); None: the first.
+        #: ``--users`` sets a round-robin across users (``server.users.RoundRobin``).
+        self.pick: Callable[[list[QueueItem]], int] | None = None
 
     # --------------------------------------------------------------- reads
     def snapshot(self) -> tuple[list[QueueItem], list[QueueItem]]:
@@ -156,7 +159,7 @@ class PromptQueue:
                 lambda: self._closed or (self._pending and not self._paused), timeout)
             if not ready or self._closed:
                 return None
-            item = self._pending.pop(0)
+            item = self._pending.pop(self.pick(self._pending) if self.pick is not None else 0)
             self._running[item.prompt_id] = item
         self._on_change()
         return item

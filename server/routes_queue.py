@@ -105,7 +105,7 @@ class QueueRoutes:
             extra_data["client_id"] = str(expect(client_id, str, "client_id"))
         admit = getattr(server, "admit_prompt", None)  # server.job_service: create_time, owner, webhook
         if admit is not None:
-            admit(request, extra_data)
+            admit(request, extra_data, prompt)
         prompt_id = data.get("prompt_id")
         if prompt_id is None:
             prompt_id = str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
