@@ -44,11 +44,12 @@ def add_folder_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("folders")
     group.add_argument("--base-directory", default=".", metavar="DIR",
                        help="where models/, input/, output/, temp/, user/ and custom_nodes/ live (default: .)")
-    group.add_argument("--output-directory", metavar="DIR")
-    group.add_argument("--input-directory", metavar="DIR")
-    group.add_argument("--temp-directory", metavar="DIR")
-    group.add_argument("--user-directory", metavar="DIR")
-    group.add_argument("--models-dir", metavar="DIR")
+    group.add_argument("--output-directory", metavar="DIR", help="where outputs are saved (default: BASE/output)")
+    group.add_argument("--input-directory", metavar="DIR", help="where input images are read (default: BASE/input)")
+    group.add_argument("--temp-directory", metavar="DIR", help="where previews go (default: BASE/temp)")
+    group.add_argument("--user-directory", metavar="DIR",
+                       help="settings, saved workflows and the queue database (default: BASE/user)")
+    group.add_argument("--models-dir", metavar="DIR", help="the models folder (default: BASE/models)")
     group.add_argument("--extra-model-paths-config", action="append", metavar="YAML",
                        help="ComfyUI's extra_model_paths.yaml (repeatable)")
     parser.add_argument("--cpu", action="store_true", help="run on the CPU even if a GPU is present")
@@ -65,7 +66,7 @@ def add_folder_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-none", dest="cache", action="store_const", const="none",
                         help="same as --cache none (ComfyUI's flag)")
     parser.add_argument("--disable-custom-nodes", action="store_true", help="load no plug-ins")
-    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--verbose", action="store_true", help="log debug messages")
 
 
 def build_host(args: argparse.Namespace) -> Host:
