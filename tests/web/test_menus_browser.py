@@ -109,3 +109,15 @@ def test_the_node_library_hides_for_testing_nodes(ed, page):
     page.wait_for_selector(".library")
     text = page.text_content(".library")
     assert "_for_testing" not in text
+
+
+def test_right_click_on_a_nodes_image_offers_open_save_and_copy(ed, page):
+    page.wait_for_function("window.loom.editor.nodeById(1).images?.[0]?.complete")
+    x, y = ed.js("""() => { const e = window.loom.editor; const n = e.nodeById(1);
+        const [bx, by, bw, bh] = e.renderer.geom.get(1).bounds; return e.toScreen(bx + bw / 2, by + bh - 40); }""")
+    right_click(ed, x, y)
+    labels = ed.js("[...document.querySelectorAll('.context-menu button')].map(b => b.textContent)")
+    assert labels[:3] == ["Open Image", "Save Image", "Copy Image"]
+    with page.expect_download() as download:
+        menu(ed, "Save Image")
+    assert download.value.suggested_filename == "sample.png"

@@ -7,6 +7,7 @@ import { typesCompatible } from "../lib/types.js";
 import { isBoundary } from "../lib/subgraph_edit.js";
 import { convertSelection, unpackInstance } from "./subgraph_actions.js";
 import { contextMenu, nodeSearch, toast } from "./popups.js";
+import { copyImage, openImage, saveImage } from "./image_actions.js";
 
 export const COLORS = [["Default", null], ["Red", "#5a2b2b"], ["Green", "#2b4a2b"], ["Blue", "#2b3a5a"], ["Purple", "#45305a"]];
 export const GROUP_COLORS = [["Blue", "#3f789e"], ["Red", "#a1309b"], ["Green", "#3f8f3f"], ["Yellow", "#b58b2a"], ["Grey", "#444444"]];
@@ -95,6 +96,18 @@ function linkMenu(editor, e, { link, mid }) {
   ] });
 }
 
+/** On a node's image: the image's own actions first, then the node's menu entries. */
+function imageMenu(editor, e, node) {
+  const img = node.images[node.imageIndex ?? 0];
+  contextMenu({ x: e.clientX, y: e.clientY, entries: [
+    { label: "Open Image", action: () => openImage(img) },
+    { label: "Save Image", action: () => saveImage(img) },
+    { label: "Copy Image", action: () => copyImage(img) },
+    null,
+    { label: "Node menu ▸", action: () => nodeMenu(editor, e, node) },
+  ] });
+}
+
 function nodeMenu(editor, e, node) {
   if (!editor.selection.has(node.id)) editor.selection = new Set([node.id]);
   const setColor = (color) => {
@@ -171,6 +184,7 @@ function canvasMenu(editor, e, wx, wy) {
 
 /** The menu for a right-click at world (wx, wy): what is there decides which one. */
 export function openContextMenu(editor, e, wx, wy, hit) {
+  if (hit?.kind === "image" && hit.node.images?.length) { imageMenu(editor, e, hit.node); return; }
   if (hit?.node) { nodeMenu(editor, e, hit.node); return; }
   const onLink = linkAtMidpoint(editor, wx, wy);
   if (onLink) { linkMenu(editor, e, onLink); return; }

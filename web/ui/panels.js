@@ -1,6 +1,7 @@
 // Side panels: queue, history, node library; the errors panel; the image lightbox.
 import { toast } from "./popups.js";
 import { renderModelLibrary } from "./model_library.js";
+import { copyImage, openImage, saveImage } from "./image_actions.js";
 
 /** A DOM element with attributes (`on…` ones become listeners) and children. */
 export const el = (tag, attrs = {}, ...children) => {
@@ -236,24 +237,14 @@ export function showLightbox(images, index = 0) {
     img.style.imageRendering = scale >= 3 ? "pixelated" : "auto";  // a 64 px image stays crisp, not a blur
   };
   img.addEventListener("load", fit);
-  const current = () => images[i].src;
-  const fileName = () => images[i].dataset?.filename || new URL(current(), location.href).searchParams.get("filename") || "image.png";
-  const copy = async () => {
-    try {
-      const blob = await (await fetch(current())).blob();
-      await navigator.clipboard.write([new ClipboardItem({ [blob.type || "image/png"]: blob })]);
-      toast("Image copied");
-    } catch (err) { toast(`Could not copy the image: ${err.message}`, "error"); }
-  };
-  const download = () => { const a = el("a", { href: current(), download: fileName() }); a.click(); };
-  const show = () => { img.src = current(); caption.textContent = `${i + 1} / ${images.length}`; };
+  const show = () => { img.src = images[i].src; caption.textContent = `${i + 1} / ${images.length}`; };
   const close = () => { box.remove(); removeEventListener("keydown", onKey); };
   const box = el("div", { class: "lightbox", onclick: (e) => { if (e.target === box) close(); } },
     el("button", { class: "nav", onclick: () => { i = (i - 1 + images.length) % images.length; show(); } }, "‹"),
     el("figure", {}, img, el("figcaption", {}, caption,
-      el("button", { class: "small lightbox-open", onclick: () => window.open(current(), "_blank", "noopener") }, "Open"),
-      el("button", { class: "small lightbox-download", onclick: download }, "Download"),
-      el("button", { class: "small lightbox-copy", onclick: copy }, "Copy"))),
+      el("button", { class: "small lightbox-open", onclick: () => openImage(images[i]) }, "Open"),
+      el("button", { class: "small lightbox-download", onclick: () => saveImage(images[i]) }, "Download"),
+      el("button", { class: "small lightbox-copy", onclick: () => copyImage(images[i]) }, "Copy"))),
     el("button", { class: "nav", onclick: () => { i = (i + 1) % images.length; show(); } }, "›"));
   const onKey = (e) => { if (e.key === "Escape") close(); };
   addEventListener("keydown", onKey);
