@@ -408,7 +408,7 @@ async def comfy_entrypoint():
 '''
 
 MISSING_MODULE_PACK = '''
-import comfy.sd  # Loom provides no comfy.sd
+import comfy.ldm.modules.attention  # Loom provides no comfy.ldm
 
 NODE_CLASS_MAPPINGS = {}
 '''

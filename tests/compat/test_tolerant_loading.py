@@ -18,7 +18,7 @@ from nodes.runtime import LoomEnv
 from server.host import install_comfy_compat
 
 PLACEHOLDER_PACK = '''
-import comfy.sd
+import comfy.hooks
 import comfy.ldm.modules.attention as attention
 import comfy.model_management as mm
 import execution
@@ -171,7 +171,7 @@ def test_a_pack_importing_names_loom_lacks_loads_and_the_summary_lists_them(host
     (loaded,) = report.loaded
     assert loaded.nodes == ["Plain", "NeedsPatcher", "BuildsAttention"]
     assert set(loaded.unprovided) >= {
-        "comfy.sd", "comfy.ldm.modules.attention.CrossAttention", "execution", "app.user_manager.UserManager",
+        "comfy.hooks", "comfy.ldm.modules.attention.CrossAttention", "execution", "app.user_manager.UserManager",
         "comfy.model_patcher.ModelPatcher", "comfy.utils.not_a_loom_helper",
         "comfy_extras.nodes_not_in_loom.FancyNode"}
     summary = report.summary()
