@@ -72,7 +72,6 @@ CREATE INDEX IF NOT EXISTS job_index_created ON job_index(created_at, prompt_id,
 CREATE INDEX IF NOT EXISTS job_index_status ON job_index(status, created_at, prompt_id, duration);
 CREATE INDEX IF NOT EXISTS job_index_duration ON job_index(duration, created_at, prompt_id);
 CREATE INDEX IF NOT EXISTS job_index_workflow ON job_index(workflow_id, created_at, prompt_id, duration);
-CREATE INDEX IF NOT EXISTS job_index_owner ON job_index(owner, created_at, prompt_id, duration);
 -- Jobs per (status, owner): totals without counting the index on each request.
 CREATE TABLE IF NOT EXISTS job_counts (
     status TEXT NOT NULL,
@@ -126,6 +125,11 @@ _BACKFILL = f"""
 INSERT OR IGNORE INTO job_index(seq, prompt_id, status, created_at, workflow_id, duration, owner, webhook, live)
 {_ROW.format(extra=", 0", source=_FROM_HISTORY)}
 """
+
+
+#: Only servers with ``--users`` filter by owner: the index (one more write per
+#: finished job) is made when one starts (``server.job_service``).
+OWNER_INDEX = "CREATE INDEX IF NOT EXISTS job_index_owner ON job_index(owner, created_at, prompt_id, duration)"
 
 
 def migrate(conn: sqlite3.Connection) -> None:

@@ -37,6 +37,9 @@ class JobService:
 
             server.users = UserScope(server, UserTable(options.users_file))
             server.queue.pick = RoundRobin()
+            from .job_index import OWNER_INDEX
+
+            await asyncio.wrap_future(server.store._submit(lambda c: c.execute(OWNER_INDEX)))
         # The server-wide target, read by the outbox trigger when a job ends
         # (None: only jobs that name their own webhook get one).
         await asyncio.wrap_future(server.store.set_setting("webhook_url", options.webhook_url or None))
