@@ -36,12 +36,74 @@ def add_serve_options(p: argparse.ArgumentParser) -> None:
     group.add_argument("--users", type=Path, default=None, metavar="FILE",
                        help="users with their own tokens and roles (made with 'loom users add'); each user sees"
                             " only their own jobs and saves to output/<user>/")
+    add_comfyui_flags(p)
+
+
+#: ComfyUI launch flags that scripts pass and that mean nothing here (Loom
+#: picks its attention kernels itself, never opens a browser, prints its
+#: address anyway): accepted, with one line saying they change nothing.
+_NO_EFFECT = {
+    "--auto-launch": "Loom never opens a browser",
+    "--disable-auto-launch": "Loom never opens a browser",
+    "--dont-print-server": None,
+    "--log-stdout": None,
+    "--windows-standalone-build": None,
+    "--use-pytorch-cross-attention": "Loom chooses the attention kernel itself",
+    "--use-split-cross-attention": "Loom chooses the attention kernel itself",
+    "--use-quad-cross-attention": "Loom chooses the attention kernel itself",
+    "--use-sage-attention": "Loom chooses the attention kernel itself",
+    "--use-flash-attention": "Loom chooses the attention kernel itself",
+    "--disable-xformers": "Loom does not use xformers",
+    "--dont-upcast-attention": "Loom chooses the attention kernel itself",
+    "--deterministic": "not supported",
+    "--disable-metadata": "not supported: saved images keep their workflow",
+    "--multi-user": "Loom's users are --users FILE",
+}
+
+
+def add_comfyui_flags(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("ComfyUI launch flags", "accepted so ComfyUI's launch scripts work")
+    for flag, why in _NO_EFFECT.items():
+        group.add_argument(flag, action="store_true", dest=f"comfy_{flag[2:].replace('-', '_')}",
+                           help=f"ComfyUI's flag; no effect here{f' ({why})' if why else ''}")
+    group.add_argument("--front-end-version", metavar="VERSION", default=None,
+                       help="ComfyUI's flag; no effect here (Loom serves its own editor)")
+    group.add_argument("--fast", nargs="*", metavar="OPTIMIZATION", default=None,
+                       help="ComfyUI's flag; no effect here")
+    group.add_argument("--cuda-device", type=int, metavar="N", default=None,
+                       help="use only CUDA device N (sets CUDA_VISIBLE_DEVICES, as ComfyUI)")
+    group.add_argument("--disable-all-custom-nodes", action="store_true",
+                       help="same as --disable-custom-nodes (ComfyUI's flag)")
+
+
+def apply_comfyui_flags(args: argparse.Namespace) -> list[str]:
+    """Act on the ComfyUI flags that mean something here; the notes to print
+    for those that do not."""
+    import os
+
+    notes = []
+    for flag, why in _NO_EFFECT.items():
+        if getattr(args, f"comfy_{flag[2:].replace('-', '_')}", False) and why is not None:
+            notes.append(f"loom: {flag} has no effect ({why})")
+    if getattr(args, "front_end_version", None) is not None:
+        notes.append("loom: --front-end-version has no effect (Loom serves its own editor)")
+    if getattr(args, "fast", None) is not None:
+        notes.append("loom: --fast has no effect")
+    if getattr(args, "cuda_device", None) is not None:
+        if args.cuda_device < 0:
+            raise SystemExit("loom: --cuda-device must be 0 or more")
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(args.cuda_device)  # before torch is imported
+    if getattr(args, "disable_all_custom_nodes", False):
+        args.disable_custom_nodes = True
+    return notes
 
 
 def serve_options(args: argparse.Namespace) -> dict[str, Any]:
     """The ServerOptions fields these flags set; ``SystemExit`` with a message when one is wrong."""
     from .webhooks import BadWebhook, check_webhook_url
 
+    for note in apply_comfyui_flags(args):
+        print(note, file=sys.stderr)
     if args.webhook is not None:
         try:
             check_webhook_url(args.webhook, args.allow_private_webhooks, "--webhook")

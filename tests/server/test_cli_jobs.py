@@ -95,3 +95,18 @@ def test_serve_flags_reach_the_server_options(tmp_path):
     options = cli._options(args)
     assert (options.webhook_url, options.webhook_secret, options.users_file) == ("https://example.com/hook", "s",
                                                                                  users)
+
+
+def test_comfyuis_launch_flags_are_accepted(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    args = cli.parser().parse_args(["serve", "--auto-launch", "--dont-print-server", "--use-split-cross-attention",
+                                    "--disable-xformers", "--front-end-version", "Comfy-Org/x@latest", "--fast",
+                                    "--cuda-device", "1", "--disable-all-custom-nodes", "--windows-standalone-build"])
+    cli._options(args)
+    err = capsys.readouterr().err
+    assert "--use-split-cross-attention has no effect" in err and "--auto-launch has no effect" in err
+    assert "--dont-print-server" not in err  # nothing to say about it
+    import os
+
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"
+    assert args.disable_custom_nodes is True
