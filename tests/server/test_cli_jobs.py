@@ -98,7 +98,8 @@ def test_serve_flags_reach_the_server_options(tmp_path):
 
 
 def test_comfyuis_launch_flags_are_accepted(tmp_path, capsys, monkeypatch):
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    # setenv, so the teardown restores the variable as it was (absent or not).
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "unset-by-test")
     args = cli.parser().parse_args(["serve", "--auto-launch", "--dont-print-server", "--use-split-cross-attention",
                                     "--disable-xformers", "--front-end-version", "Comfy-Org/x@latest", "--fast",
                                     "--cuda-device", "1", "--disable-all-custom-nodes", "--windows-standalone-build"])
