@@ -177,7 +177,8 @@ def fill_concat(model: FlowModel, meta: dict, shape, denoise_mask=None):
     """What FLUX.1 Fill sees beside the latent (ComfyUI's Flux concat_cond): the masked image's
     latent (``concat_latent_image``, raw, through process_in; zeros when absent) and the mask
     (``concat_mask``, else the latent's noise mask, else all ones) averaged over channels, taken
-    to pixel size and folded 8×8 into 64 channels."""
+    to pixel size and folded 8×8 into 64 channels.  The Canny/Depth models (twice the latent's
+    channels) see the image latent alone."""
     import torch
     import torch.nn.functional as F
 
@@ -190,6 +191,8 @@ def fill_concat(model: FlowModel, meta: dict, shape, denoise_mask=None):
     if tuple(image.shape[-2:]) != (h, w):
         image = F.interpolate(image, size=(h, w), mode="bilinear")
     image = model.latent_format.process_in(_fit(image, b))
+    if model.unet.config.in_channels // 4 <= 2 * c:  # Canny/Depth control models: the image latent only
+        return image
     mask = meta.get("concat_mask", denoise_mask)
     mask = torch.ones(b, 1, h, w) if mask is None else torch.as_tensor(mask).float().cpu()
     if mask.ndim == 3:

@@ -88,8 +88,30 @@ def build_t5(source, prefix: str, compute_dtype, filename: str) -> T5Weights:
     file_dtype = dominant_dtype({k: v.dtype for k, v in state.items() if v.ndim == 2})
     placed = place_weights(model, state, storage_dtype("default", file_dtype, compute_dtype), compute_dtype)
     model = _assign(model, placed, f"{filename}: T5 text encoder")
-    model.tie_weights() if hasattr(model, "tie_weights") else None
-    return T5Weights(cast_on_use(model), "t5", config.num_layers)
+    return T5Weights(_feed_forward_in_compute_dtype(cast_on_use(model)), "t5", config.num_layers)
+
+
+def _feed_forward_in_compute_dtype(model):
+    """transformers' T5 feed-forward casts its input to ``wo``'s dtype (to keep fp16 runs from
+    overflowing); with fp8 weights that would compute in fp8.  Here the stored weight is cast
+    instead, so the feed-forward runs in the input's (compute) dtype like every other layer."""
+    from transformers.models.t5 import modeling_t5 as t5
+
+    class GatedFeedForward(t5.T5DenseGatedActDense):
+        def forward(self, hidden_states):
+            gated = self.act(self.wi_0(hidden_states)) * self.wi_1(hidden_states)
+            return self.wo(self.dropout(gated))
+
+    class FeedForward(t5.T5DenseActDense):
+        def forward(self, hidden_states):
+            return self.wo(self.dropout(self.act(self.wi(hidden_states))))
+
+    for module in model.modules():
+        if type(module) is t5.T5DenseGatedActDense:
+            module.__class__ = GatedFeedForward
+        elif type(module) is t5.T5DenseActDense:
+            module.__class__ = FeedForward
+    return model
 
 
 def build_clip_l(source, prefix: str, compute_dtype, filename: str):

@@ -404,3 +404,25 @@ def test_fill_needs_its_mask_and_a_noise_mask_keeps_the_rest(flux_env, tiny_flux
     outside[2:6, 2:6] = False
     assert torch.allclose(kept[..., outside], image[..., outside], atol=1e-6)
     assert not torch.allclose(kept[..., ~outside], image[..., ~outside])
+
+
+def test_t5xxl_fp8_file_keeps_fp8_weights_and_encodes_as_its_rounded_weights(flux_env, tiny_flux, tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from diffusion.flux_text import encode_t5, load_text_encoder_file
+    from diffusion.t5_tokenizer import t5_ids
+    from tests.fixtures.tiny_flux import linear_weight_names, round_to, t5_file_state, tiny_t5
+
+    reference = round_to(tiny_t5(), torch.bfloat16, torch.float8_e4m3fn)
+    linear = linear_weight_names(reference)
+    state = {k: (v.to(torch.float8_e4m3fn) if k in linear else v) for k, v in t5_file_state(reference).items()}
+    path = tmp_path / "t5xxl_fp8_e4m3fn.safetensors"
+    save_file(state, str(path))
+    kind, enc = load_text_encoder_file(flux_env.models, path, "DualCLIPLoader")
+    assert kind == "t5"
+    assert all(m.weight.dtype == torch.float8_e4m3fn for m in enc.model.modules() if isinstance(m, torch.nn.Linear))
+    assert enc.model.shared.weight.dtype == torch.float32
+    with torch.inference_mode():
+        expected = reference(input_ids=torch.tensor([t5_ids(PROMPT)])).last_hidden_state
+    assert torch.allclose(encode_t5(enc, flux_env.models, PROMPT), expected, atol=1e-5)
