@@ -51,6 +51,52 @@ class KSampler:
                       callback=callback, seed=seed)
 
 
+def _guider_base() -> type:
+    from diffusion.guiders import Guider
+
+    return Guider
+
+
+def _build_cfg_guider() -> type:
+    """``CFGGuider``, built on first use over Loom's GUIDER (importing it early would load the runtime)."""
+    Guider = _guider_base()
+
+    class CFGGuider(Guider):
+        """ComfyUI's guider object, as Loom's GUIDER: ``CFGGuider(model)``, then
+        ``set_conds(positive, negative)`` and ``set_cfg(cfg)``; SamplerCustomAdvanced runs
+        it like Loom's own CFGGuider node's.  (A subclass's ``predict_noise`` is not called:
+        Loom's sampler guides itself; use the model's ``sampler_cfg_function`` instead.)"""
+
+        def __init__(self, model_patcher: Any):
+            object.__setattr__(self, "model", model_patcher)
+            object.__setattr__(self, "model_patcher", model_patcher)
+            object.__setattr__(self, "positive", [])
+            object.__setattr__(self, "negative", None)
+            object.__setattr__(self, "cfg", 1.0)
+            object.__setattr__(self, "model_options", getattr(model_patcher, "model_options", {}))
+
+        def set_conds(self, positive: Any, negative: Any = None) -> None:
+            object.__setattr__(self, "positive", positive)
+            object.__setattr__(self, "negative", negative)
+
+        def set_cfg(self, cfg: float) -> None:
+            object.__setattr__(self, "cfg", float(cfg))
+
+        def sample(self, noise: Any, latent_image: Any, sampler: Any, sigmas: Any, denoise_mask: Any = None,
+                   callback: Any = None, disable_pbar: bool = False, seed: int | None = None) -> Any:
+            from comfy.sample import sample_custom
+
+            negative = self.negative if self.negative is not None else self.positive
+            cfg = self.cfg if self.negative is not None else 1.0
+            return sample_custom(self.model, noise, cfg, sampler, sigmas, self.positive, negative, latent_image,
+                                 noise_mask=denoise_mask, callback=callback, seed=seed)
+
+    return CFGGuider
+
+
+_built: dict[str, type] = {}
+
+
 def calculate_sigmas(model_sampling: Any, scheduler_name: str, steps: int) -> Any:
     """The σ of ``scheduler_name`` for ``steps`` on a model's σ table (ending in 0)."""
     import torch
@@ -75,6 +121,10 @@ def ksampler(sampler_name: str, extra_options: dict | None = None, inpaint_optio
 
 
 def __getattr__(name: str) -> Any:
+    if name == "CFGGuider":
+        if name not in _built:
+            _built[name] = _build_cfg_guider()
+        return _built[name]
     if name == "SAMPLER_NAMES":
         return _names("SAMPLER_NAMES")
     if name in ("SCHEDULER_NAMES", "SCHEDULER_HANDLERS"):

@@ -172,7 +172,38 @@ class VaeRoundTrip:
         return ({"samples": samples}, vae.decode(samples))
 
 
+class PackCFGGuider:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": ("MODEL",), "positive": ("CONDITIONING",), "negative": ("CONDITIONING",),
+                             "cfg": ("FLOAT", {"default": 7.0})}}
+
+    RETURN_TYPES = ("GUIDER",)
+    FUNCTION = "get_guider"
+    CATEGORY = "model_pack"
+
+    def get_guider(self, model, positive, negative, cfg):
+        guider = comfy.samplers.CFGGuider(model)
+        guider.set_conds(positive, negative)
+        guider.set_cfg(cfg)
+        return (guider,)
+
+
+class PackSamplerSelect:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"sampler_name": (comfy.samplers.SAMPLER_NAMES,)}}
+
+    RETURN_TYPES = ("SAMPLER",)
+    FUNCTION = "get_sampler"
+    CATEGORY = "model_pack"
+
+    def get_sampler(self, sampler_name):
+        return (comfy.samplers.sampler_object(sampler_name),)
+
+
 NODE_CLASS_MAPPINGS = {
+    "PackCFGGuider": PackCFGGuider, "PackSamplerSelect": PackSamplerSelect,
     "StandardCFGHook": StandardCFGHook, "CountingWrapper": CountingWrapper,
     "ComfySampleKSampler": ComfySampleKSampler, "LoraByStateDict": LoraByStateDict, "TokensEncode": TokensEncode,
     "ScaleOutWeight": ScaleOutWeight, "ModelFacts": ModelFacts, "VaeRoundTrip": VaeRoundTrip,

@@ -179,3 +179,27 @@ async def test_vae_encode_and_decode_match_loom_vae_nodes(served, tiny_files):
     pack = (served.base / "output" / history["outputs"]["6"]["images"][0]["filename"]).read_bytes()
     loom = (served.base / "output" / history["outputs"]["7"]["images"][0]["filename"]).read_bytes()
     assert pack == loom
+
+
+async def test_a_pack_guider_and_sampler_object_run_in_sampler_custom_advanced_like_loom_own(served, tiny_files):
+    ckpt = tiny_files["checkpoint"].name
+
+    def advanced(guider_class, select_class, prefix):
+        prompt = graph(ckpt, prefix=prefix)
+        del prompt["5"]
+        prompt.update({
+            "10": {"class_type": "RandomNoise", "inputs": {"noise_seed": 3}},
+            "11": {"class_type": select_class, "inputs": {"sampler_name": "euler"}},
+            "12": {"class_type": "BasicScheduler", "inputs": {"model": ["1", 0], "scheduler": "normal", "steps": 2,
+                                                              "denoise": 1.0}},
+            "13": {"class_type": guider_class, "inputs": {"model": ["1", 0], "positive": ["2", 0],
+                                                          "negative": ["3", 0], "cfg": 7.0}},
+            "5": {"class_type": "SamplerCustomAdvanced", "inputs": {
+                "noise": ["10", 0], "guider": ["13", 0], "sampler": ["11", 0], "sigmas": ["12", 0],
+                "latent_image": ["4", 0]}}})
+        return prompt
+
+    loom = await _pixels(served, advanced("CFGGuider", "KSamplerSelect", "advanced_loom"))
+    pack = await _pixels(served, advanced("PackCFGGuider", "PackSamplerSelect", "advanced_pack"))
+    assert (loom == pack).all()
+    assert (loom == await _plain(served, ckpt)).all()  # SamplerCustomAdvanced on the KSampler's σ: same image
