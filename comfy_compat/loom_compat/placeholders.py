@@ -41,8 +41,9 @@ from engine.plugins import loading_plugin, note_unprovided
 #: ``ModuleNotFoundError``s; their missing *attributes* are placeholders.)
 PACKAGE_ROOTS = frozenset({"comfy", "comfy_extras", "comfy_execution", "app", "comfy_config"})
 #: Top-level ComfyUI modules that become placeholders when Loom has none.
-MODULE_ROOTS = frozenset({"node_helpers", "latent_preview", "execution", "comfyui_version",
-                          "new_updater", "cuda_malloc", "hook_breaker_ac10a0", "protocol"})
+#: (Only ComfyUI's own names: a generic one such as ``protocol`` or ``utils`` could
+#: shadow a library's optional import.)
+MODULE_ROOTS = frozenset({"node_helpers", "latent_preview", "execution", "comfyui_version"})
 
 
 #: Lower-case names the node protocols (V1, V3) probe on a node class.
