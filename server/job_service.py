@@ -65,8 +65,11 @@ class JobService:
             user = users.scope(request, owner=True)
             if user is not None:
                 extra_data[OWNER_KEY] = user
-                if prompt is not None and users.scope(request) is not None:  # a user, not an admin
-                    _into_user_folder(prompt, user)
+                if users.scope(request) is not None:  # a user, not an admin
+                    if prompt is not None:
+                        _into_user_folder(prompt, user)
+                    client_id = extra_data.get("client_id")
+                    extra_data["client_id"] = users.client_id(user, client_id if isinstance(client_id, str) else None)
         if "webhook" in extra_data:
             if extra_data["webhook"] is None:
                 del extra_data["webhook"]

@@ -11,6 +11,7 @@ keeps working), as with ``--auth-token``.
 from __future__ import annotations
 
 import re
+import uuid
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import orjson
@@ -56,6 +57,17 @@ class UserScope:
             return None
         return user.name if owner or not user.admin else None
 
+    @staticmethod
+    def client_id(name: str, client_id: str | None) -> str:
+        """A user's websocket id, in the user's own namespace: another user
+        who picks the same ``clientId`` gets a different socket, so never
+        this user's events.  A prompt without one gets ``"<name>:"``, which no
+        socket has: its progress and previews go to no one, not to everyone."""
+        prefix = f"{name}:"
+        if client_id is None:
+            return prefix
+        return client_id if client_id.startswith(prefix) else prefix + client_id
+
     def _authenticate(self, request: web.Request) -> tuple[User, bool]:
         header = request.headers.get("Authorization", "")
         offered: list[tuple[str, bool]] = []
@@ -80,6 +92,9 @@ class UserScope:
             return await handler(request)
         user, set_cookie = self._authenticate(request)
         request[REQUEST_KEY] = user
+        if not user.admin and request.path in ("/ws", "/api/ws"):
+            request = request.clone(rel_url=request.rel_url.update_query(
+                clientId=self.client_id(user.name, request.query.get("clientId") or uuid.uuid4().hex)))
         scoped = None if user.admin else self._scoped(request)
         response = await (scoped(request) if scoped is not None else handler(request))
         if set_cookie and not response.prepared:

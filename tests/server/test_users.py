@@ -204,3 +204,37 @@ async def test_the_token_in_the_query_sets_a_cookie(team):
     async with team.session.get(team.url + f"/api/jobs?token={team.tokens['bob']}") as response:
         assert response.status == 200
         assert "loom_token" in response.cookies
+
+
+async def test_a_users_events_reach_only_their_own_websocket(team):
+    from .conftest import Listener
+
+    async def connect(name: str, client_id: str) -> Listener:
+        ws = await team.session.ws_connect(team.ws_url(client_id), headers=_as(team, name))
+        listener = Listener(ws)
+        first = await listener.next_json()
+        assert first["type"] == "status"
+        return listener
+
+    alice = await connect("alice", "same-id")
+    bob = await connect("bob", "same-id")  # the same clientId: still not Alice's socket
+    prompt_id = await _queue(team, "bob", sleep_prompt(0.2), client_id="same-id")
+    messages = await bob.until_done(prompt_id)
+    assert any(m["type"] == "progress" for m in messages)
+    quiet = await _queue(team, "alice", sleep_prompt(0.2))  # no client_id: its progress goes to no one
+    await _wait(team, "alice", quiet)
+    await asyncio.sleep(0.2)
+    while True:
+        try:
+            message = await alice.next_json(timeout=0.3)
+        except asyncio.TimeoutError:
+            break
+        assert message["type"] == "status", message  # only queue sizes, none of Bob's or her own events
+    while True:
+        try:
+            message = await bob.next_json(timeout=0.3)
+        except asyncio.TimeoutError:
+            break
+        assert (message.get("data") or {}).get("prompt_id") != quiet, message
+    await alice.ws.close()
+    await bob.ws.close()
