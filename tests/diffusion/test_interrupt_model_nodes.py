@@ -118,6 +118,19 @@ def test_vae_encode_stops_within_a_second(tiny, env):
     assert_interrupted_in(outcome, events, "3", latency)
 
 
+def test_tiled_vae_encode_stops_within_a_second(tiny, env):
+    name, (_, _, vae) = checkpoint(env, tiny)
+    prompt = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": name}},
+              "2": {"class_type": "LoadImage", "inputs": {"image": put_image(env, size=256)}},
+              "3": {"class_type": "VAEEncodeTiled", "inputs": {"pixels": ["2", 0], "vae": ["1", 2], "tile_size": 64,
+                                                                "overlap": 0, "temporal_size": 64,
+                                                                "temporal_overlap": 8}},
+              "4": {"class_type": "Sink", "inputs": {"value": ["3", 0]}}}
+    with Slow(ids_of(vae.vae.encoder)) as slow:
+        outcome, latency, events = interrupt_when_started(env, prompt, slow.started)
+    assert_interrupted_in(outcome, events, "3", latency)
+
+
 def test_text_encoding_stops_within_a_second(tiny, env):
     name, (_, clip, _) = checkpoint(env, tiny)
     prompt = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": name}},
