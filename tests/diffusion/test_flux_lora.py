@@ -153,3 +153,30 @@ def test_a_flux_lora_on_an_sd_model_is_refused_naming_both(tiny, flux_env, tmp_p
     model, _, _ = ModelManager(device="cpu").load_checkpoint(tiny("sd1").checkpoint)
     with pytest.raises(ModelLoadError, match="flux_lora.safetensors.*does not fit.*sd1"):
         with_unet_lora(model, load_lora(path), 1.0)
+
+
+def test_kohya_text_encoder_layers_patch_flux_clip_l_and_t5(flux_env, tiny_flux, tmp_path):
+    """sd-scripts' Flux LoRAs name CLIP-L ``lora_te1_*`` and T5-XXL ``lora_te2_*``."""
+    import torch
+    from safetensors.torch import save_file
+
+    from diffusion.flux_text import encode_flux, load_dual_clip
+    from diffusion.lora import load_lora, with_clip_lora
+
+    g = torch.Generator().manual_seed(4)
+    state = {}
+    for key, (out_f, in_f) in (("lora_te1_text_model_encoder_layers_0_self_attn_q_proj", (32, 32)),
+                               ("lora_te2_encoder_block_0_layer_0_SelfAttention_q", (32, 32))):
+        state[key + ".lora_down.weight"] = torch.randn(2, in_f, generator=g) * 0.5
+        state[key + ".lora_up.weight"] = torch.randn(out_f, 2, generator=g) * 0.5
+    path = tmp_path / "flux_te_lora.safetensors"
+    save_file(state, str(path))
+    files = tiny_flux.files
+    clip = load_dual_clip(flux_env.models, [files["clip_l"], files["t5"]], "flux")
+    patched = with_clip_lora(clip, load_lora(path), 1.0)
+    [[plain_t5, plain_meta]] = encode_flux(clip, "a cat")
+    [[lora_t5, lora_meta]] = encode_flux(patched, "a cat")
+    assert not torch.allclose(plain_meta["pooled_output"], lora_meta["pooled_output"])
+    assert not torch.allclose(plain_t5, lora_t5)
+    [[again_t5, again_meta]] = encode_flux(clip, "a cat")  # the shared encoders are left as they were
+    assert torch.equal(again_t5, plain_t5) and torch.equal(again_meta["pooled_output"], plain_meta["pooled_output"])
