@@ -13,6 +13,10 @@ adds one when a job ends with ``extra_data.webhook`` set, or while the server
 has ``--webhook`` (the ``webhook_url`` setting).  Being written in the history
 row's own transaction, a delivery cannot be lost between "the job ended" and
 "remember to tell someone": it is delivered at least once, across restarts.
+Its ``delivery_id`` (the ``Idempotency-Key``) is the prompt id and the target
+(``<id>.job`` / ``<id>.server``): prompt ids are never reused, so the key is
+the same for every retry, and also if a salvaged database (``--recover-queue``)
+owes a delivery again.
 
 :func:`migrate` brings any existing database up to date (tables, indexes,
 triggers, rows for history written before the index existed) and is safe to
@@ -111,15 +115,18 @@ CREATE INDEX IF NOT EXISTS webhook_outbox_due ON webhook_outbox(state, next_at);
 CREATE TRIGGER IF NOT EXISTS webhook_for_job AFTER INSERT ON job_index
 WHEN NEW.live = 1 AND NEW.webhook IS NOT NULL BEGIN
     INSERT INTO webhook_outbox(delivery_id, prompt_id, url, status, created_at)
-    VALUES (lower(hex(randomblob(16))), NEW.prompt_id, NEW.webhook, NEW.status, (julianday('now') - 2440587.5) * 86400.0);
+    VALUES (NEW.prompt_id || '.job', NEW.prompt_id, NEW.webhook, NEW.status, (julianday('now') - 2440587.5) * 86400.0);
 END;
 CREATE TRIGGER IF NOT EXISTS webhook_for_server AFTER INSERT ON job_index
 WHEN NEW.live = 1 AND (SELECT json_extract(value, '$') FROM settings WHERE key = 'webhook_url') IS NOT NULL BEGIN
     INSERT INTO webhook_outbox(delivery_id, prompt_id, url, status, created_at)
-    SELECT lower(hex(randomblob(16))), NEW.prompt_id, json_extract(value, '$'), NEW.status, (julianday('now') - 2440587.5) * 86400.0
+    SELECT NEW.prompt_id || '.server', NEW.prompt_id, json_extract(value, '$'), NEW.status, (julianday('now') - 2440587.5) * 86400.0
     FROM settings WHERE key = 'webhook_url';
 END;
 """
+
+_TRIGGERS = ("job_index_add", "job_index_forget", "job_counts_add", "job_counts_drop", "webhook_for_job",
+             "webhook_for_server")
 
 _BACKFILL = f"""
 INSERT OR IGNORE INTO job_index(seq, prompt_id, status, created_at, workflow_id, duration, owner, webhook, live)
@@ -135,7 +142,9 @@ OWNER_INDEX = "CREATE INDEX IF NOT EXISTS job_index_owner ON job_index(owner, cr
 def migrate(conn: sqlite3.Connection) -> None:
     """Create what is missing and index history rows written before the
     index existed (never owing webhooks for them: ``live = 0``)."""
-    conn.executescript(SCHEMA)
+    # Triggers are code: replaced on every open, so a database always runs
+    # this version's (dropping and re-creating them is instant).
+    conn.executescript("".join(f"DROP TRIGGER IF EXISTS {name};" for name in _TRIGGERS) + SCHEMA)
     history = conn.execute("SELECT COUNT(*) FROM history").fetchone()[0]
     indexed = conn.execute("SELECT COUNT(*) FROM job_index").fetchone()[0]
     counted = conn.execute("SELECT COALESCE(SUM(n), 0) FROM job_counts").fetchone()[0]

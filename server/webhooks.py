@@ -3,8 +3,9 @@
 A delivery is owed from the moment the history row is committed (a trigger
 writes it to ``webhook_outbox`` in the same transaction; see
 ``server.job_index``), so it survives a crash or restart and is delivered at
-least once.  Each carries an ``Idempotency-Key`` (and ``X-Loom-Delivery``)
-that stays the same across retries, so a receiver can drop repeats.
+least once.  Each carries an ``Idempotency-Key`` (and ``X-Loom-Delivery``):
+``<prompt id>.job`` or ``<prompt id>.server``, the same on every retry, so a
+receiver can drop repeats.
 
 Signature: with ``--webhook-secret``, ``X-Loom-Signature: sha256=<hex>`` is
 HMAC-SHA256 of the raw body under the secret (compare it in constant time).

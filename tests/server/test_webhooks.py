@@ -191,3 +191,12 @@ def test_webhook_url_check():
     assert check_webhook_url("http://127.0.0.1:8/x", True) == "http://127.0.0.1:8/x"
     with pytest.raises(BadWebhook, match="private network"):
         check_webhook_url("http://192.168.1.2/x", False)
+
+
+async def test_the_idempotency_key_names_the_job_and_the_target(running, receiver, tmp_path):
+    hook = await receiver()
+    server = await running(_options(tmp_path, webhook_url=hook.url))
+    prompt_id = await server.queue(text_prompt("both"), extra_data={"webhook": hook.url})
+    await hook.wait(2)
+    assert sorted(c["headers"]["Idempotency-Key"] for c in hook.accepted) == [f"{prompt_id}.job",
+                                                                              f"{prompt_id}.server"]
