@@ -139,6 +139,9 @@ def with_sampling(model, sampling: str, zsnr: bool = False):
     name) on the matching σ table; the input model is left as it was."""
     if sampling not in NODE_SAMPLING:
         raise SamplingError(f"unknown sampling {sampling!r}; choose from {', '.join(NODE_SAMPLING)}")
+    if hasattr(model, "sigma_table"):  # a flow model (diffusion.flux_model.FlowModel)
+        raise SamplingError("ModelSamplingDiscrete is for SD1/SD2/SDXL models; this FLUX.1 model samples on "
+                            "flow-matching σ — use ModelSamplingFlux or ModelSamplingSD3")
     prediction = NODE_SAMPLING[sampling]
     if prediction is None:
         raise SamplingError(f"sampling {sampling!r} is for flow-matching models; Loom's SD1/SD2/SDXL models "

@@ -180,3 +180,13 @@ def test_a_flux_transformer_alone_in_load_checkpoint_says_which_loaders_to_use(f
     assert outcome.status == "error"
     message = str(outcome.error)
     assert "flux1-dev.safetensors" in message and "UNETLoader" in message and "DualCLIPLoader" in message
+
+
+def test_model_sampling_discrete_on_flux_points_to_the_flow_nodes(flux_env):
+    from diffusion.errors import SamplingError
+    from diffusion.flux_model import load_flux_model
+    from nodes.model_sampling import ModelSamplingDiscrete
+
+    model = load_flux_model(flux_env.models, flux_env.folders.model_path("diffusion_models", "flux1-dev.safetensors"))
+    with pytest.raises(SamplingError, match="ModelSamplingFlux or ModelSamplingSD3"):
+        ModelSamplingDiscrete.fn(model, "eps", False)
