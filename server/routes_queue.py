@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import sqlite3
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 _JSON = "application/json"
 #: Prompts with more nodes than this are validated in a thread.
 _VALIDATE_IN_THREAD = 2000
+
+log = logging.getLogger("loom.server")
 
 
 def _duplicate(prompt_id: str) -> ApiError:
@@ -90,6 +93,7 @@ class QueueRoutes:
 
     async def post_prompt(self, request: web.Request) -> web.Response:
         server = self.server
+        log.info("got prompt")  # the terminal line ComfyUI users watch for
         data = await read_json_object(request, server.options.json_limit)
         on_prompt = getattr(server, "on_prompt", None)  # ComfyUI packs' add_on_prompt_handler
         if on_prompt is not None:

@@ -523,6 +523,22 @@ def resident_models(env: Any) -> list[str]:
     return sorted({model.source for model in env.models.loaded_models()})
 
 
+def log_outcome(messages: list[Any], error: Event | None) -> None:
+    """The terminal lines ComfyUI prints for a finished prompt: a failed node's message and
+    traceback, then how long the prompt took."""
+    if error is not None:
+        data = error.data()
+        log.error("!!! Exception during processing !!! %s", data.get("exception_message", ""))
+        trace = data.get("traceback") or []
+        if trace:
+            log.error("%s", "".join(trace).rstrip())
+    started = next((m[1].get("timestamp") for m in messages
+                    if isinstance(m, (list, tuple)) and len(m) == 2 and m[0] == "execution_start"
+                    and isinstance(m[1], dict)), None)
+    if isinstance(started, (int, float)):
+        log.info("Prompt executed in %.2f seconds", max(0.0, time.time() - started / 1000))
+
+
 def record_outcome(store: Store, queue: PromptQueue, hub: Hub, item: QueueItem, router: EventRouter | None,
                    *, status: str, outputs: dict[str, Any], messages: list[Any], error: Event | None,
                    before_release: Callable[[], None] = lambda: None, wait: bool = True) -> Future:
@@ -535,6 +551,7 @@ def record_outcome(store: Store, queue: PromptQueue, hub: Hub, item: QueueItem, 
     if status == "error" and error is not None and not any(
             isinstance(m, (list, tuple)) and m and m[0] == "execution_error" for m in messages):
         messages.append(["execution_error", error.data()])
+    log_outcome(messages, error)
     entry = HistoryEntry(item=item, outputs=outputs,
                          status_str="success" if status == "success" else "error",
                          completed=status == "success", messages=messages)
