@@ -30,45 +30,42 @@ from typing import Any
 
 from .jobs import JobQuery
 
-#: The job row for a history row, selected from ``src`` (seq, prompt_id,
-#: status, completed_at, and ``j``: ``[extra_data, messages]`` cut out of the
-#: entry with one parse — the entry holds the whole prompt, which can be large,
-#: and is parsed once, not once per column).  Messages are the engine's
-#: (compact JSON): the duration runs from the first (``execution_start``) to
-#: the last (the terminal one).  A row whose entry is not valid
-#: JSON (a damaged file) still gets a row, as failed, rather than failing the insert.
-_ROW = """
-SELECT src.seq, src.prompt_id,
-    CASE WHEN src.status = 'success' THEN 'completed'
-         WHEN instr(json_extract(src.j, '$[1]'), '["execution_interrupted",') > 0 THEN 'cancelled'
-         ELSE 'failed' END,
-    COALESCE(json_extract(src.j, '$[0].create_time'), CAST(src.completed_at * 1000 AS INTEGER)),
-    json_extract(src.j, '$[0].extra_pnginfo.workflow.id'),
-    CASE WHEN json_extract(src.j, '$[1][0][0]') = 'execution_start'
-          AND json_extract(src.j, '$[1][#-1][0]') IN ('execution_success', 'execution_error', 'execution_interrupted')
-         THEN COALESCE(json_extract(src.j, '$[1][#-1][1].timestamp') - json_extract(src.j, '$[1][0][1].timestamp'), 0)
-         ELSE 0 END,
-    json_extract(src.j, '$[0].loom_user'),
-    json_extract(src.j, '$[0].webhook'){extra}
-FROM ({source}) AS src
-"""
-_J = "CASE WHEN json_valid({e}) THEN json_extract({e}, '$.prompt[3]', '$.status.messages') END"
-_FROM_NEW = ("SELECT NEW.seq AS seq, NEW.prompt_id AS prompt_id, NEW.status AS status,"
-             " NEW.completed_at AS completed_at, " + _J.format(e="NEW.entry") + " AS j")
-_FROM_HISTORY = ("SELECT seq, prompt_id, status, completed_at, " + _J.format(e="entry") + " AS j FROM history"
-                 " WHERE prompt_id NOT IN (SELECT prompt_id FROM job_index)")
+#: What a job row needs from its history entry, cut out with one parse of the
+#: entry (which holds the whole prompt and, from the editor, the whole UI
+#: workflow: often the largest part): a small JSON array
+#: ``[create_time, workflow id, owner, webhook, first message type, its
+#: timestamp, last message type, its timestamp]``.  The row's columns are
+#: computed from it (generated columns), so the entry is never parsed again.
+#: Messages are the engine's: ``execution_start`` first, the terminal one last.
+#: An entry that is not valid JSON (a damaged file) gives NULL: the row is
+#: still made, as failed, rather than failing the insert.
+_META = ("CASE WHEN json_valid({e}) THEN json_extract({e}, '$.prompt[3].create_time',"
+         " '$.prompt[3].extra_pnginfo.workflow.id', '$.prompt[3].loom_user', '$.prompt[3].webhook',"
+         " '$.status.messages[0][0]', '$.status.messages[0][1].timestamp', '$.status.messages[#-1][0]',"
+         " '$.status.messages[#-1][1].timestamp') END")
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS job_index (
-    seq         INTEGER PRIMARY KEY,
-    prompt_id   TEXT NOT NULL UNIQUE,
-    status      TEXT NOT NULL,
-    created_at  REAL NOT NULL,
-    workflow_id TEXT,
-    duration    REAL NOT NULL DEFAULT 0,
-    owner       TEXT,
-    webhook     TEXT,
-    live        INTEGER NOT NULL DEFAULT 1
+    seq          INTEGER PRIMARY KEY,
+    prompt_id    TEXT NOT NULL UNIQUE,
+    result       TEXT NOT NULL,
+    completed_at REAL NOT NULL,
+    meta         TEXT,
+    live         INTEGER NOT NULL DEFAULT 1,
+    status       TEXT GENERATED ALWAYS AS (
+        CASE WHEN result = 'success' THEN 'completed'
+             WHEN json_extract(meta, '$[6]') = 'execution_interrupted' THEN 'cancelled'
+             ELSE 'failed' END) STORED,
+    created_at   REAL GENERATED ALWAYS AS (
+        COALESCE(json_extract(meta, '$[0]'), CAST(completed_at * 1000 AS INTEGER))) STORED,
+    workflow_id  TEXT GENERATED ALWAYS AS (json_extract(meta, '$[1]')) STORED,
+    owner        TEXT GENERATED ALWAYS AS (json_extract(meta, '$[2]')) STORED,
+    webhook      TEXT GENERATED ALWAYS AS (json_extract(meta, '$[3]')) STORED,
+    duration     REAL GENERATED ALWAYS AS (
+        CASE WHEN json_extract(meta, '$[4]') = 'execution_start'
+              AND json_extract(meta, '$[6]') IN ('execution_success', 'execution_error', 'execution_interrupted')
+             THEN COALESCE(json_extract(meta, '$[7]') - json_extract(meta, '$[5]'), 0)
+             ELSE 0 END) STORED
 );
 -- Covering indexes: a page deep in the history skips rows in the index
 -- alone, never visiting the table for each skipped row.
@@ -93,8 +90,8 @@ END;
 CREATE TRIGGER IF NOT EXISTS job_index_add AFTER INSERT ON history BEGIN
     -- A plain DELETE, not INSERT OR REPLACE: REPLACE's deletion fires no trigger, and the counts must see it.
     DELETE FROM job_index WHERE prompt_id = NEW.prompt_id;
-    INSERT INTO job_index(seq, prompt_id, status, created_at, workflow_id, duration, owner, webhook)
-    {_ROW.format(extra="", source=_FROM_NEW)};
+    INSERT INTO job_index(seq, prompt_id, result, completed_at, meta)
+    VALUES (NEW.seq, NEW.prompt_id, NEW.status, NEW.completed_at, {_META.format(e="NEW.entry")});
 END;
 CREATE TRIGGER IF NOT EXISTS job_index_forget AFTER DELETE ON history BEGIN
     DELETE FROM job_index WHERE prompt_id = OLD.prompt_id;
@@ -129,8 +126,9 @@ _TRIGGERS = ("job_index_add", "job_index_forget", "job_counts_add", "job_counts_
              "webhook_for_server")
 
 _BACKFILL = f"""
-INSERT OR IGNORE INTO job_index(seq, prompt_id, status, created_at, workflow_id, duration, owner, webhook, live)
-{_ROW.format(extra=", 0", source=_FROM_HISTORY)}
+INSERT OR IGNORE INTO job_index(seq, prompt_id, result, completed_at, meta, live)
+SELECT seq, prompt_id, status, completed_at, {_META.format(e="entry")}, 0 FROM history
+WHERE prompt_id NOT IN (SELECT prompt_id FROM job_index)
 """
 
 
@@ -142,6 +140,10 @@ OWNER_INDEX = "CREATE INDEX IF NOT EXISTS job_index_owner ON job_index(owner, cr
 def migrate(conn: sqlite3.Connection) -> None:
     """Create what is missing and index history rows written before the
     index existed (never owing webhooks for them: ``live = 0``)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(job_index)")}
+    if columns and "meta" not in columns:
+        # Made by an earlier version of this module: derived data, rebuilt below.
+        conn.execute("DROP TABLE job_index")
     # Triggers are code: replaced on every open, so a database always runs
     # this version's (dropping and re-creating them is instant).
     conn.executescript("".join(f"DROP TRIGGER IF EXISTS {name};" for name in _TRIGGERS) + SCHEMA)

@@ -302,3 +302,20 @@ async def test_jobs_responses_match_the_openapi_spec(server):
                        ("/api/jobs/cancel", {"job_ids": 3})]:
         async with await server.post(path, body) as response:
             await _check(response, path, "POST")
+
+
+def test_a_jobs_index_of_an_earlier_layout_is_rebuilt(tmp_path):
+    path = tmp_path / "q.sqlite3"
+    store = Store(path)
+    for n in range(3):
+        store.complete(_fake_job(f"j{n}", 100 + n)).result()
+    store.close()
+    conn = sqlite3.connect(path)
+    conn.executescript("DROP TABLE job_index; CREATE TABLE job_index (seq INTEGER PRIMARY KEY, prompt_id TEXT,"
+                       " status TEXT, created_at REAL, live INTEGER); INSERT INTO job_index VALUES (1, 'junk', 'x', 0, 1);")
+    conn.close()
+    Store(path).close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT prompt_id, status, created_at FROM job_index ORDER BY seq").fetchall() == [
+        ("j0", "completed", 100.0), ("j1", "completed", 101.0), ("j2", "completed", 102.0)]
+    conn.close()
