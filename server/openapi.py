@@ -386,7 +386,8 @@ PATHS: dict[str, Any] = {
     "/userdata/{file}": {
         "parameters": [_USER_FILE],
         "get": {"summary": "One user file, as stored",
-                "responses": {"200": {"description": "The file's bytes"}, "403": _error("Not a user file"),
+                "responses": {"200": {"description": "The file's bytes"}, "400": _error("Bad name"),
+                              "403": _error("Not a user file"),
                               "404": _error("No such file")}},
         "post": {"summary": "Write a user file (the body is its content); atomic",
                  "parameters": [_query("overwrite", "false: 409 if the file exists (default true)"),
@@ -396,7 +397,8 @@ PATHS: dict[str, Any] = {
                                "409": _error("Exists and overwrite=false"), "413": _error("Too large"),
                                "507": _error("Disk full")}},
         "delete": {"summary": "Remove a user file",
-                   "responses": {"204": {"description": "Removed"}, "403": _error("Not a user file"),
+                   "responses": {"204": {"description": "Removed"}, "400": _error("Bad name"),
+                                 "403": _error("Not a user file"),
                                  "404": _error("No such file")}},
     },
     "/userdata/{file}/move/{dest}": {
