@@ -146,11 +146,13 @@ class NodeSchema:
 def types_compatible(output_type: str, input_type: str) -> bool:
     """Whether a link from an output of ``output_type`` may feed ``input_type``.
 
-    ``*`` matches everything; either side may be a comma-separated union, which
+    ``*`` matches everything, and so does an empty type (the editor's LiteGraph
+    reads an untyped slot as any); either side may be a comma-separated union, which
     matches when the two unions share a member.  COMBO inputs accept any
     STRING-ish or COMBO socket, as in ComfyUI, because primitives feed them.
+    tests/fixtures/type_compatibility.json is the table this and the editor follow.
     """
-    if output_type == input_type or output_type == ANY or input_type == ANY:
+    if output_type == input_type or output_type in (ANY, "") or input_type in (ANY, ""):
         return True
     outs = {part.strip() for part in str(output_type).split(",")}
     ins = {part.strip() for part in str(input_type).split(",")}

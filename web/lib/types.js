@@ -1,4 +1,5 @@
-// Link type compatibility, the twin of engine.schema.types_compatible.
+// Link type compatibility, the twin of engine.schema.types_compatible: both follow
+// tests/fixtures/type_compatibility.json.
 export const ANY = "*";
 
 const parts = (t) => new Set(String(t ?? ANY).split(",").map((s) => s.trim()));
