@@ -14,6 +14,7 @@ import { defaultWorkflow } from "./lib/default_workflow.js";
 import { a1111ToApi } from "./lib/a1111.js";
 import { WorkflowFiles, pathOfListEntry } from "./ui/workflow_files.js";
 import { WorkflowTabs } from "./ui/tabs.js";
+import { followRuns } from "./ui/live_events.js";
 import { Settings } from "./ui/settings.js";
 
 const $ = (sel) => document.querySelector(sel);
@@ -182,98 +183,11 @@ async function queue({ front = false } = {}) {
   panels.refresh();
 }
 
-// ------------------------------------------------------------------ live events
+// ------------------------------------------------------------------ live events (live_events.js)
 
-const exec = editor.exec;
-let progressTimer = null;
-const throttledDraw = () => {
-  if (progressTimer) return;
-  progressTimer = setTimeout(() => { progressTimer = null; editor.redraw(); }, 80);
-};
-
-function setOverall(done, total) {
-  $("#progress").style.width = total ? `${Math.min(100, (100 * done) / total)}%` : "0";
-}
-
-api.addEventListener("status", (e) => {
-  const remaining = e.detail?.status?.exec_info?.queue_remaining ?? 0;
-  $("#queue-size").textContent = remaining ? `${remaining} in queue` : "idle";
-  panels.refresh();
-});
-api.addEventListener("execution_start", (e) => {
-  exec.promptId = e.detail.prompt_id;
-  exec.cached = new Set();
-  exec.done = 0;
-  exec.total = lastPrompt ? Object.keys(lastPrompt).length : 0;
-  editor.errors.execution = null;
-  setOverall(0, 1);
-  editor.redraw();
-});
-api.addEventListener("execution_cached", (e) => {
-  for (const id of e.detail.nodes ?? []) exec.cached.add(String(id));
-  exec.done += (e.detail.nodes ?? []).length;
-  setOverall(exec.done, exec.total);
-  editor.graph.touch();
-  editor.redraw();
-});
-api.addEventListener("executing", (e) => {
-  const id = e.detail.display_node ?? e.detail.node;
-  if (exec.running != null) exec.done += 1;
-  exec.running = id == null ? null : editor.localId(id);
-  exec.progress = null;
-  setOverall(id == null ? 0 : exec.done, id == null ? 0 : exec.total);  // node null: the run is over
-  editor.redraw();
-});
-api.addEventListener("progress", (e) => {
-  exec.progress = { value: e.detail.value, max: e.detail.max };
-  throttledDraw();
-});
-api.addEventListener("executed", (e) => {
-  const local = editor.localId(e.detail.display_node ?? e.detail.node);
-  const node = local == null ? null : editor.nodeById(local);
-  if (node) editor.hooks.executed(node, e.detail.output ?? {});
-  const images = e.detail.output?.images ?? [];
-  if (!node || !images.length) return;
-  node.preview = null;
-  node.imageIndex = 0;
-  node.images = images.map((info) => {
-    const img = new Image();
-    img.onload = () => { editor.graph.touch(); editor.redraw(); };
-    img.src = api.viewUrl(info);
-    img.dataset.filename = info.filename;
-    return img;
-  });
-  editor.graph.touch();
-  editor.redraw();
-});
-const finish = () => {
-  exec.running = null;
-  exec.progress = null;
-  setOverall(0, 0);
-  editor.redraw();
-  panels.refresh();
-};
-api.addEventListener("execution_success", finish);
-api.addEventListener("execution_interrupted", () => { finish(); toast("Interrupted"); });
-api.addEventListener("execution_error", (e) => {
-  finish();
-  editor.errors.execution = e.detail;
-  editor.errors.nodes = new Map([[editor.localId(e.detail.node_id) ?? String(e.detail.node_id), { messages: [e.detail.exception_message], inputs: [] }]]);
-  renderErrors($("#errors"), editor);
-  toast(`Run failed in #${e.detail.node_id} ${e.detail.node_type}: ${e.detail.exception_message}`, "error", 8000);
-});
-api.addEventListener("b_preview", (e) => {
-  const node = exec.running && editor.nodeById(exec.running);
-  if (!node) return;
-  const img = new Image();
-  img.onload = () => {
-    const first = !node.preview;
-    if (node.preview?.src?.startsWith("blob:")) URL.revokeObjectURL(node.preview.src);
-    node.preview = img;
-    if (first) editor.graph.touch();  // the node grows to show it
-    throttledDraw();
-  };
-  img.src = URL.createObjectURL(e.detail);
+followRuns(api, editor, {
+  expectedNodes: () => (lastPrompt ? Object.keys(lastPrompt).length : 0),
+  onChange: () => panels.refresh(),
 });
 api.addEventListener("offline", () => { $("#offline").hidden = false; $("#conn").textContent = "offline"; $("#conn").className = "offline"; });
 api.addEventListener("online", async () => {
