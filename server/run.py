@@ -82,7 +82,8 @@ def read_workflow(path: Path) -> tuple[Any, Any]:
 
 def to_prompt(data: Any, registry: Any) -> tuple[dict[str, Any], Any]:
     """The API prompt, converting a UI-format workflow."""
-    from engine.workflow_format import WorkflowConversionError, a1111_to_api, is_ui_workflow, ui_to_api
+    from engine.workflow_format import WorkflowConversionError, is_ui_workflow, ui_to_api
+    from nodes.a1111_parameters import a1111_to_api
 
     if isinstance(data, A1111Parameters):
         folders = getattr(registry.env, "folders", None)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.workflow_format import WorkflowConversionError, a1111_to_api
+from engine.workflow_format import WorkflowConversionError
+from nodes.a1111_parameters import a1111_to_api
 
 CASES = sorted((Path(__file__).parent / "fixtures" / "a1111").glob("*.json"))
 
