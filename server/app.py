@@ -59,10 +59,13 @@ class LoomServer:
         self.routes = web.RouteTableDef()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.app: web.Application | None = None
-        self.hub: Hub
-        self.store: Store
-        self.queue: PromptQueue
-        self.worker: Worker
+        # Built by start(), which needs the event loop; None until then (plug-ins may
+        # read the PromptServer surface at import, before the server starts).
+        self.hub: Hub | None = None
+        self.store: Store | None = None
+        self.queue: PromptQueue | None = None
+        self.worker: Worker | None = None
+        self.jobs: JobService | None = None
         self.port: int | None = None
         self._runner: web.AppRunner | None = None
         self._number = 0
@@ -73,12 +76,12 @@ class LoomServer:
     # ------------------------------------------------- PromptServer surface
     @property
     def client_id(self) -> str | None:
-        running = self.worker.running if hasattr(self, "worker") else None
+        running = self.worker.running if self.worker is not None else None
         return running.client_id if running else None
 
     @property
     def last_node_id(self) -> str | None:
-        running = self.worker.running if hasattr(self, "worker") else None
+        running = self.worker.running if self.worker is not None else None
         return running.node if running else None
 
     def send_sync(self, event: Any, data: Any, sid: str | None = None) -> None:
@@ -113,11 +116,8 @@ class LoomServer:
         if not isinstance(workflow, dict):
             raise ApiError(400, "invalid_workflow", "'workflow' must be a UI-format workflow object",
                            node_errors={})
-        try:
-            from engine.workflow_format import WorkflowConversionError, ui_to_api
-        except ImportError:
-            raise ApiError(400, "unsupported", "this server cannot convert UI-format workflows yet",
-                           node_errors={}) from None
+        from engine.workflow_format import WorkflowConversionError, ui_to_api
+
         try:
             return ui_to_api(workflow, self.registry.schema)
         except WorkflowConversionError as exc:
@@ -232,16 +232,16 @@ class LoomServer:
 
     async def stop(self) -> None:
         """Stop taking work; a running prompt is interrupted and stays queued."""
-        if hasattr(self, "worker"):
+        if self.worker is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.worker.stop)
-        if hasattr(self, "jobs"):
+        if self.jobs is not None:
             await self.jobs.stop()
-        if hasattr(self, "hub"):
+        if self.hub is not None:
             await self.hub.close_all()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        if hasattr(self, "store"):
+        if self.store is not None:
             self.store.close()
 
     @property

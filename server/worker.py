@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from engine.events import (
-    CustomEvent,
     Event,
     Executed,
     Executing,
@@ -139,10 +138,7 @@ class EventRouter:
                 self._post(event.type, _data(event), self.client_id)
         elif isinstance(event, Progress):
             self._post(event.type, _data(event), self.client_id)
-        elif isinstance(event, CustomEvent):
-            message = event.message()
-            self._post(message["type"], message["data"], self.client_id)
-        else:  # an event type added to the engine later: pass it on as-is
+        else:  # a node's CustomEvent, or an event type added to the engine later: pass it on as-is
             message = event.message()
             self._post(message["type"], message["data"], self.client_id)
 

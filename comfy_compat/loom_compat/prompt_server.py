@@ -206,7 +206,7 @@ class _PromptServerInstance:
 
     @property
     def prompt_queue(self) -> Any:
-        if self._server is None or not hasattr(self._server, "queue"):
+        if getattr(self._server, "queue", None) is None:
             from .placeholders import placeholder
 
             return placeholder("server.PromptServer.instance.prompt_queue")
@@ -234,7 +234,7 @@ class _PromptServerInstance:
         self.send_sync(BinaryEventTypes.TEXT, struct.pack(">I", len(node)) + node + bytes(text), sid)
 
     def get_queue_info(self) -> dict[str, Any]:
-        if self._server is None or not hasattr(self._server, "queue"):
+        if getattr(self._server, "queue", None) is None:
             return {"exec_info": {"queue_remaining": 0}}
         return self._server.queue_info()
 
@@ -256,7 +256,7 @@ class _PromptServerInstance:
     def send_sync(self, event: Any, data: Any, sid: str | None = None) -> None:
         """A websocket message to ``sid`` (everyone when ``None``); dropped, with a
         log line, when no server runs (``loom run``)."""
-        if self._server is None or not hasattr(self._server, "hub"):
+        if getattr(self._server, "hub", None) is None:
             log.debug("no server to send %r to", event)
             return
         self._server.send_sync(event, data, sid)
