@@ -155,7 +155,10 @@ def test_denoised_output_is_the_model_prediction_of_the_clean_latent(sd1):
     sigmas = torch.tensor([6.0, 2.0])  # one step that stops at σ=2, leaving noise in
     latent = _start()
     out, denoised = _custom(sd1, "euler", sigmas, latent, seed=4)
-    x = latent + prepare_noise(latent, 4) * 6.0
+    # LATENT samples are raw VAE latents (ComfyUI's convention, issue 15): the sampler works on
+    # process_in of them (× 0.18215 for SD1) and hands back process_out (÷ 0.18215)
+    scale_in = model.latent_format.scale_factor
+    x = latent * scale_in + prepare_noise(latent, 4) * 6.0
     log_sigmas = ((1 - model_alphas()) / model_alphas()).sqrt().log()
     # the UNet's timestep: the training timestep nearest σ = 6 in log σ (ComfyUI's timestep(σ))
     t = int((log_sigmas - math.log(6.0)).abs().argmin())
@@ -163,9 +166,9 @@ def test_denoised_output_is_the_model_prediction_of_the_clean_latent(sd1):
     expected_x0 = x - 6.0 * eps
     # (up to the σ→t table: the sampler's is float32, this one float64)
     scale = expected_x0.abs().max()
-    assert (denoised["samples"] - expected_x0).abs().max() <= 1e-3 * scale
+    assert (denoised["samples"] * scale_in - expected_x0).abs().max() <= 1e-3 * scale
     # and the output is the Euler step from x towards that prediction, still noisy at σ=2
-    assert (out["samples"] - (x + (x - expected_x0) / 6.0 * (2.0 - 6.0))).abs().max() <= 1e-3 * scale
+    assert (out["samples"] * scale_in - (x + (x - expected_x0) / 6.0 * (2.0 - 6.0))).abs().max() <= 1e-3 * scale
 
 
 def model_alphas():
