@@ -1,10 +1,13 @@
 """Reading weight files tensor by tensor, without pickle and without double memory.
 
 ``.safetensors`` is parsed here (8-byte header length, JSON header, raw data) and
-each tensor is read with plain file reads straight into its own buffer, allocated in
+each tensor is read with plain file reads straight into its final memory, allocated in
 the dtype the caller computes in (a stored fp16/bf16/fp8 tensor is converted chunk by
-chunk on the way in): no mmap, so the process never holds both a mapped copy and a
-loaded copy of the file, and never a stored-dtype copy beside the cast one.  Every
+chunk on the way in): the file is never memory-mapped, so the process never holds both
+a mapped copy and a loaded copy of it, nor a stored-dtype copy beside the cast one.
+Big reads put all their tensors in one block of memory mapped tensor by tensor
+(:class:`_Arena`) while a thread keeps the disk reading ahead (:class:`_Prefetch`):
+``bench/loading.py`` measures the result against reading the file's bytes.  Every
 inconsistency (short file, offsets past the end, unknown dtype) becomes a
 :class:`ModelLoadError` naming the file and what is wrong.
 ``.ckpt``/``.pt`` files go through ``torch.load(weights_only=True)`` only.
@@ -111,12 +114,12 @@ class SafetensorsFile:
         prefetch = _Prefetch.start(self.path, [(self.data_start + i.start, self.data_start + i.end) for _, i in order])
         try:
             with open(self.path, "rb", buffering=0) as f:
-                yield from self._read_all(f, order, dtype, dtypes)
+                yield from self._read_all(f, order, dtype, dtypes, prefetch)
         finally:
             if prefetch is not None:
                 prefetch.stop()
 
-    def _read_all(self, f, order, dtype, dtypes):
+    def _read_all(self, f, order, dtype, dtypes, prefetch=None):
         import torch
 
         staging = None  # reused by every cast: bytes as stored, converted chunk by chunk
@@ -134,6 +137,8 @@ class SafetensorsFile:
                     f"{list(info.shape)} {info.dtype}")
             target = dtype if dtype is not None and stored.is_floating_point else stored
             tensor = arena.take(info.shape, target) if arena else torch.empty(info.shape, dtype=target)
+            if prefetch is not None:
+                prefetch.reached(self.data_start + info.start)
             if nbytes:
                 f.seek(self.data_start + info.start)
                 # flatten first: a 0-dim tensor (kohya's ``alpha``) cannot be viewed as bytes directly
@@ -169,11 +174,17 @@ class _Prefetch:
 
     WINDOW = 32 * 1024 * 1024
     MINIMUM = 64 * 1024 * 1024
+    #: How far ahead of the reader it may get: enough to keep the disk busy, little
+    #: enough that the pages are still cached when the reader gets there even when the
+    #: model fills most of memory (an SDXL load otherwise read much of its file twice).
+    AHEAD = 512 * 1024 * 1024
 
     def __init__(self, path: Path, ranges: list[tuple[int, int]]):
         import threading
 
         self.path, self.ranges = path, ranges
+        self.position = ranges[0][0] if ranges else 0
+        self.moved = threading.Condition()
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"prefetch {path.name}", daemon=True)
         self.thread.start()
@@ -199,6 +210,8 @@ class _Prefetch:
         try:
             for start, end in spans:
                 for offset in range(start, end, self.WINDOW):
+                    with self.moved:
+                        self.moved.wait_for(lambda: self.stopped.is_set() or offset < self.position + self.AHEAD)
                     if self.stopped.is_set():
                         return
                     os.posix_fadvise(fd, offset, min(self.WINDOW, end - offset), os.POSIX_FADV_WILLNEED)
@@ -207,18 +220,30 @@ class _Prefetch:
         finally:
             os.close(fd)
 
+    def reached(self, offset: int) -> None:
+        """The reader is at ``offset``: the prefetch may run up to AHEAD past it."""
+        if offset >= self.position + self.WINDOW:
+            with self.moved:
+                self.position = offset
+                self.moved.notify()
+
     def stop(self) -> None:
-        self.stopped.set()
+        with self.moved:
+            self.stopped.set()
+            self.moved.notify()
 
 
 class _Arena:
-    """One block of memory for all the tensors of one read, its pages mapped up front.
+    """One block of memory for all the tensors of one read, each tensor's pages mapped
+    in one call just before it is filled.
 
     Filling freshly allocated memory costs a page fault per 4 KiB page; for a model of
     several GiB the faults cost more than reading the file (measured here: 0.9-1.7 s per
-    GiB touched, 0.5-0.9 s mapped with ``MAP_POPULATE``).  The tensors are views of the
-    block, which lives as long as any of them does.  Linux only; elsewhere, and for small
-    reads, tensors are allocated one by one."""
+    GiB touched, 0.5-0.9 s mapped in bulk with ``MADV_POPULATE_WRITE``).  Mapping tensor
+    by tensor (rather than the whole block up front) lets the disk prefetch run while
+    the pages are mapped.  The tensors are views of the block, which lives as long as any
+    of them does.  Linux only; elsewhere, and for small reads, tensors are allocated one
+    by one."""
 
     MINIMUM = 64 * 1024 * 1024
     ALIGN = 64
@@ -228,15 +253,16 @@ class _Arena:
 
         import torch
 
-        flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE
-        self.memory = torch.frombuffer(mmap.mmap(-1, nbytes, flags=flags), dtype=torch.uint8)
+        self.block = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        self.memory = torch.frombuffer(self.block, dtype=torch.uint8)
         self.used = 0
+        self.populate = True
 
     @classmethod
     def for_tensors(cls, items) -> "_Arena | None":
         import mmap
 
-        if not hasattr(mmap, "MAP_POPULATE"):
+        if not hasattr(mmap, "MAP_POPULATE"):  # Linux
             return None
         total = 0
         for info, stored, dtype in items:
@@ -247,10 +273,21 @@ class _Arena:
         return cls(total) if total >= cls.MINIMUM else None
 
     def take(self, shape: tuple[int, ...], dtype) -> "torch.Tensor":  # noqa: F821
+        import mmap
+
         nbytes = _numel(shape) * dtype.itemsize
+        if self.populate and nbytes >= mmap.PAGESIZE:
+            start = self.used - self.used % mmap.PAGESIZE
+            try:
+                self.block.madvise(_MADV_POPULATE_WRITE, start, _aligned(self.used + nbytes, mmap.PAGESIZE) - start)
+            except (OSError, ValueError):  # kernels before 5.14: pages fault in as they are written
+                self.populate = False
         block = self.memory[self.used:self.used + nbytes]
         self.used += _aligned(nbytes, self.ALIGN)
         return block.view(dtype).view(shape)
+
+
+_MADV_POPULATE_WRITE = 23  # Linux ≥ 5.14; not in Python's mmap module
 
 
 def _aligned(n: int, align: int) -> int:
