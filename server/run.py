@@ -102,23 +102,31 @@ def to_prompt(data: Any, registry: Any) -> tuple[dict[str, Any], Any]:
     return data, None
 
 
-def format_validation(response: dict[str, Any], prompt: dict[str, Any]) -> str:
-    """Validation errors as lines a person reads."""
-    lines = []
+def format_validation(response: dict[str, Any], prompt: dict[str, Any] | None = None, *,
+                      one_line: bool = False) -> str:
+    """Validation errors as a person reads them: ``loom run`` prints the lines, the
+    worker puts them on one line in a prompt's execution_error."""
+    lines = []  # (line, whether it continues the line before)
     error = response.get("error") or {}
     if error:
-        lines.append(f"error: {error.get('message', 'invalid prompt')}")
+        lines.append((f"error: {error.get('message', 'invalid prompt')}", False))
         if error.get("details"):
-            lines.append(f"  {error['details']}")
+            lines.append((f"  {error['details']}", True))
     for node_id, info in (response.get("node_errors") or {}).items():
-        class_type = info.get("class_type") or (prompt.get(node_id) or {}).get("class_type", "?")
-        lines.append(f"node {node_id} ({class_type}):")
+        class_type = info.get("class_type") or ((prompt or {}).get(node_id) or {}).get("class_type", "?")
+        lines.append((f"node {node_id} ({class_type}):", False))
         for problem in info.get("errors", []):
             name = (problem.get("extra_info") or {}).get("input_name")
             where = f" [{name}]" if name else ""
             detail = f": {problem['details']}" if problem.get("details") else ""
-            lines.append(f"  - {problem.get('message', 'error')}{where}{detail}")
-    return "\n".join(lines)
+            lines.append((f"  - {problem.get('message', 'error')}{where}{detail}", True))
+    if not one_line:
+        return "\n".join(line for line, _ in lines)
+    text = ""
+    for line, continues in lines:
+        line = line.strip().removeprefix("- ")
+        text += (": " if continues and not text.endswith(":") else " " if continues else "; " if text else "") + line
+    return text.removeprefix("error: ")
 
 
 class ProgressPrinter:

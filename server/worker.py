@@ -177,13 +177,10 @@ def _lower_priority() -> None:
 
 
 def describe_invalid(validation: Any) -> str:
-    body = validation.response()
-    error = body.get("error") or {}
-    parts = [str(error.get("message", "invalid prompt"))]
-    for node_id, info in (body.get("node_errors") or {}).items():
-        for problem in info.get("errors", []):
-            parts.append(f"node {node_id}: {problem.get('message', '')} {problem.get('details', '')}".strip())
-    return "; ".join(parts)
+    """A prompt that no longer validates (recovered from disk, checked again) as one line."""
+    from .run import format_validation
+
+    return format_validation(validation.response(), validation.prompt, one_line=True)
 
 
 class _Abandoned(BaseException):
