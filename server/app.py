@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -21,7 +22,7 @@ from .config import ServerOptions
 from .http_errors import ApiError
 from .hub import Hub
 from .prompt_queue import PromptQueue
-from .records import QueueItem
+from .records import DuplicatePrompt, QueueItem
 from .routes_files import FileRoutes
 from .routes_editor import EditorRoutes, provide_example_inputs
 from .routes_info import InfoRoutes
@@ -95,6 +96,23 @@ class LoomServer:
     def next_seq(self) -> int:
         seq, self._seq = self._seq, self._seq + 1
         return seq
+
+    async def enqueue(self, validation: Any, *, prompt_id: str, extra_data: dict[str, Any],
+                      number: float | None = None, front: bool = False) -> QueueItem:
+        """Number a validated prompt, save it, then queue it: on disk before anyone is told it
+        is queued. ``DuplicatePrompt`` when its id is taken (the store decides, atomically);
+        a full disk or damaged database raises the store's own error."""
+        counter = self.next_number()  # an explicit number still takes one, as ComfyUI's counter does
+        if number is None:
+            number = -counter if front else counter
+        item = QueueItem(number=number, prompt_id=prompt_id, prompt=validation.prompt, extra_data=extra_data,
+                         outputs=list(validation.outputs), seq=self.next_seq(), validation=validation)
+        try:
+            await asyncio.wrap_future(self.store.enqueue(item))
+        except sqlite3.IntegrityError:
+            raise DuplicatePrompt(prompt_id) from None
+        self.queue.add(item)
+        return item
 
     def queue_info(self) -> dict[str, Any]:
         return {"exec_info": {"queue_remaining": self.queue.remaining()}}

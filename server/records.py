@@ -84,3 +84,7 @@ class HistoryEntry:
                                       str(value.get("subfolder", "") or ""),
                                       str(value.get("type", "output") or "output")))
         return files
+
+
+class DuplicatePrompt(Exception):
+    """A prompt id already queued, running or in history (ComfyUI clients pick their own ids)."""

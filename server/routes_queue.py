@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import os
 import random
-import sqlite3
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +14,7 @@ from aiohttp import web
 
 from .jsonio import json_response
 from .http_errors import ApiError, expect, read_json_object
-from .records import QueueItem
+from .records import DuplicatePrompt
 from .store import DamagedStore, DiskFull
 
 if TYPE_CHECKING:
@@ -32,11 +32,11 @@ def _duplicate(prompt_id: str) -> ApiError:
                     " send a new prompt_id (or none, and the server picks one)")
 
 
-async def committed(future: Any) -> Any:
-    """Await a store write or read; a full disk is a 507 and a damaged
-    database a 503, each saying what to do, never a 500."""
+async def committed(work: Any) -> Any:
+    """Await a store write or read (a Future, or a coroutine that awaits one); a full
+    disk is a 507 and a damaged database a 503, each saying what to do, never a 500."""
     try:
-        return await asyncio.wrap_future(future)
+        return await (asyncio.wrap_future(work) if isinstance(work, concurrent.futures.Future) else work)
     except DiskFull as exc:
         raise ApiError(507, "disk_full", f"disk full: {exc}") from None
     except DamagedStore as exc:
@@ -133,6 +133,7 @@ class QueueRoutes:
         if not validation.ok:
             return json_response(validation.response(), status=400)
 
+        number = None
         if "number" in data and data["number"] is not None:
             try:
                 number = float(expect(data["number"], (int, float), "number"))
@@ -140,21 +141,13 @@ class QueueRoutes:
                 raise ApiError(400, "invalid_field", "'number' is too large; it must be a finite number") from None
             if number != number or number in (float("inf"), float("-inf")):
                 raise ApiError(400, "invalid_field", "'number' must be a finite number")
-            server.next_number()
-        else:
-            number = server.next_number()
-            if data.get("front"):
-                number = -number
-        item = QueueItem(number=number, prompt_id=prompt_id, prompt=validation.prompt,
-                         extra_data=extra_data, outputs=list(validation.outputs),
-                         seq=server.next_seq(), validation=validation)
         try:
-            await committed(server.store.enqueue(item))
-        except sqlite3.IntegrityError:
+            item = await committed(server.enqueue(validation, prompt_id=prompt_id, extra_data=extra_data,
+                                                  number=number, front=bool(data.get("front"))))
+        except DuplicatePrompt:
             raise _duplicate(prompt_id) from None
-        server.queue.add(item)
-        return json_response({"prompt_id": prompt_id, "number": number,
-                                  "node_errors": validation.node_errors})
+        return json_response({"prompt_id": prompt_id, "number": item.number,
+                              "node_errors": validation.node_errors})
 
     async def get_prompt(self, request: web.Request) -> web.Response:
         return json_response(self.server.queue_info())
