@@ -3,7 +3,7 @@ and frames per second while panning it (zoomed to fit, and at 100 %).
 
     .venv/bin/python bench/editor.py [--nodes 1000] [--seconds 3]
 
-Targets (issue 6): load ≤ 500 ms, ≥ 50 fps.  Starts a real Loom server with the
+Targets: load ≤ 500 ms, ≥ 50 fps.  Starts a real Loom server with the
 built-in nodes on an ephemeral port; needs Debian's chromium at /usr/bin/chromium.
 """
 

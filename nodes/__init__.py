@@ -23,7 +23,7 @@ NODE_MODULES = (
     "nodes.conditioning",
     "nodes.sampling",
     "nodes.latent",
-    # capabilities (issue 7)
+    # capabilities: LoRA, ControlNet, masks, upscaling, CLIP ranking
     "nodes.masks",
     "nodes.preprocess",
     "nodes.latent_resize",
@@ -31,16 +31,16 @@ NODE_MODULES = (
     "nodes.lora",
     "nodes.controlnet",
     "nodes.clip_ranking",
-    # nodes ComfyUI's example workflows use (issue 8)
+    # nodes ComfyUI's example workflows use
     "nodes.custom_sampling",
     "nodes.gligen",
     "nodes.clip_vision",
     "nodes.unclip",
     "nodes.model_sampling",
-    # FLUX.1 and custom-sampling guiders (issue 18)
+    # FLUX.1 and custom-sampling guiders
     "nodes.flux",
     "nodes.guiders",
-    # ComfyUI's latent batch and .latent file nodes (issue 15)
+    # ComfyUI's latent batch and .latent file nodes
     "nodes.latent_batch",
     "nodes.latent_files",
 )
@@ -70,7 +70,7 @@ def builtin_nodes() -> list[NodeDefinition]:
 
 
 def __getattr__(name: str):
-    # ComfyUI compatibility (comfy-compat engineer): custom packs `import nodes` and read
+    # ComfyUI compatibility: custom packs `import nodes` and read
     # NODE_CLASS_MAPPINGS, MAX_RESOLUTION, KSampler, SaveImage...  Those names come from
     # comfy_compat/ (loom_compat.nodes_surface) once the host has installed it; Loom's own
     # code never uses them, and without the layer this is a plain AttributeError.

@@ -8,7 +8,7 @@ thread that runs the engine) and ``server.cli`` (``loom serve`` / ``loom run``).
 
 
 def __getattr__(name: str):
-    # ComfyUI compatibility (comfy-compat engineer): custom packs do
+    # ComfyUI compatibility: custom packs do
     # `from server import PromptServer`; it comes from comfy_compat/
     # (loom_compat.prompt_server) once the host has installed the layer.
     import sys

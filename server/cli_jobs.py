@@ -1,4 +1,4 @@
-"""The command line for what issue 20 adds: ``loom serve``'s webhook and
+"""The command line for the jobs features: ``loom serve``'s webhook and
 users flags, ``loom users add/remove/list``, ``loom models list`` and
 ``loom --version``; ``server.cli`` wires these in."""
 

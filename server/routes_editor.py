@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("loom.server")
 
-#: The example workflows shipped with Loom (issue 8).
+#: The example workflows shipped with Loom.
 SHIPPED_WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
 USER_PREFIX = "user/"
 #: Input images the shipped workflows load (LoadImage), copied into a new

@@ -155,7 +155,7 @@ def test_denoised_output_is_the_model_prediction_of_the_clean_latent(sd1):
     sigmas = torch.tensor([6.0, 2.0])  # one step that stops at σ=2, leaving noise in
     latent = _start()
     out, denoised = _custom(sd1, "euler", sigmas, latent, seed=4)
-    # LATENT samples are raw VAE latents (ComfyUI's convention, issue 15): the sampler works on
+    # LATENT samples are raw VAE latents (ComfyUI's convention): the sampler works on
     # process_in of them (× 0.18215 for SD1) and hands back process_out (÷ 0.18215)
     scale_in = model.latent_format.scale_factor
     x = latent * scale_in + prepare_noise(latent, 4) * 6.0
