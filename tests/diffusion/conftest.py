@@ -96,3 +96,22 @@ def png_pixels(path: Path):
     from PIL import Image
 
     return np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
+
+
+@pytest.fixture(scope="session")
+def tiny_flux(tmp_path_factory):
+    from tests.fixtures.tiny_flux import build
+
+    return build(tmp_path_factory.mktemp("tiny_flux"))
+
+
+@pytest.fixture
+def flux_env(env, tiny_flux):
+    """The test env with the tiny Flux files under the names ComfyUI's examples use."""
+    for role, path in tiny_flux.files.items():
+        folder = env.folders.models / path.parent.name
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / path.name
+        if not target.exists():
+            os.symlink(path, target)
+    return env

@@ -8,7 +8,6 @@ import copy
 
 import pytest
 
-from tests.diffusion.test_flux import flux_env, tiny_flux  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(scope="module")

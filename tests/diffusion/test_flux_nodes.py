@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from tests.diffusion.conftest import install, png_pixels, run_graph, saved_images
-from tests.diffusion.test_flux import flux_env, tiny_flux  # noqa: F401  (fixtures)
 
 LOADERS = {
     "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "flux1-dev.safetensors", "weight_dtype": "default"}},
