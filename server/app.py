@@ -33,7 +33,9 @@ from .routes_queue import QueueRoutes
 from .routes_userdata import UserdataRoutes
 from .security import Guard
 from .static import StaticFiles
-from .store import DiskFull, Store, open_store
+from .store import Store
+from .store_errors import DiskFull
+from .store_recovery import open_store
 from .websocket import SERVER_KEY, websocket_handler
 from .worker import Worker
 

@@ -320,7 +320,7 @@ async def _serve(host, options: ServerOptions, started: float, make_dispatcher=N
         except (NotImplementedError, RuntimeError):
             pass
     from .remote_jobs import WorkerStartError
-    from .store import StoreError
+    from .store_errors import StoreError
 
     server = LoomServer(host.registry, options, device=host.env.device, make_dispatcher=make_dispatcher)
     if host.on_server is not None:  # ComfyUI compat: PromptServer.instance is this server

@@ -15,7 +15,7 @@ from aiohttp import web
 from .jsonio import json_response
 from .http_errors import ApiError, expect, read_json_object
 from .records import DuplicatePrompt
-from .store import DamagedStore, DiskFull
+from .store_errors import DamagedStore, DiskFull
 
 if TYPE_CHECKING:
     from .app import LoomServer

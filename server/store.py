@@ -21,7 +21,6 @@ transaction), so duplicate POSTs race safely.
 from __future__ import annotations
 
 import asyncio
-import errno
 import json
 import logging
 import os
@@ -37,6 +36,7 @@ import orjson
 
 from .jsonio import dumps
 from .records import HistoryEntry, QueueItem
+from .store_errors import DamagedStore, DiskFull, DuplicatePromptId, _is_damage, _is_disk_full, _open_error
 
 log = logging.getLogger("loom.server")
 
@@ -81,62 +81,6 @@ CREATE TABLE IF NOT EXISTS settings (
 
 _MAX_BATCH = 512
 _STOP = object()
-
-_SQLITE_CORRUPT = 11
-_SQLITE_FULL = 13
-_SQLITE_NOTADB = 26
-
-
-class StoreError(Exception):
-    """A problem with the queue database a person has to act on."""
-
-
-class DiskFull(StoreError):
-    """A write failed because the disk holding the queue database is full."""
-
-    def __init__(self, path: Path, cause: BaseException):
-        self.path = path
-        super().__init__(f"the disk holding the queue database {path} is full ({cause}); free some space")
-
-
-class DamagedStore(StoreError):
-    """The queue database, or a row in it, cannot be read."""
-
-    def __init__(self, path: Path, reason: str):
-        self.path = path
-        self.reason = reason
-        super().__init__(
-            f"the queue database {path} is damaged ({reason}); start with --recover-queue to move it aside"
-            f" to {path.name}.corrupt-<time> and keep what can still be read, or move it away yourself")
-
-
-class DuplicatePromptId(sqlite3.IntegrityError):
-    """The prompt id is in history already (a queued or running one fails on
-    the queue table's primary key, also an ``IntegrityError``)."""
-
-
-def _is_disk_full(exc: BaseException) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None and (code & 0xFF == _SQLITE_FULL):
-        return True
-    return isinstance(exc, OSError) and exc.errno == errno.ENOSPC
-
-
-def _is_damage(exc: BaseException) -> bool:
-    """sqlite's own verdict that the file is not (or no longer) a database."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None:
-        return code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
-    return isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError)
-
-
-def _open_error(path: Path, exc: BaseException) -> StoreError:
-    if _is_damage(exc):
-        return DamagedStore(path, str(exc))
-    if _is_disk_full(exc):
-        return DiskFull(path, exc)
-    return StoreError(f"cannot open the queue database {path}: {exc}")
-
 
 #: Queued prompts keep Python's JSON (NaN stays NaN), so a prompt resumed
 #: after a restart is exactly the one that was queued.
@@ -609,118 +553,3 @@ def _queue_row(number: Any, prompt_id: Any, prompt: Any, extra: Any, outputs: An
     if not (isinstance(item.prompt, dict) and isinstance(item.extra_data, dict) and isinstance(item.outputs, list)):
         return None
     return item
-
-
-def move_aside(path: Path) -> Path:
-    """Rename a damaged database (and its -wal/-shm files) to
-    ``NAME.corrupt-<time>``; returns the new name of the main file."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    target = path.with_name(f"{path.name}.corrupt-{stamp}")
-    n = 1
-    while target.exists():
-        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
-        n += 1
-    for suffix in ("-wal", "-shm"):
-        side = path.with_name(path.name + suffix)
-        if side.exists():
-            os.replace(side, target.with_name(target.name + suffix))
-    if path.exists():
-        os.replace(path, target)
-    return target
-
-
-def salvage(damaged: Path, path: Path) -> tuple[int, int]:
-    """Copy what can still be read from ``damaged`` (queued prompts, history
-    rows and settings that are valid JSON) into a new database at ``path``.
-    Returns (queued prompts kept, history entries kept); reading stops at the
-    first damaged page of a table."""
-    fresh = _open(path)
-    queued = kept = 0
-    try:
-        try:
-            old = sqlite3.connect(f"file:{damaged}?mode=ro", uri=True)
-        except sqlite3.Error:
-            return 0, 0
-        try:
-            fresh.execute("BEGIN")
-            try:
-                for row in old.execute("SELECT prompt_id, number, seq, prompt, extra_data, outputs, queued_at"
-                                       " FROM queue"):
-                    if _queue_row(row[1], row[0], row[3], row[4], row[5], row[2], 0) is not None:
-                        fresh.execute("INSERT OR IGNORE INTO queue(prompt_id, number, seq, prompt, extra_data,"
-                                      " outputs, queued_at) VALUES (?,?,?,?,?,?,?)", row)
-                        queued += 1
-            except sqlite3.Error:
-                pass
-            try:
-                for row in old.execute("SELECT prompt_id, number, status, entry, completed_at FROM history"
-                                       " ORDER BY seq"):
-                    try:
-                        ok = isinstance(orjson.loads(row[3]), dict)
-                    except (orjson.JSONDecodeError, TypeError):
-                        ok = False
-                    if ok:
-                        fresh.execute("INSERT OR IGNORE INTO history(prompt_id, number, status, entry,"
-                                      " completed_at) VALUES (?,?,?,?,?)", row)
-                        kept += 1
-            except sqlite3.Error:
-                pass
-            try:
-                for row in old.execute("SELECT key, value FROM settings"):
-                    try:
-                        json.loads(row[1])
-                    except (TypeError, ValueError):
-                        continue
-                    fresh.execute("INSERT OR IGNORE INTO settings(key, value) VALUES (?,?)", row)
-            except sqlite3.Error:
-                pass
-            fresh.execute("COMMIT")
-        finally:
-            old.close()
-    finally:
-        fresh.close()
-    return queued, kept
-
-
-def open_store(path: Path, max_history: int = 10000, *, recover: bool = False
-               ) -> tuple["Store", list[QueueItem], str | None]:
-    """Open the queue database and read what start-up needs: (store, queued
-    items, a note when it was recovered).  A damaged file raises
-    :class:`DamagedStore` — unless ``recover``, which moves it aside and
-    starts from what could still be read from it."""
-    path = Path(path)
-    store = None
-    try:
-        store = Store(path, max_history)
-        items = store.load_queue()
-        store.counters()
-        store.get_setting("paused", False)
-        _count_death(store, items)
-        return store, items, None
-    except DamagedStore as exc:
-        if store is not None:
-            store.close()
-        if not recover:
-            raise
-        moved = move_aside(path)
-        queued, kept = salvage(moved, path)
-        note = (f"the queue database {path} was damaged ({exc.reason}); moved it to {moved.name} and kept"
-                f" {queued} queued prompt(s) and {kept} history entr{'y' if kept == 1 else 'ies'}")
-        log.warning("%s", note)
-        store = Store(path, max_history)
-        items = store.load_queue()
-        _count_death(store, items)
-        return store, items, note
-
-
-def _count_death(store: "Store", items: list[QueueItem]) -> None:
-    try:
-        crashed = store.count_death(items)
-    except DiskFull as exc:
-        # Uncounted, the prompt could kill the process forever: hold the queue.
-        log.error("%s; the queue starts paused", exc)
-        store.start_paused = True
-        return
-    if crashed is not None:
-        log.warning("the last server process died running prompt %s; it runs again (start %d of at most"
-                    " --max-prompt-attempts)", crashed, next(i.attempts for i in items if i.prompt_id == crashed) + 1)

@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from server.records import HistoryEntry, QueueItem
-from server.store import DamagedStore, Store, open_store
+from server.store import Store
+from server.store_errors import DamagedStore
+from server.store_recovery import open_store
 
 from .conftest import text_prompt
 from .process import REPO, ServerProcess

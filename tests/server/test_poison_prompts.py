@@ -24,7 +24,8 @@ from engine.declare import Int, String, node
 from engine.node import NodeOutput
 from server.config import ServerOptions
 from server.records import QueueItem
-from server.store import Store, open_store
+from server.store import Store
+from server.store_recovery import open_store
 
 from .conftest import listen, make_registry, text_prompt
 from .process import REPO
