@@ -152,8 +152,9 @@ def download_model(args: argparse.Namespace) -> int:
     (the partial file is removed: a cancel means the bytes are not wanted)."""
     from nodes.folders import MODEL_EXTENSIONS, Folders
 
-    from .model_downloads import (BadDownloadRequest, DownloadError, Downloader, DownloadRequest, check_request,
-                                  check_url, name_from_url)
+    from .download_requests import (BadDownloadRequest, DownloadError, DownloadRequest, check_request, check_url,
+                                    name_from_url)
+    from .model_downloads import Downloader
 
     try:
         url = check_url(args.url)

@@ -14,8 +14,9 @@ from aiohttp import web
 
 from .jsonio import json_response
 from .http_errors import ApiError, read_json_object
-from .model_downloads import (BadDownloadRequest, DownloadConflict, DownloadFinished, DownloadManager, DownloadRequest,
-                              UnknownDownload)
+from .download_requests import (BadDownloadRequest, DownloadConflict, DownloadFinished, DownloadRequest,
+                                UnknownDownload)
+from .model_downloads import DownloadManager
 
 if TYPE_CHECKING:
     from .app import LoomServer

@@ -33,7 +33,7 @@ import orjson
 
 from . import jobs
 from .jsonio import dumps
-from .model_downloads import _private_ip, _public_only_session
+from .download_requests import _private_ip, _public_only_session
 
 log = logging.getLogger("loom.server")
 

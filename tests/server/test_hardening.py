@@ -266,7 +266,8 @@ async def test_many_queue_moves_keep_a_strict_order_also_on_disk(running, tmp_pa
 
 
 async def test_a_download_from_a_name_that_resolves_to_loopback_is_refused(running, tmp_path, monkeypatch):
-    from server.model_downloads import Downloader, DownloadError, DownloadRequest
+    from server.download_requests import DownloadError, DownloadRequest
+    from server.model_downloads import Downloader
 
     from .test_model_downloads import ModelFileServer
 
@@ -348,8 +349,9 @@ async def test_a_download_redirected_to_a_private_address_is_refused(running, tm
     import http.server
     import threading
 
-    import server.model_downloads as model_downloads
-    from server.model_downloads import Downloader, DownloadError, DownloadRequest
+    import server.download_requests as download_requests
+    from server.download_requests import DownloadError, DownloadRequest
+    from server.model_downloads import Downloader
 
     asked: list[str] = []
 
@@ -367,8 +369,8 @@ async def test_a_download_redirected_to_a_private_address_is_refused(running, tm
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     # Pretend 127.0.0.1 is a public host, so only the redirect's target is private.
-    real = model_downloads._private_ip
-    monkeypatch.setattr(model_downloads, "_private_ip", lambda text: text != "127.0.0.1" and real(text))
+    real = download_requests._private_ip
+    monkeypatch.setattr(download_requests, "_private_ip", lambda text: text != "127.0.0.1" and real(text))
     try:
         run = await running(_options(tmp_path))
         downloader = Downloader(run.server.folders, retries=0, allow_private=False)

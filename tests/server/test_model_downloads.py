@@ -19,15 +19,8 @@ import pytest
 from nodes.folders import Folders
 from server.cli import main
 from server.config import ServerOptions
-from server.model_downloads import (
-    BadDownloadRequest,
-    DownloadError,
-    DownloadInterrupted,
-    Downloader,
-    DownloadManager,
-    DownloadRequest,
-    name_from_url,
-)
+from server.download_requests import BadDownloadRequest, DownloadError, DownloadInterrupted, DownloadRequest, name_from_url
+from server.model_downloads import Downloader, DownloadManager
 
 from .conftest import Running, listen
 

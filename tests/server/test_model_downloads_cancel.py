@@ -19,7 +19,8 @@ import pytest
 from nodes.folders import Folders
 from server.app import LoomServer
 from server.config import ServerOptions
-from server.model_downloads import Downloader, DownloadRequest
+from server.download_requests import DownloadRequest
+from server.model_downloads import Downloader
 from server.openapi import openapi_spec
 
 from .conftest import Running, listen, make_registry
