@@ -12,7 +12,8 @@ from PIL import Image
 from server.cli import main
 
 from .conftest import load_workflow
-from .generate import CLIP_L, FLUX_AE, FLUX_DEV, FLUX_SCHNELL, T5XXL, _registry
+from .generate import CLIP_L, FLUX_AE, FLUX_DEV, FLUX_SCHNELL, T5XXL
+from .ui_format import _registry
 from .ui import with_widgets
 
 pytestmark = pytest.mark.slow
