@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from loom_compat.binding import active
-from nodes.folders import MODEL_EXTENSIONS, MODEL_KINDS, ROOTS, expand_prefix, highest_counter, split_annotation
+from nodes.folders import MODEL_EXTENSIONS, MODEL_KINDS, ROOTS, split_annotation
+from nodes.output_names import expand_prefix, highest_counter
 
 #: ComfyUI's name for the model file endings it lists.
 supported_pt_extensions: set[str] = set(MODEL_EXTENSIONS) | {".pt2"}

@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from nodes.folders import UnsafePath, expand_prefix
+from nodes.folders import UnsafePath
+from nodes.output_names import expand_prefix
 
 NOON = time.strptime("2024-03-07 12:05:09", "%Y-%m-%d %H:%M:%S")
 
