@@ -100,7 +100,7 @@ def _plain_loop(model, pos, neg, latent, seed, steps, cfg):
     scheduler, given ComfyUI's σ and timesteps (what the KSampler steps through)."""
     import torch
 
-    from diffusion.schedules import plan
+    from tests.diffusion.reference_schedulers import plan
 
     sched = plan("euler", "normal").scheduler
     sched.set_timesteps(steps)

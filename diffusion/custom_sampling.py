@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from .errors import SamplingError
-from .k_steps import RULE_NAMES
+from .k_steps import check_sampler
 from .models import DiffusionModel
 from .sampling import StepCallback, check_latent, model_sigmas, run_sampler
 from .sigma_schedules import SCHEDULER_NAMES, basic_scheduler_sigmas
@@ -52,8 +52,7 @@ class Sampler:
     name: str
 
     def __post_init__(self):
-        if self.name not in RULE_NAMES:
-            raise SamplingError(f"unknown sampler {self.name!r}; choose from {', '.join(RULE_NAMES)}")
+        check_sampler(self.name)
 
 
 # -- schedules --------------------------------------------------------------------------

@@ -362,31 +362,35 @@ _RULES: dict[str, _Rule] = {
 }
 
 #: every sampler, in ComfyUI's order: what the KSampler and KSamplerSelect offer (torch-free)
-RULE_NAMES = tuple(_RULES)
+SAMPLER_NAMES = tuple(_RULES)
 
 
-def _check(name: str) -> _Rule:
+def check_sampler(name: str) -> str:
+    """``name`` when it is a sampler Loom runs; else the one error every caller gives."""
     if name not in _RULES:
-        raise SamplingError(f"sampler {name!r} is not available on a custom sigma schedule; "
-                            f"choose one of {', '.join(RULE_NAMES)}")
-    return _RULES[name]
+        raise SamplingError(f"unknown sampler {name!r}; choose from {', '.join(SAMPLER_NAMES)}")
+    return name
+
+
+def _rule(name: str) -> _Rule:
+    return _RULES[check_sampler(name)]
 
 
 def step_rule(name: str, sigmas: Sequence[float]):
     """The step rule for sampler ``name`` on ``sigmas`` (rules with history are fresh per run)."""
-    return _check(name).factory(sigmas)
+    return _rule(name).factory(sigmas)
 
 
 def needs_uncond(name: str) -> bool:
     """Whether sampler ``name`` steps with the unconditional prediction (the CFG++ samplers):
     its denoiser must offer ``with_uncond``, and the negative prompt runs even at cfg 1."""
-    return _check(name).uncond
+    return _rule(name).uncond
 
 
 def noise_source(name: str, like, sigmas: Sequence[float], seed: int) -> NoiseSource:
     """The per-step noise sampler ``name`` draws on ``sigmas``, seeded with the sampler's
     seed as ComfyUI seeds it (``like``: a tensor shaped, typed and placed as the latent)."""
-    kind = _check(name).noise
+    kind = _rule(name).noise
     if kind == "gaussian":
         return SeededGaussian(like, seed)
     return BrownianTreeNoise(like, sigmas, seed, on_cpu=kind == "brownian")

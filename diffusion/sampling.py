@@ -19,7 +19,8 @@ from .inpaint import entry_concat, keep_unmasked, latent_mask, unet_extra_channe
 from .k_steps import needs_uncond, noise_source, run_steps, step_rule
 from .models import DiffusionModel
 from .noise import prepare_noise
-from .schedules import SAMPLER_NAMES, SCHEDULER_NAMES
+from .k_steps import check_sampler
+from .sigma_schedules import SCHEDULER_NAMES
 from .model_sampling import denoised as model_denoised, input_scale, sigma_table
 from .sigma_schedules import DiscreteSigmas, as_table, initial_noise_scale, ksampler_sigmas
 
@@ -34,8 +35,7 @@ def ksampler_steps(sampler_name: str, scheduler: str, steps: int, denoise: float
     """The σ ComfyUI's KSampler steps through: its schedule for ``denoise`` on the model's σ
     ``table`` (default: the SD training σ), cut to [start_step, last_step] (KSamplerAdvanced);
     a cut before the end lands on σ 0 when ``force_full_denoise``.  Empty when there is nothing to do."""
-    if sampler_name not in SAMPLER_NAMES:
-        raise SamplingError(f"unknown sampler {sampler_name!r}; choose from {', '.join(SAMPLER_NAMES)}")
+    check_sampler(sampler_name)
     if scheduler not in SCHEDULER_NAMES:
         raise SamplingError(f"unknown scheduler {scheduler!r}; choose from {', '.join(SCHEDULER_NAMES)}")
     sigmas = ksampler_sigmas(sampler_name, scheduler, steps, denoise, table)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from engine.declare import Boolean, Combo, Float, Input, Int, Socket, node
 from engine.node import NodeContext
 
-from diffusion.k_steps import RULE_NAMES  # torch-free: the names of the step rules
+from diffusion.k_steps import SAMPLER_NAMES  # torch-free: the names of the step rules
 
 from .sampling import MAX_SEED, SCHEDULER_NAMES, _progress
 
@@ -19,7 +19,7 @@ SAMPLER, SIGMAS = Socket("SAMPLER"), Socket("SIGMAS")
 
 
 @node(category="sampling/samplers", display_name="KSamplerSelect")
-def KSamplerSelect(sampler_name: str = Combo(RULE_NAMES, default="euler")) -> SAMPLER:
+def KSamplerSelect(sampler_name: str = Combo(SAMPLER_NAMES, default="euler")) -> SAMPLER:
     """Picks the sampler (step rule) SamplerCustom runs."""
     from diffusion.custom_sampling import Sampler
 

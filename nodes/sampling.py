@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from diffusion.k_steps import RULE_NAMES as SAMPLER_NAMES  # torch-free name tables
+from diffusion.k_steps import SAMPLER_NAMES  # torch-free name tables
 from diffusion.sigma_schedules import SCHEDULER_NAMES
 from engine.declare import Combo, Float, Input, Int, Socket, node
 from engine.node import NodeContext, Preview

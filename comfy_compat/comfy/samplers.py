@@ -1,5 +1,5 @@
 """ComfyUI's ``comfy.samplers``: the sampler and scheduler names packs offer in
-their own combos, read from Loom's one sampler table (``diffusion.schedules``)."""
+their own combos, read from Loom's one sampler table (``diffusion.k_steps.SAMPLER_NAMES``)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from typing import Any
 
 
 def _names(attr: str) -> list[str]:
-    # Imported on first use: diffusion.schedules pulls in the model runtime.
-    from diffusion import schedules
+    # Imported on first use, as ComfyUI's lists are read: SAMPLER_NAMES from the step rules,
+    # SCHEDULER_NAMES from the σ schedules.
+    from diffusion import k_steps, sigma_schedules
 
-    return list(getattr(schedules, attr))
+    return list(getattr(k_steps if attr == "SAMPLER_NAMES" else sigma_schedules, attr))
 
 
 class _Names:

@@ -84,7 +84,7 @@ def reference(model_dir, folders, hints, scales) -> np.ndarray:
     from PIL import Image
 
     from diffusion.noise import prepare_noise
-    from diffusion.schedules import plan
+    from tests.diffusion.reference_schedulers import plan
 
     nets = [ControlNetModel.from_pretrained(f, local_files_only=True) for f in folders]
     pipe = StableDiffusionControlNetPipeline.from_pretrained(

@@ -170,10 +170,11 @@ def test_the_torch_device_is_the_memory_managers(host):
 
 def test_sampler_and_scheduler_names_come_from_loom_sampler_table(host):
     from comfy.samplers import KSampler
-    from diffusion import schedules
+    from diffusion.k_steps import SAMPLER_NAMES
+    from diffusion.sigma_schedules import SCHEDULER_NAMES
 
-    assert KSampler.SAMPLERS == list(schedules.SAMPLER_NAMES)
-    assert KSampler.SCHEDULERS == list(schedules.SCHEDULER_NAMES)
+    assert KSampler.SAMPLERS == list(SAMPLER_NAMES)
+    assert KSampler.SCHEDULERS == list(SCHEDULER_NAMES)
     assert "euler" in KSampler.SAMPLERS and "karras" in KSampler.SCHEDULERS
 
 

@@ -9,7 +9,7 @@ import torch
 
 from diffusion.custom_sampling import Sampler, sample_custom, scheduler_sigmas, turbo_sigmas
 from diffusion.errors import SamplingError
-from diffusion.k_steps import RULE_NAMES, step_rule
+from diffusion.k_steps import SAMPLER_NAMES, step_rule
 from diffusion.sampling import sample
 from diffusion.text_encoding import encode
 from tests.diffusion.conftest import install, png_pixels, run_graph, saved_images
@@ -190,7 +190,7 @@ def test_every_step_is_reported_with_its_prediction(sd1):
     assert seen == [(1, 3, (1, 4, 8, 8)), (2, 3, (1, 4, 8, 8)), (3, 3, (1, 4, 8, 8))]
 
 
-@pytest.mark.parametrize("sampler", RULE_NAMES)
+@pytest.mark.parametrize("sampler", SAMPLER_NAMES)
 def test_every_sampler_on_custom_sigmas_gives_a_finite_denoised_latent(sd1, sampler):
     out, _ = _custom(sd1, sampler, scheduler_sigmas(sd1[0], "karras", 3), torch.zeros(1, 4, 8, 8))
     reference, _ = _custom(sd1, "euler", scheduler_sigmas(sd1[0], "karras", 3), torch.zeros(1, 4, 8, 8))
@@ -220,7 +220,7 @@ def test_unknown_sampler_name_is_a_clear_error():
 
 def test_a_sampler_name_without_a_step_rule_is_a_clear_error():
     # a ComfyUI sampler Loom does not have
-    with pytest.raises(SamplingError, match="'res_multistep_cfg_pp' is not available on a custom sigma schedule"):
+    with pytest.raises(SamplingError, match="unknown sampler 'res_multistep_cfg_pp'; choose from euler"):
         step_rule("res_multistep_cfg_pp", [1.0, 0.0])
 
 
@@ -240,7 +240,7 @@ def test_every_sampler_ksampler_select_offers_has_a_step_rule():
     offered = _ksampler_select_options()
     for name in offered:
         assert callable(step_rule(name, [14.6, 1.0, 0.0])), name
-    assert set(offered) == set(RULE_NAMES)
+    assert set(offered) == set(SAMPLER_NAMES)
 
 
 def test_ksampler_select_offers_every_sampler_the_ksampler_offers_and_comfyuis_custom_only_names():

@@ -136,7 +136,7 @@ def test_vae_decode_tiled_limits_the_overlap_to_a_quarter_tile_as_comfyui(sd1):
 def test_ksampler_output_is_the_diffusers_pipeline_latent_divided_by_the_scale(tiny, sd1):
     from diffusers import StableDiffusionPipeline
 
-    from diffusion.schedules import plan
+    from tests.diffusion.reference_schedulers import plan
 
     model, clip, _ = sd1
     ours = sample(model, seed=42, steps=4, cfg=7.0, sampler_name="euler", scheduler="normal",
@@ -155,7 +155,7 @@ def test_ksampler_output_is_the_diffusers_pipeline_latent_divided_by_the_scale(t
 def test_img2img_samples_the_raw_encoded_latent_as_diffusers_samples_the_scaled_one(tiny, sd1):
     from diffusers import StableDiffusionImg2ImgPipeline
 
-    from diffusion.schedules import plan
+    from tests.diffusion.reference_schedulers import plan
 
     model, clip, vae = sd1
     raw = encode(vae, _image(seed=5))

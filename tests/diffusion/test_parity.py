@@ -17,7 +17,7 @@ def _reference(model_dir, sampler, scheduler, *, xl=False, steps=4, seed=42, cfg
     from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
     from diffusion.noise import prepare_noise
-    from diffusion.schedules import plan
+    from tests.diffusion.reference_schedulers import plan
 
     cls = StableDiffusionXLPipeline if xl else StableDiffusionPipeline
     pipe = cls.from_pretrained(model_dir, local_files_only=True)

@@ -8,7 +8,8 @@ import torch
 from diffusion.errors import SamplingError
 from diffusion.noise import prepare_noise
 from diffusion.sampling import ksampler_steps, sample
-from diffusion.schedules import SAMPLER_NAMES, SCHEDULER_NAMES
+from diffusion.k_steps import SAMPLER_NAMES
+from diffusion.sigma_schedules import SCHEDULER_NAMES
 from diffusion.text_encoding import encode
 from tests.diffusion.conftest import install, run_graph, saved_images, txt2img_prompt
 

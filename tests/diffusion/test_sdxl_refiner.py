@@ -67,7 +67,7 @@ def _diffusers_refiner(model_dir, image_path, **options):
     from diffusers import StableDiffusionXLImg2ImgPipeline
     from PIL import Image
 
-    from diffusion.schedules import plan
+    from tests.diffusion.reference_schedulers import plan
 
     pipe = StableDiffusionXLImg2ImgPipeline.from_pretrained(model_dir, local_files_only=True)
     assert pipe.text_encoder is None and pipe.config.requires_aesthetics_score

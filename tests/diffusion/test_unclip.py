@@ -247,7 +247,7 @@ def test_one_step_equals_stable_unclip_img2img_pipeline(tiny, env):
     from diffusers import StableUnCLIPImg2ImgPipeline
 
     from diffusion.noise import prepare_noise
-    from diffusion.schedules import plan
+    from tests.diffusion.reference_schedulers import plan
     from diffusion.unclip import SEED_OFFSET
 
     model = tiny("sd21_unclip")
