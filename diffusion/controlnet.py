@@ -152,9 +152,9 @@ def prepare_hint(image: Any, width: int, height: int, batch: int) -> Any:
 
     hint = image[..., :3].movedim(-1, 1).float()
     if hint.shape[-2:] != (height, width):
-        from nodes.imaging import _center_crop
+        from .image_crop import center_crop
 
-        hint = F.interpolate(_center_crop(hint, width, height), size=(height, width), mode="nearest-exact")
+        hint = F.interpolate(center_crop(hint, width, height), size=(height, width), mode="nearest-exact")
     if hint.shape[0] != batch:
         reps = -(-batch // hint.shape[0])
         hint = hint.repeat(reps, 1, 1, 1)[:batch]

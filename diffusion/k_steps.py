@@ -1,6 +1,6 @@
 """k-diffusion's step rules on an explicit σ schedule (variance-exploding space), and
-the loop that runs one over a schedule.  Shared by the KSampler's own samplers
-(those with no faithful diffusers scheduler) and by SamplerCustom.
+the loop that runs one over a schedule.  Every sampler the KSampler, KSamplerAdvanced
+and SamplerCustom offer runs here; this module also holds their names (SAMPLER_NAMES).
 
 A rule is called as ``rule(D, x, σ, σ_next, noise) -> (x_next, denoised)`` where ``D``
 predicts the clean latent at a noise level and ``noise(σ_a, σ_b)`` gives unit-variance

@@ -147,14 +147,6 @@ def build_text_encoders(source: WeightSource, arch: Architecture, dtype=None) ->
             for spec in arch.text_encoders]
 
 
-@dataclass
-class CheckpointParts:
-    arch: Architecture
-    unet: Any
-    vae: Any
-    text_encoders: list[TextEncoderWeights]
-
-
 def read_architecture(source: WeightSource) -> Architecture:
     def read_one(name: str):
         return source.read([name])[name]
@@ -162,16 +154,6 @@ def read_architecture(source: WeightSource) -> Architecture:
     return detect_architecture(source.shapes(), read_one, filename=source.path.name)
 
 
-def load_checkpoint_parts(path: str | os.PathLike, dtype=None, *, want_unet=True, want_vae=True,
-                          want_clip=True) -> CheckpointParts:
-    source = WeightSource(path)
-    arch = read_architecture(source)
-    unet = build_unet(source, arch, dtype) if want_unet else None
-    vae = build_vae(source, arch, dtype) if want_vae else None
-    encoders: list[TextEncoderWeights] = []
-    if want_clip:
-        encoders = build_text_encoders(source, arch, dtype)
-    return CheckpointParts(arch, unet, vae, encoders)
 
 
 def load_pretrained_folder(model_class: Any, folder: str | os.PathLike, what: str) -> Any:

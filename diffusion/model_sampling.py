@@ -82,12 +82,6 @@ def rescale_zero_terminal_snr(sigmas):
     return ((1 - abar) / abar) ** 0.5
 
 
-def check_prediction(prediction_type: str) -> str:
-    if prediction_type not in PREDICTION_TYPES:
-        raise SamplingError(f"unknown prediction type {prediction_type!r}; choose from {', '.join(PREDICTION_TYPES)}")
-    return prediction_type
-
-
 def sigma_table(prediction_type: str, zsnr: bool = False) -> DiscreteSigmas:
     """The σ table a model with this prediction type and zsnr setting samples on."""
     if not zsnr and prediction_type != "lcm":

@@ -2,7 +2,7 @@
 
 They are light handles: the torch modules they point at are owned by the
 :class:`~diffusion.memory.ModelManager`, which decides where they live.  Cloning a
-handle (for a different clip skip, or LoRA patches later) never copies weights.
+handle (for a different clip skip, or with LoRA patches) never copies weights.
 """
 
 from __future__ import annotations
@@ -20,11 +20,6 @@ if TYPE_CHECKING:
 
 Family = Literal["sd1", "sd2", "sdxl"]
 
-#: The DDPM noise schedule every supported family was trained with.
-TRAINING_SCHEDULE = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
-                         beta_schedule="scaled_linear")
-
-
 @dataclass(frozen=True)
 class DiffusionModel(ModelPatcherShape):
     """MODEL: a denoising UNet plus what sampling needs to know about it (and, for
@@ -36,7 +31,7 @@ class DiffusionModel(ModelPatcherShape):
     latent_format: LatentFormat
     manager: "ModelManager" = field(repr=False, compare=False)
     source: str = ""
-    #: Weight patches (LoRA, ...) applied while this handle samples; empty here.
+    #: Weight patches (LoRA, ...) applied while this handle samples; a LoraLoader's clone adds them.
     patches: tuple = ()
     #: σ table rescaled to zero terminal SNR (ModelSamplingDiscrete's zsnr)
     zsnr: bool = False

@@ -26,9 +26,8 @@ from typing import Any, Sequence
 
 from .errors import ModelLoadError, SamplingError
 
-#: Where the image tower and the noise augmentor sit in an original unCLIP checkpoint.
+#: Where the image tower sits in an original unCLIP checkpoint.
 UNCLIP_VISION_PREFIX = "embedder.model.visual."
-NOISE_AUGMENTOR_PREFIX = "noise_augmentor."
 #: Noise levels of the augmentation schedule (``noise_schedule_config.timesteps``).
 MAX_NOISE_LEVEL = 1000
 #: ComfyUI's ``unclip_noise_augment_merge``: how much noise re-augments a sum of several images.

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import importlib
 
+from engine.declare import collect_nodes
 from engine.node import NodeDefinition
 
-#: The node modules, in the order their nodes are registered.  Each exports a
-#: ``NODES`` list.  The model nodes (loaders ... latent) are written alongside;
-#: a module not written yet is skipped, but an error inside one that exists is not.
+#: The node modules, in the order their nodes are registered; a module's nodes are
+#: the node definitions it declares (engine.declare.collect_nodes), in declaration order.
 NODE_MODULES = (
     "nodes.primitives",
     "nodes.strings",
@@ -46,27 +46,13 @@ NODE_MODULES = (
 )
 
 
-def _import_if_present(name: str):
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name == name:  # the module itself is absent, not something it imports
-            return None
-        raise
-
-
 def builtin_nodes() -> list[NodeDefinition]:
     """Every built-in node definition."""
-    definitions: list[NodeDefinition] = []
+    definitions: dict[int, NodeDefinition] = {}  # by identity: a node one module imports from another counts once
     for name in NODE_MODULES:
-        module = _import_if_present(name)
-        if module is None:
-            continue
-        found = getattr(module, "NODES", None)
-        if found is None:
-            raise AttributeError(f"{name} has no NODES list of its node definitions")
-        definitions.extend(found)
-    return definitions
+        for definition in collect_nodes(vars(importlib.import_module(name)).values()):
+            definitions.setdefault(id(definition), definition)
+    return list(definitions.values())
 
 
 def __getattr__(name: str):

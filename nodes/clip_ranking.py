@@ -42,6 +42,3 @@ def CLIPRankImages(ctx: NodeContext,
     models.use(scorer.model)
     ranked, scores = rank(scorer, images, prompt, keep_top_k)
     return ranked, scores, ", ".join(f"{s:.4f}" for s in scores)
-
-
-NODES = [CLIPRankImages]

@@ -35,6 +35,3 @@ def CLIPVisionEncode(clip_vision: CLIP_VISION, image: IMAGE,
     from diffusion.clip_vision import encode_image
 
     return encode_image(clip_vision, image, crop=crop == "center")
-
-
-NODES = [CLIPVisionLoader, CLIPVisionEncode]

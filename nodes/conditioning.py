@@ -139,8 +139,3 @@ def ConditioningSetTimestepRange(conditioning: CONDITIONING,
                                  end: float = Float(1.0, min=0.0, max=1.0, step=0.001)) -> CONDITIONING:
     """Applies the conditioning only between start and end of sampling (0 = first step, 1 = last)."""
     return _ops().set_timestep_range(conditioning, start, end)
-
-
-NODES = [CLIPTextEncode, CLIPTextEncodeSDXL, CLIPTextEncodeSDXLRefiner, CLIPSetLastLayer, ConditioningCombine, ConditioningConcat,
-         ConditioningAverage, ConditioningSetArea, ConditioningSetAreaPercentage, ConditioningSetAreaStrength,
-         ConditioningSetMask, ConditioningZeroOut, ConditioningSetTimestepRange]

@@ -42,6 +42,3 @@ def ControlNetApplyAdvanced(positive: CONDITIONING, negative: CONDITIONING, cont
     args = (control_net, image, strength, start_percent, end_percent)
     return (apply_control(positive, *args, apply_to_uncond=False),
             apply_control(negative, *args, apply_to_uncond=False))
-
-
-NODES = [ControlNetLoader, ControlNetApply, ControlNetApplyAdvanced]

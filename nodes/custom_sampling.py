@@ -64,6 +64,3 @@ def SamplerCustom(ctx: NodeContext, model: MODEL,
     return sample_custom(model, sampler, sigmas, seed=noise_seed, add_noise=add_noise, cfg=cfg,
                          positive=positive, negative=negative, latent=latent_image,
                          callback=_progress(ctx, model))
-
-
-NODES = [KSamplerSelect, BasicScheduler, SDTurboScheduler, SamplerCustom]

@@ -104,7 +104,3 @@ def EmptySD3LatentImage(width: int = Int(1024, min=16, max=MAX_RESOLUTION, step=
     import torch
 
     return {"samples": torch.zeros([batch_size, 16, height // 8, width // 8])}
-
-
-NODES = [UNETLoader, DualCLIPLoader, CLIPTextEncodeFlux, FluxGuidance, ModelSamplingFlux, ModelSamplingSD3,
-         EmptySD3LatentImage]

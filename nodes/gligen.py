@@ -40,6 +40,3 @@ def GLIGENTextBoxApply(conditioning_to: CONDITIONING, clip: CLIP, gligen_textbox
     from diffusion.gligen import apply_text_box
 
     return apply_text_box(conditioning_to, clip, gligen_textbox_model, text, width, height, x, y)
-
-
-NODES = [GLIGENLoader, GLIGENTextBoxApply]

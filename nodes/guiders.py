@@ -57,6 +57,3 @@ def SamplerCustomAdvanced(ctx: NodeContext, noise: NOISE, guider: GUIDER, sample
     model = getattr(guider, "model", None)
     return sample_advanced(noise, guider, sampler, sigmas, latent_image,
                            callback=_progress(ctx, model) if model is not None else None)
-
-
-NODES = [RandomNoise, DisableNoise, BasicGuider, CFGGuider, SamplerCustomAdvanced]

@@ -112,6 +112,3 @@ def ImageBlend(
     image2 = match_size(image2, image1, "bicubic").to(image1)
     blended = blend_pixels(image1, image2, blend_mode)
     return (image1 * (1 - blend_factor) + blended * blend_factor).clamp(0, 1)
-
-
-NODES = [ImageScale, ImageScaleBy, ImageInvert, ImageBatch, ImageBlend]

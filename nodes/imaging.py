@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from diffusion.image_crop import center_crop
 from engine.declare import Socket
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -75,18 +76,6 @@ def alpha_mask(picture: "Image.Image") -> "torch.Tensor | None":
     return 1.0 - torch.from_numpy(np.asarray(alpha, dtype=np.float32) / 255.0)
 
 
-def _center_crop(samples: "torch.Tensor", width: int, height: int) -> "torch.Tensor":
-    """Crop ``[B, C, H, W]`` to the target aspect ratio around the centre (ComfyUI's arithmetic)."""
-    old_height, old_width = samples.shape[-2], samples.shape[-1]
-    old_aspect, new_aspect = old_width / old_height, width / height
-    x = y = 0
-    if old_aspect > new_aspect:
-        x = round((old_width - old_width * (new_aspect / old_aspect)) / 2)
-    elif old_aspect < new_aspect:
-        y = round((old_height - old_height * (old_aspect / new_aspect)) / 2)
-    return samples.narrow(-2, y, old_height - y * 2).narrow(-1, x, old_width - x * 2)
-
-
 def _lanczos(samples: "torch.Tensor", width: int, height: int) -> "torch.Tensor":
     # PIL's float mode keeps full precision (no round trip through uint8) and
     # works for any channel count; Lanczos rings, so clamp back into range.
@@ -121,7 +110,7 @@ def resize(image: "torch.Tensor", width: int, height: int, method: str, crop: st
         raise ValueError(f"cannot resize to {width}x{height}: width and height must be at least 1")
     samples = image.movedim(-1, 1)
     if crop == "center":
-        samples = _center_crop(samples, width, height)
+        samples = center_crop(samples, width, height)
     if method == "lanczos":
         resized = _lanczos(samples, width, height)
     else:

@@ -182,6 +182,3 @@ def _temp_prefix() -> str:
 def PreviewImage(ctx: NodeContext, images: IMAGE) -> None:
     """Saves the input images to the temp folder and shows them on the node."""
     return NodeOutput(ui={"images": save_images(ctx, images, _temp_prefix(), "temp", compress_level=1)})
-
-
-NODES = [LoadImage, SaveImage, PreviewImage]

@@ -103,7 +103,3 @@ def InpaintModelConditioning(positive: CONDITIONING, negative: CONDITIONING, vae
     from diffusion.inpaint import inpaint_model_conditioning
 
     return inpaint_model_conditioning(positive, negative, vae, pixels, mask, noise_mask)
-
-
-NODES = [EmptyLatentImage, VAEDecode, VAEEncode, VAEDecodeTiled, VAEEncodeTiled, VAEEncodeForInpaint,
-         SetLatentNoiseMask, InpaintModelConditioning]

@@ -91,6 +91,3 @@ def LatentBatch(samples1: LATENT, samples2: LATENT) -> LATENT:
     out["batch_index"] = (list(samples1.get("batch_index", range(first.shape[0])))
                           + list(samples2.get("batch_index", range(second.shape[0]))))
     return out
-
-
-NODES = [LatentFromBatch, RepeatLatentBatch, LatentBatch]

@@ -135,6 +135,3 @@ def read_latent(path: Path) -> dict:
 def LoadLatent(ctx: NodeContext, latent: str = Combo(options=_input_latents)) -> LATENT:
     """Loads a .latent file (as SaveLatent or ComfyUI writes them) from the input folder."""
     return read_latent(_latent_file(ctx.env, latent))
-
-
-NODES = [SaveLatent, LoadLatent]

@@ -13,7 +13,9 @@ from typing import Any
 
 from engine.declare import Combo, Float, Int, Socket, node
 
-from .imaging import CROP_METHODS, MAX_RESOLUTION, _center_crop, resize
+from diffusion.image_crop import center_crop
+
+from .imaging import CROP_METHODS, MAX_RESOLUTION, resize
 
 LATENT = Socket("LATENT")
 LATENT_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "bislerp")
@@ -73,7 +75,7 @@ def resize_latent(samples: Any, width: int, height: int, method: str, crop: str)
     if crop not in CROP_METHODS:
         raise ValueError(f"unknown crop {crop!r}; use one of {', '.join(CROP_METHODS)}")
     if method == "bislerp":
-        cropped = _center_crop(samples, width, height) if crop == "center" else samples
+        cropped = center_crop(samples, width, height) if crop == "center" else samples
         return bislerp(cropped, width, height)
     return resize(samples.movedim(1, -1), width, height, method, crop).movedim(-1, 1)
 
@@ -84,7 +86,7 @@ def _with_samples(latent: dict, samples: Any, crop: str, width: int, height: int
     mask = latent.get("noise_mask")
     if mask is not None and crop == "center":
         shaped = mask.reshape((-1, 1, mask.shape[-2], mask.shape[-1]))
-        out["noise_mask"] = _center_crop(shaped, width, height)
+        out["noise_mask"] = center_crop(shaped, width, height)
     return out
 
 
@@ -134,6 +136,3 @@ def LatentUpscaleBy(
     height = max(1, round(latent.shape[-2] * scale_by))
     resized = resize_latent(latent, width, height, upscale_method, "disabled")
     return _with_samples(samples, resized, "disabled", width, height)
-
-
-NODES = [LatentUpscale, LatentUpscaleBy]

@@ -50,6 +50,3 @@ def CLIPLoader(ctx: NodeContext, clip_name: str = ModelFile("clip"),
                type: str = Combo(("stable_diffusion",), default="stable_diffusion")) -> CLIP:
     """Loads a standalone CLIP-L text encoder (transformers key layout)."""
     return ctx.env.models.load_clip(ctx.env.folders.model_path("clip", clip_name))
-
-
-NODES = [CheckpointLoaderSimple, VAELoader, CLIPLoader, DiffusersLoader]

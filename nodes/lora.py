@@ -55,6 +55,3 @@ def LoraLoaderModelOnly(ctx: NodeContext, model: MODEL,
     from diffusion.lora import with_unet_lora
 
     return with_unet_lora(model, _load(ctx, lora_name), strength_model)
-
-
-NODES = [LoraLoader, LoraLoaderModelOnly]

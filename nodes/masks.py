@@ -335,7 +335,3 @@ def ImagePadForOutpaint(
 ) -> tuple[IMAGE, MASK]:
     """Adds a border to outpaint into, and the mask that marks it."""
     return pad_for_outpaint(image, left, top, right, bottom, feathering)
-
-
-NODES = [LoadImageMask, InvertMask, SolidMask, ThresholdMask, GrowMask, FeatherMask, MaskComposite,
-         ImageToMask, MaskToImage, ImageCompositeMasked, ImagePadForOutpaint]

@@ -75,6 +75,3 @@ def FloatMath(
     if math.isinf(result) and not (math.isinf(a) or math.isinf(b)):
         raise ValueError(f"FloatMath: {a} {operation} {b} is too large to compute")
     return result
-
-
-NODES = [IntMath, FloatMath]

@@ -23,6 +23,3 @@ def ModelSamplingDiscrete(model: MODEL,
     from diffusion.model_sampling import with_sampling
 
     return with_sampling(model, sampling, zsnr)
-
-
-NODES = [ModelSamplingDiscrete]

@@ -26,6 +26,3 @@ def ImageThreshold(image: IMAGE, threshold: float = Float(0.5, min=0.0, max=1.0,
     from diffusion.preprocess import threshold as luma_threshold
 
     return luma_threshold(image, threshold)
-
-
-NODES = [Canny, ImageThreshold]

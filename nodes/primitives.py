@@ -42,5 +42,3 @@ PrimitiveStringMultiline = _primitive(
     "PrimitiveStringMultiline", "String (Multiline)", str, String("", multiline=True),
 )
 PrimitiveBoolean = _primitive("PrimitiveBoolean", "Boolean", bool, Boolean(False))
-
-NODES = [PrimitiveInt, PrimitiveFloat, PrimitiveString, PrimitiveStringMultiline, PrimitiveBoolean]

@@ -68,6 +68,3 @@ def KSamplerAdvanced(ctx: NodeContext, model: MODEL,
                    scheduler=scheduler, positive=positive, negative=negative, latent=latent_image,
                    add_noise=add_noise == "enable", start_step=start_at_step, last_step=end_at_step,
                    force_full_denoise=return_with_leftover_noise != "enable")
-
-
-NODES = [KSampler, KSamplerAdvanced]

@@ -59,6 +59,3 @@ def PreviewAny(source: Any) -> None:
     """Shows any value as text on the node. Like ComfyUI's, it has no outputs."""
     text = as_text(source)
     return NodeOutput(ui={"text": [text]})
-
-
-NODES = [StringConcatenate, StringReplace, PreviewAny]

@@ -37,6 +37,3 @@ def unCLIPCheckpointLoader(ctx: NodeContext, ckpt_name: str = ModelFile("checkpo
 
     path = ctx.env.folders.model_path("checkpoints", ckpt_name)
     return load_unclip_checkpoint(path, ctx.env.models)
-
-
-NODES = [unCLIPConditioning, unCLIPCheckpointLoader]

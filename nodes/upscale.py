@@ -55,6 +55,3 @@ def ImageUpscaleWithModel(ctx: NodeContext, upscale_model: UPSCALE_MODEL, image:
     watch_interrupts()
     device = ctx.env.models.device if ctx.env is not None and ctx.env.device != "cpu" else None
     return upscale(upscale_model, image, progress=lambda done, total: ctx.progress(done, total), device=device)
-
-
-NODES = [ImageScaleToTotalPixels, UpscaleModelLoader, ImageUpscaleWithModel]

@@ -126,6 +126,7 @@ class _RecordingUnet:
 
     def __init__(self):
         self.timesteps = []
+        self.options = {}  # a GuidedModel's model_options: no custom-node hooks here
 
     def __call__(self, x, t):
         self.timesteps.append(t)

@@ -60,9 +60,19 @@ def test_the_built_in_nodes_register_and_describe_themselves(env):
         "nearest-exact", "bilinear", "area", "bicubic", "lanczos"]
 
 
-def test_a_node_module_not_written_yet_is_skipped(monkeypatch):
+def test_a_listed_node_module_that_does_not_exist_is_an_error_naming_it(monkeypatch):
+    # every built-in module exists now: a missing one is a packaging mistake, not a skip
     monkeypatch.setattr(nodes, "NODE_MODULES", ("nodes.primitives", "nodes.not_written_yet"))
-    assert [d.class_type for d in nodes.builtin_nodes()][:1] == ["PrimitiveInt"]
+    with pytest.raises(ModuleNotFoundError) as caught:
+        nodes.builtin_nodes()
+    assert caught.value.name == "nodes.not_written_yet"
+
+
+def test_a_node_modules_nodes_are_the_definitions_it_declares_in_order():
+    import nodes.math
+
+    assert [d.class_type for d in nodes.builtin_nodes() if d.class_type in ("IntMath", "FloatMath")] == \
+        ["IntMath", "FloatMath"]
 
 
 def test_an_import_error_inside_an_existing_node_module_is_not_hidden(tmp_path, monkeypatch):

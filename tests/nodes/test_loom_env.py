@@ -48,7 +48,7 @@ def test_the_model_manager_is_created_once_on_first_use(tmp_path, monkeypatch):
     created = []
 
     class RecordingManager:
-        def __init__(self, device):
+        def __init__(self, device, policy=None):  # the host's precision/VRAM policy rides along
             created.append(device)
 
     monkeypatch.setitem(sys.modules, "diffusion.memory", types.SimpleNamespace(ModelManager=RecordingManager))
