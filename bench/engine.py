@@ -14,7 +14,6 @@ engine overhead; a fully cached re-run of it takes under 10 ms.
 
 from __future__ import annotations
 
-import statistics
 import sys
 import time
 from pathlib import Path

@@ -10,7 +10,6 @@ the same way.  Module attributes that ComfyUI keeps as globals (``models_dir``,
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any, Iterable, Iterator

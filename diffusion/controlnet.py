@@ -49,7 +49,7 @@ def controlnet_config(shapes: dict[str, tuple[int, ...]], name: str) -> dict[str
     """ControlNetModel config from the shapes of unprefixed original-layout keys."""
     try:
         conv_in = shapes["input_blocks.0.0.weight"]
-        mc, in_channels = int(conv_in[0]), int(conv_in[1])
+        in_channels = int(conv_in[1])
         blocks = _indices(shapes, "input_blocks.")
         downsamplers = [i for i in blocks if f"input_blocks.{i}.0.op.weight" in shapes]
         per_level = (downsamplers[0] if downsamplers else len(blocks)) - 1

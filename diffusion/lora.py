@@ -29,12 +29,12 @@ import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import torch
 
 from .errors import ModelLoadError
-from .lora_layers import LayerFormatError, LayerPatch, LowRank, build_layer
+from .lora_layers import LayerFormatError, LayerPatch, build_layer
 
 
 class LoraMismatch(ModelLoadError):

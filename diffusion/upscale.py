@@ -14,7 +14,6 @@ from __future__ import annotations
 import enum
 import functools
 import importlib.util
-import math
 import os
 import sys
 import threading

@@ -4,7 +4,7 @@ EmptySD3LatentImage.  The work is in diffusion/flux_*.py."""
 
 from __future__ import annotations
 
-from engine.declare import Combo, Float, Input, Int, Socket, String, node
+from engine.declare import Combo, Float, Int, Socket, String, node
 from engine.node import NodeContext
 
 from .model_files import ModelFile

@@ -3,7 +3,7 @@ RandomNoise, DisableNoise, BasicGuider, CFGGuider.  The work is in diffusion/gui
 
 from __future__ import annotations
 
-from engine.declare import Float, Input, Int, Socket, node
+from engine.declare import Float, Int, Socket, node
 from engine.node import NodeContext
 
 from .sampling import MAX_SEED, _progress

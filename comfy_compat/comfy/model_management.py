@@ -10,7 +10,6 @@ server's worker when no node is running in this thread).
 from __future__ import annotations
 
 import enum
-import sys
 from typing import Any, Iterable
 
 from engine.node import Interrupted, current_context

@@ -3,7 +3,6 @@ their own combos, read from Loom's one sampler table (``diffusion.k_steps.SAMPLE
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 

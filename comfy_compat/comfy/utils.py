@@ -7,7 +7,6 @@ events Loom's own nodes send, and an interrupt stops the node at its next update
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from loom_compat import placeholders

@@ -234,7 +234,6 @@ _FIXED = {
 
 def comfy_attribute(name: str) -> Any:
     """``nodes.<name>`` for a ComfyUI name, or ``AttributeError`` naming it."""
-    import sys
 
     if name in _FIXED:
         return _FIXED[name]()

@@ -5,7 +5,6 @@ upscaling, and mask nodes."""
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from tests.capabilities.conftest import install, run_graph
 from tests.fixtures.tiny_extras import kohya_lora_state, save

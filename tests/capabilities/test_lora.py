@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from diffusion.lora import (LoraMismatch, PatchedModule, apply_patches, applied_patches, load_lora, parse_lora,
+from diffusion.lora import (LoraMismatch, apply_patches, applied_patches, load_lora, parse_lora,
                             with_clip_lora, with_unet_lora)
 from diffusion.errors import ModelLoadError
 from tests.fixtures.tiny_extras import kohya_lora_state, peft_lora_state, save

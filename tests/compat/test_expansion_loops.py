@@ -10,7 +10,6 @@ through ``DYNPROMPT`` and copies it into the next iteration's expansion.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest

@@ -3,14 +3,13 @@ session), a host env whose models folder holds them, and a graph runner."""
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.fixtures.tiny_models import KINDS, TinyModel, build
+from tests.fixtures.tiny_models import TinyModel, build
 
 
 @pytest.fixture(scope="session")

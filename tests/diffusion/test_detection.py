@@ -8,7 +8,7 @@ from safetensors.torch import save_file
 
 from diffusion.errors import ModelLoadError
 from diffusion.loading import WeightSource, read_architecture
-from tests.diffusion.conftest import install, run_graph, txt2img_prompt
+from tests.diffusion.conftest import run_graph, txt2img_prompt
 
 
 @pytest.mark.parametrize("kind,name,family", [

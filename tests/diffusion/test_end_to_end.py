@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from PIL import Image
 
 from tests.diffusion.conftest import install, run_graph, saved_images, txt2img_prompt

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable
+from typing import Any
 
-import pytest
-import torch
 
 from tests.diffusion.conftest import install
 from tests.fixtures.slow_models import Sink, Slow, ids_of

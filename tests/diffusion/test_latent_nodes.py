@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from tests.diffusion.conftest import install, run_graph
+from tests.diffusion.conftest import run_graph
 
 
 def _node(name):

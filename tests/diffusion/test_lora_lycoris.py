@@ -6,7 +6,6 @@ and malformed layers are clear errors naming the layer."""
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest

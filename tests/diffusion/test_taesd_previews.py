@@ -14,7 +14,7 @@ import torch
 from diffusion import preview as preview_module
 from diffusion.errors import ModelLoadError
 from diffusion.latent_formats import SD15, SDXL
-from diffusion.taesd import build_decoder, decode, decoder_file, expected_keys, DecoderShape, load_decoder
+from diffusion.taesd import decode, decoder_file, expected_keys, DecoderShape, load_decoder
 from tests.fixtures.tiny_taesd import reference_decode, reference_decoder, write_decoder
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from typing import Any
 
 from engine.comfy_v1 import compile_v1
 from engine.node import ExecutionBlocker

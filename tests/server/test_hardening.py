@@ -24,7 +24,7 @@ from server.config import ServerOptions
 from server.routes_info import masked_argv
 from server.security import _same_origin
 
-from .conftest import Running, make_registry, sleep_prompt, text_prompt
+from .conftest import Running, make_registry, sleep_prompt
 from .test_hostile_requests import bomb_png
 
 

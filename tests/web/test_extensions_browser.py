@@ -5,7 +5,6 @@ listens to a websocket event its Python node sends with PromptServer.send_sync."
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import pytest
 
