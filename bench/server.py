@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -70,6 +71,11 @@ def make_base(root: Path) -> Path:
     return base
 
 
+def _drain(stream) -> None:
+    for _ in stream:
+        pass
+
+
 class Server:
     def __init__(self, base: Path):
         self.started = time.perf_counter()
@@ -85,6 +91,9 @@ class Server:
                 break
         else:
             raise SystemExit("the server did not start")
+        # Keep reading: the server logs a line or two per prompt ("got prompt", "Prompt executed
+        # in ..."), and a pipe nobody reads would stall it.
+        threading.Thread(target=_drain, args=(self.proc.stdout,), daemon=True).start()
         # Accepting HTTP: the first answered request after spawning.
         while True:
             try:

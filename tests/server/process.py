@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -37,6 +38,15 @@ class ServerProcess:
                 break
             if time.monotonic() > deadline:
                 raise AssertionError("server did not start:\n" + "".join(self.output))
+        # Keep reading: the server logs a line or two per prompt, and a full pipe would stall it.
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        try:
+            for line in self.proc.stdout:
+                self.output.append(line)
+        except (OSError, ValueError):  # closed by stop()/kill()
+            pass
 
     def call(self, path: str, body=None):
         data = None if body is None else json.dumps(body).encode()
