@@ -20,6 +20,7 @@ anything that could leave its folder.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import threading
@@ -549,3 +550,13 @@ def check_name_lengths(parts: Sequence[str], shown: str) -> None:
                           f" at most {NAME_MAX} bytes")
     if len(shown.encode("utf-8", "surrogatepass")) > PATH_MAX:
         raise BadName(f"'{shown[:60]}...' is longer than {PATH_MAX} bytes")
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """A file's sha256, read in 1 MiB blocks: what LoadImage and LoadLatent fingerprint
+    their input with, so a replaced file re-runs them."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

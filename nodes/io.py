@@ -9,7 +9,6 @@ which refuses names that would leave their folder.
 
 from __future__ import annotations
 
-import hashlib
 import random
 import string
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 from engine.declare import Combo, Input, String, node
 from engine.node import NodeContext, NodeOutput
 
-from .folders import IMAGE_EXTENSIONS, split_annotation
+from .folders import IMAGE_EXTENSIONS, file_digest, split_annotation
 from .image_bounds import DEFAULT_MAX_IMAGE_PIXELS, check_size, open_bounded, pixel_limit
 from .imaging import IMAGE, MASK, alpha_mask, from_pil, to_pil
 from .png_metadata import png_info, text_chunks
@@ -46,11 +45,7 @@ def _image_digest(image: str, env: Any = None) -> Any:
     """
     if env is None:
         return float("nan")
-    digest = hashlib.sha256()
-    with open(_image_file(env, image), "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(_image_file(env, image))
 
 
 def _check_image(image: str, env: Any = None) -> bool | str:

@@ -11,7 +11,6 @@ its values were scaled by SD's 0.18215, so LoadLatent divides them back, as Comf
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 from engine.declare import Combo, Socket, String, node
 from engine.node import NodeContext, NodeOutput
 
-from .folders import split_annotation
+from .folders import file_digest, split_annotation
 from .latent_resize import _check
 
 LATENT = Socket("LATENT")
@@ -98,11 +97,7 @@ def _latent_digest(latent: str, env: Any = None) -> Any:
     """LoadLatent's fingerprint: the file's sha256, so a replaced file re-runs."""
     if env is None:
         return float("nan")
-    digest = hashlib.sha256()
-    with open(_latent_file(env, latent), "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(_latent_file(env, latent))
 
 
 def _check_latent_file(latent: str, env: Any = None) -> bool | str:
