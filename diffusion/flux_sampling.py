@@ -299,8 +299,7 @@ def run_flow_sampler(model: FlowModel, name: str, sigmas: list[float], *, seed: 
         out["samples"] = samples
         return out, dict(out)
     fmt = model.latent_format
-    # ComfyUI takes a latent into the model's space only when it is not all zeros (an empty latent stays 0)
-    start = samples if int(torch.count_nonzero(samples)) == 0 else fmt.process_in(samples)
+    start = fmt.sampler_input(samples)  # an empty latent stays 0, as in ComfyUI
     noise = prepare_noise(samples, seed, latent.get("batch_index")) if add_noise else torch.zeros_like(samples)
     mask = None if latent.get("noise_mask") is None else latent_mask(latent["noise_mask"], samples.shape)
     D = FlowDenoiser(model, positive, negative, cfg)
