@@ -43,6 +43,24 @@ async def committed(work: Any) -> Any:
         raise ApiError(503, "damaged_queue_database", str(exc)) from None
 
 
+def history_operation(data: dict[str, Any]) -> tuple[bool, list[str]]:
+    """POST /history's body: (clear everything, the ids to delete); 400 naming what is wrong."""
+    if not {"clear", "delete"} & data.keys():
+        raise ApiError(400, "invalid_body", "expected 'clear' or 'delete'")
+    ids: list[str] = []
+    if data.get("delete") is not None:
+        ids = [str(expect(i, str, "delete[]")) for i in expect(data["delete"], list, "delete")]
+    return data.get("clear") is not None and expect(data["clear"], bool, "clear"), ids
+
+
+async def interrupt_target(request: web.Request, limit: int) -> str | None:
+    """POST /interrupt's optional ``prompt_id`` (ComfyUI's: interrupt only that prompt)."""
+    if not request.can_read_body:
+        return None
+    data = await read_json_object(request, limit)
+    return None if data.get("prompt_id") is None else expect(data["prompt_id"], str, "prompt_id")
+
+
 def _no_prompt(message: str, details: str = "") -> ApiError:
     return ApiError(400, "no_prompt", message, details, node_errors={})
 
@@ -210,23 +228,16 @@ class QueueRoutes:
 
     async def post_history(self, request: web.Request) -> web.Response:
         store = self.server.store
-        data = await read_json_object(request, self.server.options.json_limit)
-        if not {"clear", "delete"} & data.keys():
-            raise ApiError(400, "invalid_body", "expected 'clear' or 'delete'")
-        if data.get("clear") is not None and expect(data["clear"], bool, "clear"):
+        clear, ids = history_operation(await read_json_object(request, self.server.options.json_limit))
+        if clear:
             await committed(store.clear_history())
-        if data.get("delete") is not None:
-            ids = [str(expect(i, str, "delete[]")) for i in expect(data["delete"], list, "delete")]
+        if ids:
             await committed(store.delete_history(ids))
         return json_response({})
 
     # ------------------------------------------------------------- control
     async def post_interrupt(self, request: web.Request) -> web.Response:
-        prompt_id = None
-        if request.can_read_body:
-            data = await read_json_object(request, self.server.options.json_limit)
-            if data.get("prompt_id") is not None:
-                prompt_id = expect(data["prompt_id"], str, "prompt_id")
+        prompt_id = await interrupt_target(request, self.server.options.json_limit)
         interrupted = self.server.worker.request_interrupt(prompt_id)
         return json_response({"interrupted": interrupted})
 

@@ -20,7 +20,7 @@ from aiohttp import web
 from . import job_index, jobs
 from .http_errors import ApiError, expect, read_json_object
 from .jsonio import json_response
-from .routes_queue import committed
+from .routes_queue import committed, history_operation, interrupt_target
 from .security import TOKEN_COOKIE
 from .users import User, UserTable
 
@@ -232,13 +232,7 @@ class UserScope:
     async def post_history(self, request: web.Request) -> web.Response:
         store = self.server.store
         name = self._name(request)
-        data = await read_json_object(request, self.server.options.json_limit)
-        if not {"clear", "delete"} & data.keys():
-            raise ApiError(400, "invalid_body", "expected 'clear' or 'delete'")
-        ids: list[str] = []
-        if data.get("delete") is not None:
-            ids = [str(expect(i, str, "delete[]")) for i in expect(data["delete"], list, "delete")]
-        clear = data.get("clear") is not None and expect(data["clear"], bool, "clear")
+        clear, ids = history_operation(await read_json_object(request, self.server.options.json_limit))
 
         def own(c: Any) -> list[str]:
             if clear:
@@ -251,11 +245,7 @@ class UserScope:
         return json_response({})
 
     async def post_interrupt(self, request: web.Request) -> web.Response:
-        prompt_id = None
-        if request.can_read_body:
-            data = await read_json_object(request, self.server.options.json_limit)
-            if data.get("prompt_id") is not None:
-                prompt_id = expect(data["prompt_id"], str, "prompt_id")
+        prompt_id = await interrupt_target(request, self.server.options.json_limit)
         running, _ = self.server.queue.snapshot()
         mine = [item.prompt_id for item in self._own(running, self._name(request))]
         target = prompt_id if prompt_id is not None else (mine[0] if mine else None)
