@@ -245,5 +245,5 @@ def require_flux(shapes: Shapes, filename: str, loader: str) -> FluxArchitecture
     arch = flux_architecture(shapes, filename)
     if arch is None:
         raise ModelLoadError(f"{loader}: {filename} is a {describe(shapes)}, not a diffusion model this loader "
-                             f"can load (supported: FLUX.1 dev/schnell/Fill transformers)")
+                             f"can load (supported: FLUX.1 dev/schnell/Fill and SD3/SD3.5 transformers)")
     return arch

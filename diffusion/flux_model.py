@@ -141,20 +141,15 @@ def build_flux_transformer(path: Path, weight_dtype: str, compute_dtype, loader:
     from diffusers import FluxTransformer2DModel
 
     from .flux_files import bfl_to_diffusers, require_flux
-    from .flux_weights import cast_on_use, dominant_dtype, place_weights, storage_dtype
-    from .loading import WeightSource, _assign, _empty
+    from .flux_weights import build_stored
+    from .loading import WeightSource
 
     source = WeightSource(path)
     arch = require_flux(source.shapes(), path.name, loader)
     state = source.read([k for k in source.shapes() if k.startswith(arch.prefix)])  # not an all-in-one file's rest
-    file_dtype = dominant_dtype({k: v.dtype for k, v in state.items() if v.ndim == 2})
-    linear_dtype = storage_dtype(weight_dtype, file_dtype, compute_dtype)
-    converted = bfl_to_diffusers(state, arch)
-    model = _empty(lambda: FluxTransformer2DModel.from_config(arch.config))
-    placed = place_weights(model, converted, linear_dtype, compute_dtype)
-    del converted
-    model = _assign(model, placed, f"{path.name}: Flux transformer")
-    return cast_on_use(model), arch
+    model = build_stored(lambda: FluxTransformer2DModel.from_config(arch.config), bfl_to_diffusers(state, arch),
+                         weight_dtype, compute_dtype, f"{path.name}: Flux transformer")
+    return model, arch
 
 
 def load_flux_model(manager, path: str | Path, weight_dtype: str = "default") -> FlowModel:

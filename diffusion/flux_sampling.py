@@ -135,11 +135,33 @@ class FlowCond:
 _UNSUPPORTED = ("area", "mask", "control", "gligen")
 
 
+_FAMILY = {"flux": ("FLUX.1", "DualCLIPLoader type flux (clip_l + t5xxl)", "T5-XXL", "CLIP-L"),
+           "sd3": ("SD3", "TripleCLIPLoader or DualCLIPLoader type sd3", "CLIP-L/G + T5-XXL", "CLIP-L + CLIP-G")}
+
+
+def _context_for(model: FlowModel, context, which: str):
+    """The text features at the model's context width.  Features wider than the model takes
+    are accepted when the extra columns are zeros: ComfyUI pads SD3's CLIP-only features to
+    4096, and a zero column contributes nothing to the context projection."""
+    import torch
+
+    name, loader, text, _ = _FAMILY.get(model.family, _FAMILY["flux"])
+    width = int(model.unet.config.joint_attention_dim)
+    context = torch.as_tensor(context)
+    if context.shape[-1] > width and not bool(context[..., width:].any()):
+        context = context[..., :width]
+    if context.shape[-1] != width:
+        raise SamplingError(f"{which} has {context.shape[-1]}-wide text features; this {name} model takes "
+                            f"{width} ({text}) — encode with {loader}")
+    return context
+
+
 def flow_conds(model: FlowModel, conditioning: Sequence, which: str) -> list[FlowCond]:
     import torch
 
     if not isinstance(conditioning, (list, tuple)) or not conditioning:
         raise SamplingError(f"{which} must be a non-empty CONDITIONING")
+    name, loader, _, pooled_text = _FAMILY.get(model.family, _FAMILY["flux"])
     table = model.sigma_table()
     rows = []
     for i, entry in enumerate(conditioning):
@@ -149,17 +171,15 @@ def flow_conds(model: FlowModel, conditioning: Sequence, which: str) -> list[Flo
             raise SamplingError(f"{which} entry {i} is not a [tensor, dict] pair") from None
         used = [k for k in _UNSUPPORTED if meta.get(k) is not None]
         if used:
-            raise SamplingError(f"{which}: {', '.join(used)} conditioning is not supported for FLUX.1 models in Loom yet")
+            raise SamplingError(f"{which}: {', '.join(used)} conditioning is not supported for {name} models in Loom yet")
         pooled = meta.get("pooled_output")
         if pooled is None:
-            raise SamplingError(f"{which} has no pooled CLIP-L output: FLUX.1 needs a prompt encoded with a "
-                                f"Flux text encoder (DualCLIPLoader type flux)")
-        if context.shape[-1] != model.unet.config.joint_attention_dim:
-            raise SamplingError(f"{which} has {context.shape[-1]}-wide text features; this FLUX.1 model takes "
-                                f"{model.unet.config.joint_attention_dim} (T5-XXL) — encode with DualCLIPLoader type flux")
+            raise SamplingError(f"{which} has no pooled {pooled_text} output: {name} needs a prompt encoded with "
+                                f"its text encoders ({loader})")
+        context = _context_for(model, context, which)
         if pooled.shape[-1] != model.unet.config.pooled_projection_dim:
-            raise SamplingError(f"{which} has a {pooled.shape[-1]}-wide pooled output; this FLUX.1 model takes "
-                                f"{model.unet.config.pooled_projection_dim} (CLIP-L)")
+            raise SamplingError(f"{which} has a {pooled.shape[-1]}-wide pooled output; this {name} model takes "
+                                f"{model.unet.config.pooled_projection_dim} ({pooled_text})")
         start = table.percent_to_sigma(float(meta.get("start_percent", 0.0)))
         end = table.percent_to_sigma(float(meta.get("end_percent", 1.0)))
         rows.append(FlowCond(context, torch.as_tensor(pooled).reshape(1, -1),
@@ -221,7 +241,8 @@ class FlowDenoiser:
         self.positive = flow_conds(model, positive, "positive")
         self.negative = flow_conds(model, negative, "negative") if self.cfg != 1.0 and negative is not None else None
         self.mask = self.original = self.noise = None
-        self.fill = model.unet.config.in_channels > 4 * model.latent_format.channels
+        self.fill = model.family == "flux" and model.unet.config.in_channels > 4 * model.latent_format.channels
+        self._call = self._call_sd3 if model.family == "sd3" else self._call_flux
 
     def prepare(self, shape, denoise_mask=None) -> None:
         """Per-row Fill inputs for a latent of ``shape`` (FLUX.1 Fill only)."""
@@ -248,6 +269,8 @@ class FlowDenoiser:
         return total / max(weight, 1e-37)
 
     def _predict(self, row: FlowCond, x, sigma: float):
+        """The transformer's velocity for ``x``, padded circularly to the 2×2 patch grid and
+        cropped back (ComfyUI's pad_to_patch_size)."""
         import torch
         import torch.nn.functional as F
 
@@ -255,20 +278,31 @@ class FlowDenoiser:
         ph, pw = h % 2, w % 2
         xin = x if row.concat is None else torch.cat([x, row.concat.to(x)], dim=1)
         xin = F.pad(xin, (0, pw, 0, ph), mode="circular") if (ph or pw) else xin
-        hp, wp = h + ph, w + pw
         dt, dev = self.dtype, self.device
         context = row.context.to(dev, dt).expand(b, -1, -1)
         t = torch.full((b,), self.table.timestep(sigma), device=dev, dtype=dt)
+        with torch.inference_mode():
+            out = self._call(row, xin.to(dev, dt), context, row.pooled.to(dev, dt).expand(b, -1), t)
+        return out.float()[:, :, :h, :w].to(x.device)
+
+    def _call_flux(self, row: FlowCond, x, context, pooled, t):
+        """FLUX.1: the latent as packed 2×2 patches with (0, row, column) position ids."""
+        import torch
+
+        _, _, hp, wp = x.shape
         kwargs = {}
         if self.model.guidance_embed:
-            kwargs["guidance"] = torch.full((b,), row.guidance, device=dev, dtype=dt)
-        with torch.inference_mode():
-            out = self.transformer(hidden_states=pack(xin.to(dev, dt)), encoder_hidden_states=context,
-                                   pooled_projections=row.pooled.to(dev, dt).expand(b, -1), timestep=t,
-                                   img_ids=image_ids(hp // 2, wp // 2, dev, dt),
-                                   txt_ids=torch.zeros(context.shape[1], 3, device=dev, dtype=dt),
-                                   return_dict=False, **kwargs)[0]
-        return unpack(out.float(), hp, wp)[:, :, :h, :w].to(x.device)
+            kwargs["guidance"] = torch.full_like(t, row.guidance)
+        out = self.transformer(hidden_states=pack(x), encoder_hidden_states=context, pooled_projections=pooled,
+                               timestep=t, img_ids=image_ids(hp // 2, wp // 2, x.device, x.dtype),
+                               txt_ids=torch.zeros(context.shape[1], 3, device=x.device, dtype=x.dtype),
+                               return_dict=False, **kwargs)[0]
+        return unpack(out, hp, wp)
+
+    def _call_sd3(self, row: FlowCond, x, context, pooled, t):
+        """SD3: the MMDiT patches the latent itself (learned position table, centre-cropped)."""
+        return self.transformer(hidden_states=x, encoder_hidden_states=context, pooled_projections=pooled,
+                                timestep=t, return_dict=False)[0]
 
     def __call__(self, x, sigma: float):
         if self.mask is not None:

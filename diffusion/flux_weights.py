@@ -101,3 +101,17 @@ def dominant_dtype(dtypes: Mapping[str, Any]):
     for dtype in dtypes.values():
         counts[dtype] = counts.get(dtype, 0) + 1
     return max(counts, key=counts.get) if counts else None
+
+
+def build_stored(factory, state: dict[str, Any], weight_dtype: str, compute_dtype, what: str):
+    """A module built on the meta device by ``factory`` and given ``state`` (consumed): Linear
+    weights kept in the storage dtype ``weight_dtype`` asks for (the file's own dominant dtype by
+    default), the rest in ``compute_dtype``, each Linear casting on use."""
+    from .loading import _assign, _empty
+
+    file_dtype = dominant_dtype({k: v.dtype for k, v in state.items() if v.ndim == 2})
+    linear_dtype = storage_dtype(weight_dtype, file_dtype, compute_dtype)
+    model = _empty(factory)
+    placed = place_weights(model, state, linear_dtype, compute_dtype)
+    state.clear()
+    return cast_on_use(_assign(model, placed, what))

@@ -20,12 +20,14 @@ DUAL_CLIP_TYPES = ("sdxl", "sd3", "flux", "hunyuan_video", "hidream", "hunyuan_i
 @node(category="advanced/loaders", display_name="Load Diffusion Model")
 def UNETLoader(ctx: NodeContext, unet_name: str = ModelFile("diffusion_models"),
                weight_dtype: str = Combo(WEIGHT_DTYPES, default="default")) -> MODEL:
-    """Loads a diffusion transformer file from models/diffusion_models (FLUX.1 dev, schnell, Fill,
-    in BFL's or ComfyUI's layout, bf16 or fp8).  fp8 weights stay fp8 in memory and are cast
-    layer by layer to the compute dtype (float32 on the CPU, bf16 on GPUs)."""
-    from diffusion.flux_model import load_flux_model
+    """Loads a diffusion transformer file from models/diffusion_models (FLUX.1 dev, schnell, Fill
+    in BFL's or ComfyUI's layout; SD3 medium, SD3.5 large/medium in Stability's layout; bf16 or
+    fp8).  fp8 weights stay fp8 in memory and are cast layer by layer to the compute dtype
+    (float32 on the CPU, bf16 on GPUs)."""
+    from diffusion.sd3_model import load_diffusion_model
 
-    return load_flux_model(ctx.env.models, ctx.env.folders.model_path("diffusion_models", unet_name), weight_dtype)
+    path = ctx.env.folders.model_path("diffusion_models", unet_name)
+    return load_diffusion_model(ctx.env.models, path, weight_dtype)
 
 
 @node(category="advanced/loaders", display_name="DualCLIPLoader")
