@@ -22,9 +22,12 @@ def CheckpointLoaderSimple(ctx: NodeContext,
                            ) -> tuple[MODEL, CLIP, VAE]:
     path = ctx.env.folders.model_path("checkpoints", ckpt_name)
     from diffusion.flux_checkpoint import is_flux_checkpoint, load_flux_checkpoint
+    from diffusion.sd3_checkpoint import is_sd3_checkpoint, load_sd3_checkpoint
 
     if is_flux_checkpoint(path):  # ComfyUI's all-in-one FLUX.1 files (flux1-schnell-fp8.safetensors)
         return load_flux_checkpoint(ctx.env.models, path)
+    if is_sd3_checkpoint(path):  # SD3 / SD3.5 files (sd3.5_large.safetensors, sd3_medium_incl_clips…)
+        return load_sd3_checkpoint(ctx.env.models, path)
     return ctx.env.models.load_checkpoint(path)
 
 
