@@ -24,19 +24,29 @@ from .models import ClipModel
 
 T5_PREFIXES = ("", "t5xxl.transformer.", "text_encoders.t5xxl.transformer.")
 CLIP_L_PREFIXES = ("", "clip_l.transformer.", "text_encoders.clip_l.transformer.")
+CLIP_G_PREFIXES = ("clip_g.transformer.", "text_encoders.clip_g.transformer.")
 _T5_PROBE = "encoder.block.0.layer.0.SelfAttention.q.weight"
 _CLIP_PROBE = "text_model.embeddings.token_embedding.weight"
 
 
+def clip_kind(shapes, prefix: str) -> str:
+    """"clip_g", "clip_h" or "clip_l" for a CLIP text tower in transformers' names, told apart as
+    ComfyUI's detect_te_model does: a 31st layer (bigG has 32) makes CLIP-G, a 23rd (ViT-H has 24)
+    CLIP-H, anything else CLIP-L; bigG's 1280 width says CLIP-G too."""
+    layer = prefix + "text_model.encoder.layers.{}.mlp.fc1.weight"
+    if layer.format(30) in shapes or shapes[prefix + _CLIP_PROBE][1] == 1280:
+        return "clip_g"
+    return "clip_h" if layer.format(22) in shapes else "clip_l"
+
+
 def text_encoder_kind(shapes) -> tuple[str, str] | None:
-    """("t5" | "clip_l" | "clip_g", prefix) for a text encoder file, or None."""
+    """("t5" | "clip_l" | "clip_g" | "clip_h", prefix) for a text encoder file, or None."""
     for prefix in T5_PREFIXES:
         if prefix + _T5_PROBE in shapes:
             return "t5", prefix
-    for prefix in CLIP_L_PREFIXES + ("clip_g.transformer.",):
+    for prefix in CLIP_L_PREFIXES + CLIP_G_PREFIXES:
         if prefix + _CLIP_PROBE in shapes:
-            width = shapes[prefix + _CLIP_PROBE][1]
-            return ("clip_g" if width == 1280 else "clip_l"), prefix
+            return clip_kind(shapes, prefix), prefix
     return None
 
 
@@ -138,7 +148,12 @@ def load_text_encoder_file(manager, path: Path, loader: str):
         if kind == "t5":
             return kind, build_t5(source, prefix, manager.text_dtype, p.name)
         if kind == "clip_g":
-            raise ModelLoadError(f"{loader}: {p.name} is CLIP-G (SDXL/SD3); Loom loads CLIP-G only inside checkpoints")
+            from .sd3_text import build_clip_g
+
+            return kind, build_clip_g(source, prefix, manager.text_dtype, p.name)
+        if kind == "clip_h":
+            raise ModelLoadError(f"{loader}: {p.name} is CLIP-H (SD2.x's OpenCLIP ViT-H text encoder), not a "
+                                 f"clip_l, clip_g or t5xxl text encoder")
         return kind, build_clip_l(source, prefix, manager.text_dtype, p.name)
 
     return manager.load_file(path, "text_encoder", load, modules=lambda value: (value[1].model,),

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from .detect import UNET_PREFIX, VAE_PREFIX, Architecture, detect_architecture
 from .errors import ModelLoadError
-from .model_configs import clip_text_config, unet_config, vae_config
+from .model_configs import HF_CLIP_KINDS, clip_text_config, unet_config, vae_config
 from .weights_file import SafetensorsFile, load_state_dict
 
 
@@ -109,7 +109,7 @@ class TextEncoderWeights:
     """One CLIP text tower as loaded: the module plus what its key layout told us."""
 
     model: Any            # CLIPTextModel or CLIPTextModelWithProjection
-    kind: str             # "clip_l" | "openclip"
+    kind: str             # "clip_l" | "openclip" | "clip_g" (bigG in transformers' names, SD3)
     file_layers: int      # transformer layers in the file (clip-skip counts from these)
 
 
@@ -123,9 +123,9 @@ def build_text_encoder(source: WeightSource, prefix: str, kind: str, with_projec
     cls = CLIPTextModelWithProjection if with_projection else CLIPTextModel
     model = _empty(lambda: cls(config))
     state = source.read_prefix(prefix, dtype)
-    if kind == "clip_l" and not prefix:
-        converted = state  # a standalone file already in transformers' names (ComfyUI's clip_l.safetensors)
-    elif kind == "clip_l":
+    if kind in HF_CLIP_KINDS and not prefix:
+        converted = state  # a standalone file already in transformers' names (ComfyUI's clip_l/clip_g.safetensors)
+    elif kind in HF_CLIP_KINDS:
         converted = convert_ldm_clip_checkpoint(state, remove_prefix=prefix)
     else:
         # A neutral prefix: diffusers skips SD2's last layer under its usual prefix, but

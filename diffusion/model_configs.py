@@ -24,6 +24,8 @@ from .errors import ModelLoadError
 CONFIG_DIR = Path(__file__).parent / "configs"
 Shapes = Mapping[str, Sequence[int]]
 _IMAGE_SIZE = {"sd1": 512, "sd2": 512, "sdxl": 1024}
+#: Text encoder kinds whose files use transformers' CLIPTextModel names (``text_model.…``)
+HF_CLIP_KINDS = ("clip_l", "clip_g")
 
 
 @functools.cache
@@ -152,11 +154,11 @@ def text_encoder_families() -> dict:
 def clip_text_config(shapes: Shapes, prefix: str, kind: str, with_projection: bool) -> dict[str, Any]:
     """CLIPTextConfig kwargs for the text encoder under ``prefix``.
 
-    ``kind`` is "clip_l" (HF key names) or "openclip" (OpenCLIP key names).
+    ``kind`` is "clip_l" or "clip_g" (transformers' key names) or "openclip" (OpenCLIP key names).
     """
     fam = text_encoder_families()[kind]
     try:
-        if kind == "clip_l":
+        if kind in HF_CLIP_KINDS:
             tok = shapes[prefix + "text_model.embeddings.token_embedding.weight"]
             pos = shapes[prefix + "text_model.embeddings.position_embedding.weight"]
             layers = len(_indices(shapes, prefix + "text_model.encoder.layers."))

@@ -21,8 +21,11 @@ from .weights_file import load_state_dict
 
 #: Default layer (ComfyUI's stop_at_clip_layer) and whether the final LayerNorm is
 #: applied, per family and encoder kind.
-_DEFAULT_LAYER = {"sd1": -1, "sd2": -2, "sdxl": -2}
-_FINAL_NORM = {"sd1": True, "sd2": True, "sdxl": False}
+_DEFAULT_LAYER = {"sd1": -1, "sd2": -2, "sdxl": -2, "sd3": -2}
+_FINAL_NORM = {"sd1": True, "sd2": True, "sdxl": False, "sd3": False}
+#: Families whose CLIP-L pooled output is the final-normed end-of-text state, unprojected
+#: (ComfyUI's return_projected_pooled=False; SD1's projection is the identity anyway)
+_UNPROJECTED_POOLED = ("sd1", "sd3")
 EMBEDDING_EXTENSIONS = (".safetensors", ".pt", ".bin", ".pth")
 
 
@@ -123,9 +126,9 @@ def _encode_chunks(clip: ClipModel, index: int, chunks: list[list[Token]]):
         w = torch.tensor([[t.weight for t in c] for c in chunks], device=hidden.device, dtype=hidden.dtype)
         hidden = (hidden - empty) * w[..., None] + empty
     pooled = getattr(out, "text_embeds", None)
-    if pooled is None and clip.family == "sd1":
-        # SD1.x conditioning carries CLIP-L's pooled output as ComfyUI's does (its projection
-        # is the identity there): the final-layer-normed end-of-text state of the first chunk
+    if pooled is None and clip.family in _UNPROJECTED_POOLED:
+        # SD1.x and SD3 conditioning carry CLIP-L's pooled output as ComfyUI's does: the
+        # final-layer-normed end-of-text state of the first chunk, without the projection
         pooled = getattr(out, "pooler_output", None)
     pooled = pooled[:1].float() if pooled is not None else None
     return hidden.reshape(1, -1, hidden.shape[-1]).cpu(), (pooled.cpu() if pooled is not None else None)
@@ -140,6 +143,11 @@ def encode(clip: ClipModel, text: str, *, text_l: str | None = None,
         from .flux_text import encode_flux
 
         return encode_flux(clip, text, extra=extra)
+    if clip.family == "sd3":  # CLIP-L/G features beside T5-XXL's, the same text for all (diffusion.sd3_text)
+        from .sd3_text import encode_sd3
+
+        return encode_sd3(clip, text, text, text, empty_padding="empty_prompt", embedding_dirs=embedding_dirs,
+                          extra=extra)
 
     library = _embedding_library(clip, embedding_dirs)
     texts = [text_l if (text_l is not None and i == 0 and len(clip.encoders) == 2) else text
