@@ -37,8 +37,9 @@ NODE_MODULES = (
     "nodes.clip_vision",
     "nodes.unclip",
     "nodes.model_sampling",
-    # FLUX.1 and custom-sampling guiders
+    # FLUX.1, SD3 and custom-sampling guiders
     "nodes.flux",
+    "nodes.sd3",
     "nodes.guiders",
     # ComfyUI's latent batch and .latent file nodes
     "nodes.latent_batch",

@@ -35,8 +35,9 @@ def DualCLIPLoader(ctx: NodeContext, clip_name1: str = ModelFile("text_encoders"
                    clip_name2: str = ModelFile("text_encoders"),
                    type: str = Combo(DUAL_CLIP_TYPES, default="sdxl"),
                    device: str | None = Combo(("default", "cpu"), default="default", extra={"advanced": True})) -> CLIP:
-    """Loads two text encoders as one CLIP: for type flux, clip_l and t5xxl (either order)."""
-    from diffusion.flux_text import load_dual_clip
+    """Loads two text encoders (either order) as one CLIP: type flux takes clip_l and t5xxl, sd3
+    two of clip_l, clip_g and t5xxl, sdxl clip_l and clip_g."""
+    from diffusion.sd3_text import load_dual_clip
 
     folders = ctx.env.folders
     paths = [folders.model_path("text_encoders", clip_name1), folders.model_path("text_encoders", clip_name2)]

@@ -48,8 +48,19 @@ def VAELoader(ctx: NodeContext, vae_name: str = ModelFile("vae")) -> VAE:
     return ctx.env.models.load_vae(path)
 
 
+#: ComfyUI's CLIPLoader types, in its order (Loom loads stable_diffusion and sd3: diffusion.sd3_text)
+CLIP_TYPES = ("stable_diffusion", "stable_cascade", "sd3", "stable_audio", "mochi", "ltxv", "pixart", "cosmos",
+              "lumina2", "wan", "hidream", "chroma", "ace", "omnigen2", "qwen_image", "hunyuan_image", "flux2", "ovis",
+              "longcat_image", "cogvideox", "lens", "pixeldit", "ideogram4", "boogu", "krea2", "joyimage", "mage",
+              "minimax", "yue2")
+
+
 @node(category="advanced/loaders", display_name="Load CLIP")
 def CLIPLoader(ctx: NodeContext, clip_name: str = ModelFile("clip"),
-               type: str = Combo(("stable_diffusion",), default="stable_diffusion")) -> CLIP:
-    """Loads a standalone CLIP-L text encoder (transformers key layout)."""
-    return ctx.env.models.load_clip(ctx.env.folders.model_path("clip", clip_name))
+               type: str = Combo(CLIP_TYPES, default="stable_diffusion"),
+               device: str | None = Combo(("default", "cpu"), default="default", extra={"advanced": True})) -> CLIP:
+    """Loads one text encoder as a CLIP: type stable_diffusion takes a CLIP-L (transformers key
+    layout), sd3 a t5xxl, clip_g or clip_l file."""
+    from diffusion.sd3_text import load_clip
+
+    return load_clip(ctx.env.models, ctx.env.folders.model_path("clip", clip_name), type)

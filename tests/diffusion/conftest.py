@@ -114,3 +114,22 @@ def flux_env(env, tiny_flux):
         if not target.exists():
             os.symlink(path, target)
     return env
+
+
+@pytest.fixture(scope="session")
+def sd3_text(tmp_path_factory):
+    """The tiny SD3 text encoder files (tests.fixtures.tiny_sd3_text) and their reference modules."""
+    from tests.fixtures.tiny_sd3_text import build_text
+
+    return build_text(tmp_path_factory.mktemp("tiny_sd3_text"))
+
+
+@pytest.fixture
+def sd3_text_env(env, sd3_text):
+    """The test env with the tiny SD3 text encoders in models/text_encoders under ComfyUI's names."""
+    folder = env.folders.models / "text_encoders"
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in sd3_text.files.values():
+        if not (folder / path.name).exists():
+            os.symlink(path, folder / path.name)
+    return env
