@@ -143,11 +143,11 @@ def encode(clip: ClipModel, text: str, *, text_l: str | None = None,
         from .flux_text import encode_flux
 
         return encode_flux(clip, text, extra=extra)
-    if clip.family == "sd3":  # CLIP-L/G features beside T5-XXL's, the same text for all (diffusion.sd3_text)
+    if clip.family == "sd3":  # diffusion.sd3_text; CLIPTextEncodeSDXL's text_l goes to CLIP-L, as in ComfyUI
         from .sd3_text import encode_sd3
 
-        return encode_sd3(clip, text, text, text, empty_padding="empty_prompt", embedding_dirs=embedding_dirs,
-                          extra=extra)
+        return encode_sd3(clip, text if text_l is None else text_l, text, text, empty_padding="empty_prompt",
+                          embedding_dirs=embedding_dirs, extra=extra)
 
     library = _embedding_library(clip, embedding_dirs)
     texts = [text_l if (text_l is not None and i == 0 and len(clip.encoders) == 2) else text

@@ -66,6 +66,16 @@ def test_clip_text_encode_matches_diffusers_sd3_encode_prompt(manager, sd3_text,
     assert _close(features, embeds) and _close(meta["pooled_output"], pooled)
 
 
+def test_clip_text_encode_sdxl_on_an_sd3_clip_gives_text_l_to_clip_l_and_text_g_to_the_rest(manager, sd3_text):
+    from diffusion.text_encoding import encode
+
+    clip = _triple(manager, sd3_text)
+    [[features, meta]] = encode(clip, "a dog", text_l="a cat")
+    expected, pooled = _encode(clip, "a cat", "a dog", "a dog", "empty_prompt")
+    assert _close(features, expected) and _close(meta["pooled_output"], pooled)
+    assert not _close(features, _encode(clip, "a dog", "a dog", "a dog")[0], atol=1e-3)
+
+
 def test_triple_loader_orders_the_encoders_clip_l_clip_g_t5_whatever_the_file_order(manager, sd3_text):
     clip = _triple(manager, sd3_text)
     assert clip.family == "sd3" and [e.kind for e in clip.encoders] == ["clip_l", "clip_g", "t5"]
