@@ -117,6 +117,25 @@ def flux_env(env, tiny_flux):
 
 
 @pytest.fixture(scope="session")
+def tiny_sd3(tmp_path_factory):
+    from tests.fixtures.tiny_sd3 import build
+
+    return build(tmp_path_factory.mktemp("tiny_sd3"))
+
+
+@pytest.fixture
+def sd3_env(env, tiny_sd3):
+    """The test env with the tiny SD3 files under ComfyUI's folder and file names."""
+    for path in tiny_sd3.files.values():
+        folder = env.folders.models / path.parent.name
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / path.name
+        if not target.exists():
+            os.symlink(path, target)
+    return env
+
+
+@pytest.fixture(scope="session")
 def sd3_text(tmp_path_factory):
     """The tiny SD3 text encoder files (tests.fixtures.tiny_sd3_text) and their reference modules."""
     from tests.fixtures.tiny_sd3_text import build_text

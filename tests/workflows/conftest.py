@@ -65,10 +65,13 @@ class Host:
         return self.server.registry
 
     def install_model(self, kind: str, source: Path, name: str) -> None:
-        """Link a built model into models/<kind> under the name the workflow expects."""
+        """Link a built model into models/<kind> under the name the workflow expects (the FLUX.1
+        and SD3 examples name the same text encoder files: the last test's models win)."""
         folder = self.base / "models" / kind
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / name
+        if target.is_symlink() and target.resolve() != Path(source).resolve():
+            target.unlink()
         if not target.exists():
             os.symlink(source, target)
 
@@ -168,6 +171,12 @@ class ModelFactory:
         from tests.fixtures.tiny_flux import build
 
         return self._once("flux", lambda: build(self.folder / "flux"))
+
+    def sd3(self):
+        """Tiny SD3/SD3.5 files (MMDiT transformers, all-in-one checkpoints; clip_l, clip_g, t5xxl; the VAE)."""
+        from tests.fixtures.tiny_sd3 import build
+
+        return self._once("sd3", lambda: build(self.folder / "sd3"))
 
     def clip(self) -> tuple[Path, Path]:
         """A tiny CLIPModel as one .safetensors file and its CLIPConfig .json."""

@@ -65,6 +65,12 @@ CLIP_L = {"name": "clip_l.safetensors",
 FLUX_AE = {"name": "ae.safetensors",
            "url": "https://huggingface.co/black-forest-labs/FLUX.1-schnell/resolve/main/ae.safetensors",
            "directory": "vae"}
+SD35_LARGE = {"name": "sd3.5_large.safetensors",
+              "url": "https://huggingface.co/stabilityai/stable-diffusion-3.5-large/resolve/main/sd3.5_large.safetensors",
+              "directory": "checkpoints"}
+CLIP_G = {"name": "clip_g.safetensors",
+          "url": "https://huggingface.co/Comfy-Org/stable-diffusion-3.5-fp8/resolve/main/text_encoders/clip_g.safetensors",
+          "directory": "text_encoders"}
 
 # -- example input images --------------------------------------------------------------------
 
@@ -483,6 +489,42 @@ def workflows() -> list[Workflow]:
          ("select", "SAMPLER", "sampler", "sampler"), ("scheduler", "SIGMAS", "sampler", "sigmas"),
          ("latent", "LATENT", "sampler", "latent_image"), ("sampler", "output", "decode", "samples"),
          ("vae", "VAE", "decode", "vae"), ("decode", "IMAGE", "save", "images")]))
+
+    # SD3.5 large: ComfyUI's SD3 example layout (text encoders beside the checkpoint, the negative
+    # prompt only for the first 10% of the steps, a zeroed one after)
+    made.append(Workflow(
+        "txt2img_sd35.json", "Text to image (SD3.5 large)",
+        "Text to image (SD3.5 large)\n"
+        "Makes a 1024x1024 image from a prompt in 28 steps with Stable Diffusion 3.5 large.\n"
+        "Models: sd3.5_large.safetensors in models/checkpoints (a gated download: accept its licence on Hugging "
+        "Face first); clip_l.safetensors, clip_g.safetensors and t5xxl_fp16.safetensors in models/text_encoders "
+        "(the checkpoint holds no text encoders). SD3.5 medium and large turbo load the same way (turbo: 4 steps, "
+        "cfg 1).\n"
+        "The negative prompt steers only the first 10% of the steps; after that a zeroed one is used, as in "
+        "ComfyUI's SD3 examples. ModelSamplingSD3's shift 3 is the model's default.",
+        [[checkpoint(SD35_LARGE),
+          Node("clip", "TripleCLIPLoader", {"clip_name1": CLIP_L["name"], "clip_name2": CLIP_G["name"],
+                                            "clip_name3": T5XXL["name"]}, width=315, models=[CLIP_L, CLIP_G, T5XXL])],
+         [Node("shift", "ModelSamplingSD3", {"shift": 3.0}, width=315),
+          *prompts("a lighthouse on a cliff at sunset, waves crashing below, dramatic clouds, oil painting",
+                   "blurry, low quality, watermark"),
+          Node("latent", "EmptySD3LatentImage", {"width": 1024, "height": 1024, "batch_size": 1})],
+         [Node("zero", "ConditioningZeroOut", width=230),
+          Node("early", "ConditioningSetTimestepRange", {"start": 0.0, "end": 0.1}, title="Negative: first 10%",
+               width=315)],
+         [Node("late", "ConditioningSetTimestepRange", {"start": 0.1, "end": 1.0}, title="Zeroed: the rest",
+               width=315)],
+         [Node("combine", "ConditioningCombine", width=230)],
+         [sampler(steps=28, cfg=4.5, sampler_name="euler", scheduler="sgm_uniform")],
+         [Node("decode", "VAEDecode", width=230)],
+         [Node("save", "SaveImage", {"filename_prefix": "txt2img_sd35"}, width=400, extra_height=150)]],
+        [("ckpt", "MODEL", "shift", "model"), ("clip", "CLIP", "positive", "clip"), ("clip", "CLIP", "negative", "clip"),
+         ("negative", "CONDITIONING", "zero", "conditioning"), ("negative", "CONDITIONING", "early", "conditioning"),
+         ("zero", "CONDITIONING", "late", "conditioning"), ("early", "CONDITIONING", "combine", "conditioning_1"),
+         ("late", "CONDITIONING", "combine", "conditioning_2"), ("shift", "MODEL", "sampler", "model"),
+         ("positive", "CONDITIONING", "sampler", "positive"), ("combine", "CONDITIONING", "sampler", "negative"),
+         ("latent", "LATENT", "sampler", "latent_image"), ("sampler", "LATENT", "decode", "samples"),
+         ("ckpt", "VAE", "decode", "vae"), ("decode", "IMAGE", "save", "images")]))
 
     return made
 

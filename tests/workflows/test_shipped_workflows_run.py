@@ -24,8 +24,8 @@ from engine.validation import validate_prompt
 from engine.workflow_format import schemas_from_object_info, ui_to_api
 
 from .conftest import INPUTS, Host, Run, load_workflow
-from .generate import (CANNY, CLIP_L, CLIP_L14, ESRGAN, FLUX_AE, FLUX_DEV, FLUX_SCHNELL, LCM_LORA, PATTERN,
-                       SCENE, SCENE_INPAINT, SD15, SD15_INPAINT, SDXL, T5XXL)
+from .generate import (CANNY, CLIP_G, CLIP_L, CLIP_L14, ESRGAN, FLUX_AE, FLUX_DEV, FLUX_SCHNELL, LCM_LORA,
+                       PATTERN, SCENE, SCENE_INPAINT, SD15, SD15_INPAINT, SD35_LARGE, SDXL, T5XXL)
 from .ui import node, runnable_nodes, widget, with_widgets
 
 pytestmark = pytest.mark.slow
@@ -130,6 +130,22 @@ def test_txt2img_flux_dev_samples_through_the_guider_and_the_flux_guidance_chang
     first = host.run_workflow(with_widgets(workflow, schema, small))
     assert sizes(saved(first, workflow)) == [(64, 64)]
     other = host.run_workflow(with_widgets(workflow, schema, {**small, "FluxGuidance": {"guidance": 8.0}}))
+    assert np.abs(pixels(saved(first, workflow)[0]) - pixels(saved(other, workflow)[0])).max() > 0
+
+
+@runs("txt2img_sd35.json")
+def test_txt2img_sd35_makes_one_image_and_its_early_negative_prompt_changes_it(host):
+    sd3 = host.models.sd3()
+    host.install_model("checkpoints", sd3.files["checkpoint_bare"], SD35_LARGE["name"])
+    for role, model in (("clip_l", CLIP_L), ("clip_g", CLIP_G), ("t5", T5XXL)):
+        host.install_model("text_encoders", sd3.files[role], model["name"])
+    workflow = converted(host, "txt2img_sd35.json")
+    schema = host.registry.schema
+    assert widget(workflow, schema, "ModelSamplingSD3", "shift") == 3.0
+    small = {"EmptySD3LatentImage": {"width": 64, "height": 48}, "KSampler": {"steps": 4}}
+    first = host.run_workflow(with_widgets(workflow, schema, small))
+    assert sizes(saved(first, workflow)) == [(64, 48)]
+    other = host.run_workflow(with_widgets(workflow, schema, {**small, "Negative prompt": {"text": "a castle"}}))
     assert np.abs(pixels(saved(first, workflow)[0]) - pixels(saved(other, workflow)[0])).max() > 0
 
 

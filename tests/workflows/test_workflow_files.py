@@ -43,7 +43,8 @@ def test_every_shipped_workflow_has_an_end_to_end_test():
 def test_the_examples_the_issue_asks_for_are_shipped():
     assert {"txt2img_sd15.json", "txt2img_sdxl.json", "img2img.json", "inpainting.json", "hires_fix.json",
             "lora.json", "controlnet_canny.json", "area_composition.json", "upscale_with_model.json",
-            "batch8_best2_clip.json", "image_only.json"} <= set(FILES)
+            "batch8_best2_clip.json", "image_only.json", "txt2img_flux_schnell.json", "txt2img_flux_dev.json",
+            "txt2img_sd35.json"} <= set(FILES)
 
 
 @pytest.mark.parametrize("name", FILES)
