@@ -15,14 +15,16 @@ from pathlib import Path
 
 
 def is_sd3_checkpoint(path: str | Path) -> bool:
-    """Whether a checkpoint file holds an SD3 transformer under ComfyUI's prefix (header only)."""
+    """Whether a checkpoint file holds an SD3 transformer (header only); a transformer-only file
+    counts too, so that it gets an error naming the loaders to use instead."""
     from .sd3_files import COMFY_PREFIX
     from .weights_file import SafetensorsFile
 
     path = Path(path)
     if path.suffix.lower() != ".safetensors" or not path.is_file():
         return False
-    return COMFY_PREFIX + "joint_blocks.0.x_block.attn.qkv.weight" in SafetensorsFile(path).shapes()
+    shapes = SafetensorsFile(path).shapes()
+    return any(prefix + "joint_blocks.0.x_block.attn.qkv.weight" in shapes for prefix in (COMFY_PREFIX, ""))
 
 
 def load_sd3_checkpoint(manager, path: str | Path):

@@ -331,6 +331,16 @@ def test_a_checkpoint_without_its_vae_is_refused_naming_the_loaders(tmp_path, ti
         load_sd3_checkpoint(manager, path)
 
 
+def test_a_transformer_only_file_in_load_checkpoint_names_the_loaders_to_use(sd3_env, tiny_sd3):
+    from diffusion.errors import ModelLoadError
+    from diffusion.sd3_checkpoint import is_sd3_checkpoint, load_sd3_checkpoint
+
+    path = tiny_sd3.files["sd35_medium"]
+    assert is_sd3_checkpoint(path)
+    with pytest.raises(ModelLoadError, match="sd35_medium.safetensors holds an SD3 transformer without its VAE"):
+        load_sd3_checkpoint(sd3_env.models, path)
+
+
 # -- through the engine, with ComfyUI's node names ---------------------------------------------------
 
 def test_checkpoint_loader_triple_clip_loader_and_ksampler_make_an_sd35_image(sd3_env):
