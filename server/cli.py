@@ -131,8 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:  # bare `loom`: what it can do
         parser().print_help()
         return 0
+    handlers = None
+    if args.command == "serve":  # two lines per prompt under load: written in batches
+        from .log_output import BatchedStreamHandler
+
+        handlers = [BatchedStreamHandler()]
     logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+                        format="%(levelname)s %(name)s: %(message)s", handlers=handlers)
     if args.command == "users":
         return run_users(args)
     if args.command == "models" and args.models_command == "list":
@@ -351,6 +356,8 @@ async def _serve(host, options: ServerOptions, started: float, make_dispatcher=N
     ]
     if server.recovery_note:
         lines.append(f"recovered: {server.recovery_note}")
+    for handler in logging.getLogger().handlers:  # start-up's log lines come before "ready"
+        handler.flush()
     if not is_loopback(options.listen) and not options.auth_token:
         print(WARNING.format(listen=options.listen), file=sys.stderr, flush=True)
     print("\n".join(lines), flush=True)
