@@ -185,6 +185,8 @@ class Hub:
         self._poll_handle: asyncio.TimerHandle | None = None
         self._status_dirty = False
         self._status_handle: asyncio.TimerHandle | None = None
+        #: The status timer is armed: it sends the latest status, so a change needs no wake-up.
+        self._status_armed = False
         self._last_status = float("-inf")
         self.status_source: Callable[[], dict[str, Any]] = lambda: {"exec_info": {"queue_remaining": 0}}
 
@@ -223,7 +225,10 @@ class Hub:
         most one status per ``STATUS_INTERVAL`` (the latest one always)."""
         with self._lock:
             self._status_dirty = True
-            if self._scheduled or self._polling:
+            # The worker changes the queue twice per prompt: waking the loop
+            # each time, only for it to wait for the timer, cost a system call
+            # and a GIL hand-over per change.
+            if self._scheduled or self._polling or self._status_armed:
                 return
             self._scheduled = True
         self._wake()
@@ -260,6 +265,8 @@ class Hub:
         wait = self._last_status + STATUS_INTERVAL - now
         if wait > 0:
             if self._status_handle is None:
+                with self._lock:
+                    self._status_armed = True
                 self._status_handle = self.loop.call_later(wait, self._status_timer)
             return
         with self._lock:
@@ -270,6 +277,8 @@ class Hub:
 
     def _status_timer(self) -> None:
         self._status_handle = None
+        with self._lock:
+            self._status_armed = False
         if self._status_dirty:
             self._maybe_send_status()
 
