@@ -20,7 +20,15 @@ from .weights_file import SafetensorsFile, load_state_dict
 
 
 class WeightSource:
-    """Tensors of one file: a safetensors file read lazily, or an in-memory dict."""
+    """Tensors of one file: a safetensors file read lazily, or an in-memory dict.
+
+    A ComfyUI "scaled fp8" file (``*_fp8_scaled.safetensors``: a ``scaled_fp8`` marker, and per
+    Linear layer an fp8 ``weight`` with a ``scale_weight`` it is multiplied by) is presented as
+    the plain weights it stands for: the scale keys are hidden and each scaled weight reads as
+    ``weight·scale`` in bf16 (ComfyUI multiplies the same way when it casts the weight).  So
+    every converter and loader sees an ordinary bf16 file; the weights take twice the memory
+    fp8 would.
+    """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -31,14 +39,20 @@ class WeightSource:
             self._dict: dict | None = None
         else:
             self._file, self._dict = None, load_state_dict(self.path)
+        self._scales = scale_keys(self._raw_shapes())
 
-    def shapes(self) -> dict[str, tuple[int, ...]]:
+    def _raw_shapes(self) -> dict[str, tuple[int, ...]]:
         if self._file is not None:
             return self._file.shapes()
         return {k: tuple(v.shape) for k, v in self._dict.items()}
 
-    def read(self, names: Iterable[str], dtype=None) -> dict[str, Any]:
-        names = list(names)
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        shapes = self._raw_shapes()
+        if not self._scales:
+            return shapes
+        return {k: v for k, v in shapes.items() if not is_scale_key(k)}
+
+    def _read_raw(self, names: list[str], dtype=None) -> dict[str, Any]:
         if self._file is not None:
             return dict(self._file.read(names, dtype=dtype))
         out = {}
@@ -47,8 +61,35 @@ class WeightSource:
             out[n] = t.to(dtype) if dtype is not None and t.is_floating_point() else t
         return out
 
+    def read(self, names: Iterable[str], dtype=None) -> dict[str, Any]:
+        names = list(names)
+        scaled = [n for n in names if n in self._scales]
+        if not scaled:
+            return self._read_raw(names, dtype)
+        import torch
+
+        out = self._read_raw([n for n in names if n not in self._scales], dtype)
+        raw = self._read_raw(scaled + [self._scales[n] for n in scaled])
+        for name in scaled:
+            weight = raw.pop(name).float() * raw.pop(self._scales[name]).float()
+            out[name] = weight.to(dtype or torch.bfloat16)
+        return out
+
     def read_prefix(self, prefix: str, dtype=None) -> dict[str, Any]:
         return self.read([k for k in self.shapes() if k.startswith(prefix)], dtype)
+
+
+def is_scale_key(name: str) -> bool:
+    """The keys of ComfyUI's scaled fp8 format beside the weights (marker, weight and input scales)."""
+    return name.endswith(("scaled_fp8", ".scale_weight", ".scale_input"))
+
+
+def scale_keys(shapes: Mapping[str, Any]) -> dict[str, str]:
+    """weight name → its ``scale_weight`` name, for a scaled fp8 file (empty for any other)."""
+    if not any(k.endswith("scaled_fp8") for k in shapes):
+        return {}
+    return {k[: -len(".scale_weight")] + ".weight": k for k in shapes
+            if k.endswith(".scale_weight") and k[: -len(".scale_weight")] + ".weight" in shapes}
 
 
 def _assign(model, state_dict: Mapping[str, Any], what: str, ignore: Callable[[str], bool] = lambda k: False):
