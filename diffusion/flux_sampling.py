@@ -254,52 +254,64 @@ class FlowDenoiser:
         """Keep the unmasked part at ``original`` (ComfyUI's KSamplerX0Inpaint, flow noising)."""
         self.mask, self.original, self.noise = mask, original, noise
 
-    def velocity(self, rows: list[FlowCond], x, sigma: float):
+    def _mix(self, rows: list[FlowCond], velocities: dict, x):
         """Strength-weighted mean of the active rows' velocities (ComfyUI's cond averaging)."""
         import torch
 
-        active = [r for r in rows if r.active_at(sigma)] or rows[:0]
-        if not active:
-            return torch.zeros_like(x)
         total, weight = None, 0.0
-        for row in active:
-            v = self._predict(row, x, sigma) * row.strength
-            total = v if total is None else total + v
-            weight += row.strength
-        return total / max(weight, 1e-37)
+        for row in rows:
+            if id(row) in velocities:
+                v = velocities[id(row)] * row.strength
+                total = v if total is None else total + v
+                weight += row.strength
+        return torch.zeros_like(x) if total is None else total / max(weight, 1e-37)
 
-    def _predict(self, row: FlowCond, x, sigma: float):
-        """The transformer's velocity for ``x``, padded circularly to the 2×2 patch grid and
-        cropped back (ComfyUI's pad_to_patch_size)."""
+    def _velocities(self, rows: list[FlowCond], x, sigma: float) -> dict:
+        """id(row) → velocity for every row active at σ.  Rows whose texts have the same number
+        of tokens run as one batch (as ComfyUI batches cond and uncond): one transformer call
+        per step instead of one per prompt."""
+        groups: dict[tuple, list[FlowCond]] = {}
+        for row in rows:
+            if row.active_at(sigma):
+                groups.setdefault((tuple(row.context.shape[1:]), row.concat is None), []).append(row)
+        out = {}
+        for group in groups.values():
+            for row, v in zip(group, self._predict(group, x, sigma)):
+                out[id(row)] = v
+        return out
+
+    def _predict(self, rows: list[FlowCond], x, sigma: float):
+        """The transformer's velocity for ``x`` under each row, in one batch; ``x`` is padded
+        circularly to the 2×2 patch grid and cropped back (ComfyUI's pad_to_patch_size)."""
         import torch
         import torch.nn.functional as F
 
         b, _, h, w = x.shape
         ph, pw = h % 2, w % 2
-        xin = x if row.concat is None else torch.cat([x, row.concat.to(x)], dim=1)
+        xin = torch.cat([x if r.concat is None else torch.cat([x, r.concat.to(x)], dim=1) for r in rows])
         xin = F.pad(xin, (0, pw, 0, ph), mode="circular") if (ph or pw) else xin
         dt, dev = self.dtype, self.device
-        context = row.context.to(dev, dt).expand(b, -1, -1)
-        t = torch.full((b,), self.table.timestep(sigma), device=dev, dtype=dt)
+        context = torch.cat([r.context.to(dev, dt).expand(b, -1, -1) for r in rows])
+        pooled = torch.cat([r.pooled.to(dev, dt).expand(b, -1) for r in rows])
+        guidance = torch.tensor([r.guidance for r in rows for _ in range(b)], device=dev, dtype=dt)
+        t = torch.full((b * len(rows),), self.table.timestep(sigma), device=dev, dtype=dt)
         with torch.inference_mode():
-            out = self._call(row, xin.to(dev, dt), context, row.pooled.to(dev, dt).expand(b, -1), t)
-        return out.float()[:, :, :h, :w].to(x.device)
+            out = self._call(xin.to(dev, dt), context, pooled, t, guidance)
+        return out.float()[:, :, :h, :w].to(x.device).chunk(len(rows))
 
-    def _call_flux(self, row: FlowCond, x, context, pooled, t):
+    def _call_flux(self, x, context, pooled, t, guidance):
         """FLUX.1: the latent as packed 2×2 patches with (0, row, column) position ids."""
         import torch
 
         _, _, hp, wp = x.shape
-        kwargs = {}
-        if self.model.guidance_embed:
-            kwargs["guidance"] = torch.full_like(t, row.guidance)
+        kwargs = {"guidance": guidance} if self.model.guidance_embed else {}
         out = self.transformer(hidden_states=pack(x), encoder_hidden_states=context, pooled_projections=pooled,
                                timestep=t, img_ids=image_ids(hp // 2, wp // 2, x.device, x.dtype),
                                txt_ids=torch.zeros(context.shape[1], 3, device=x.device, dtype=x.dtype),
                                return_dict=False, **kwargs)[0]
         return unpack(out, hp, wp)
 
-    def _call_sd3(self, row: FlowCond, x, context, pooled, t):
+    def _call_sd3(self, x, context, pooled, t, guidance):
         """SD3: the MMDiT patches the latent itself (learned position table, centre-cropped)."""
         return self.transformer(hidden_states=x, encoder_hidden_states=context, pooled_projections=pooled,
                                 timestep=t, return_dict=False)[0]
@@ -308,12 +320,11 @@ class FlowDenoiser:
         if self.mask is not None:
             keep = self.noise * sigma + self.original * (1.0 - sigma)
             x = x * self.mask + keep * (1 - self.mask)
-        cond = self.velocity(self.positive, x, sigma)
-        if self.negative is None:
-            v = cond
-        else:
-            uncond = self.velocity(self.negative, x, sigma)
-            v = uncond + self.cfg * (cond - uncond)
+        velocities = self._velocities(self.positive + (self.negative or []), x, sigma)
+        v = self._mix(self.positive, velocities, x)
+        if self.negative is not None:
+            uncond = self._mix(self.negative, velocities, x)
+            v = uncond + self.cfg * (v - uncond)
         out = x - v * sigma
         return out if self.mask is None else out * self.mask + self.original * (1 - self.mask)
 
