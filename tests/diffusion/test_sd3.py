@@ -52,6 +52,34 @@ def test_detection_reads_variant_and_sizes_from_the_header(tiny_sd3, variant, na
     assert (cfg["qk_norm"], cfg["dual_attention_layers"]) == (qk_norm, dual)
 
 
+def test_a_full_size_sd35_large_layout_has_stabilitys_shapes_and_is_detected_as_such():
+    """At real width (meta tensors, 2 of the 38 blocks): the names and shapes Stability's
+    sd3.5_large.safetensors has, and the config read back from them."""
+    import torch
+    from diffusers import SD3Transformer2DModel
+
+    from diffusion.sd3_files import sd3_architecture
+    from tests.fixtures.tiny_sd3 import diffusers_to_mmdit
+
+    with torch.device("meta"):
+        full = SD3Transformer2DModel(num_layers=2, attention_head_dim=64, num_attention_heads=38,
+                                     joint_attention_dim=4096, caption_projection_dim=2432, pooled_projection_dim=2048,
+                                     pos_embed_max_size=192, qk_norm="rms_norm")
+    shapes = _shapes(diffusers_to_mmdit(full.state_dict(), 2, prefix="model.diffusion_model."))
+    expected = {"pos_embed": (1, 36864, 2432), "x_embedder.proj.weight": (2432, 16, 2, 2),
+                "context_embedder.weight": (2432, 4096), "y_embedder.mlp.0.weight": (2432, 2048),
+                "t_embedder.mlp.0.weight": (2432, 256), "final_layer.linear.weight": (64, 2432),
+                "final_layer.adaLN_modulation.1.weight": (4864, 2432),
+                "joint_blocks.0.x_block.attn.qkv.weight": (7296, 2432), "joint_blocks.0.x_block.attn.ln_q.weight": (64,),
+                "joint_blocks.0.x_block.adaLN_modulation.1.weight": (14592, 2432),
+                "joint_blocks.1.context_block.adaLN_modulation.1.weight": (4864, 2432),
+                "joint_blocks.0.x_block.mlp.fc1.weight": (9728, 2432)}
+    assert {k: shapes["model.diffusion_model." + k] for k in expected} == expected
+    assert "model.diffusion_model.joint_blocks.1.context_block.mlp.fc1.weight" not in shapes  # the last is pre-only
+    config = sd3_architecture(shapes).config
+    assert (config["num_attention_heads"], config["pos_embed_max_size"], config["caption_projection_dim"]) == (38, 192, 2432)
+
+
 def test_a_diffusers_layout_transformer_file_loads_too(tmp_path, tiny_sd3, manager):
     import torch
     from safetensors.torch import save_file
