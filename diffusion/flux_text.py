@@ -17,10 +17,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .errors import ModelLoadError
 from .models import ClipModel
+
+if TYPE_CHECKING:
+    from .prompt import Token
 
 T5_PREFIXES = ("", "t5xxl.transformer.", "text_encoders.t5xxl.transformer.")
 CLIP_L_PREFIXES = ("", "clip_l.transformer.", "text_encoders.clip_l.transformer.")
@@ -182,62 +185,85 @@ def load_dual_clip(manager, paths: Sequence[Path], clip_type: str, loader: str =
 
 # -- encoding ------------------------------------------------------------------------------------
 
-def _t5_tokens(text: str, min_length: int) -> list[tuple[int, float]]:
-    """(id, weight) per T5 token, word by word as ComfyUI's tokenizer, then </s> and padding."""
-    from .prompt import parse_weights
-    from .t5_tokenizer import EOS_ID, PAD_ID, word_ids
+def t5_words(text: str) -> list[list[Token]]:
+    """The prompt's words as T5 tokens with their prompt weights (word by word, as for CLIP)."""
+    from .prompt import Token, parse_weights
+    from .t5_tokenizer import word_ids
 
-    tokens: list[tuple[int, float]] = []
+    words = []
     for segment, weight in parse_weights(text):
         for word in segment.replace("\n", " ").split(" "):
             if word:
-                tokens += [(i, weight) for i in word_ids(word)]
-    tokens.append((EOS_ID, 1.0))
-    tokens += [(PAD_ID, 1.0)] * max(0, min_length - len(tokens))
-    return tokens
+                words.append([Token(i, weight) for i in word_ids(word)])
+    return [w for w in words if w]
+
+
+def t5_row(words: list[list[Token]], min_length: int) -> list[Token]:
+    """ComfyUI's T5 tokens: every word in one row, then ``</s>`` and ``<pad>`` up to ``min_length``."""
+    from .prompt import Token
+    from .t5_tokenizer import EOS_ID, PAD_ID
+
+    row = [t for word in words for t in word] + [Token(EOS_ID)]
+    return row + [Token(PAD_ID) for _ in range(min_length - len(row))]
+
+
+def encode_t5_rows(enc: T5Weights, manager, rows: list[list[Token]]):
+    """[1, T·n, D] float32 T5 features of n equally long rows of T5 tokens, with ComfyUI's prompt
+    weights (``(z − z_empty)·w + z_empty`` against ``</s>`` and padding); no rows at all encode
+    ``</s>`` alone, as ComfyUI's encoder does for an empty token list."""
+    import torch
+
+    from .prompt import Token
+    from .t5_tokenizer import EOS_ID, PAD_ID
+
+    rows = list(rows) or [[Token(EOS_ID)]]
+    model = manager.use(enc.model)
+    device = next(model.parameters()).device
+    weighted = any(t.weight != 1.0 for row in rows for t in row)
+    ids = [[t.id for t in row] for row in rows]
+    if weighted:
+        ids.append([EOS_ID] + [PAD_ID] * (len(rows[0]) - 1))
+    with torch.inference_mode():
+        hidden = model(input_ids=torch.tensor(ids, device=device)).last_hidden_state.float()
+    n = len(rows)
+    if weighted:
+        w = torch.tensor([[t.weight for t in row] for row in rows], device=hidden.device)[:, :, None]
+        hidden = (hidden[:n] - hidden[n:]) * w + hidden[n:]
+    return hidden.reshape(1, -1, hidden.shape[-1]).cpu()
 
 
 def encode_t5(enc: T5Weights, manager, text: str, min_length: int = 256):
     """[1, T, D] float32 T5 features for ``text``, with ComfyUI's prompt weights."""
-    import torch
-
-    from .t5_tokenizer import EOS_ID, PAD_ID
-
-    tokens = _t5_tokens(text, min_length)
-    model = manager.use(enc.model)
-    device = next(model.parameters()).device
-    weighted = any(w != 1.0 for _, w in tokens)
-    ids = [[t for t, _ in tokens]]
-    if weighted:
-        ids.append([EOS_ID] + [PAD_ID] * (len(tokens) - 1))
-    with torch.inference_mode():
-        hidden = model(input_ids=torch.tensor(ids, device=device)).last_hidden_state.float()
-    if weighted:
-        w = torch.tensor([w for _, w in tokens], device=hidden.device)[None, :, None]
-        hidden = (hidden[:1] - hidden[1:]) * w + hidden[1:]
-    return hidden.cpu()
+    return encode_t5_rows(enc, manager, [t5_row(t5_words(text), min_length)])
 
 
-def pooled_clip_l(enc, manager, text: str):
-    """[1, P] CLIP-L pooled output (unprojected) of the prompt's first 77 tokens."""
-    import torch
+def pooled_clip_l(enc, manager, rows: list[list[Token]]):
+    """[1, P] CLIP-L pooled output (unprojected) of the first 77-token row; no rows at all are
+    start and end tokens alone (ComfyUI's encoding of an empty token list)."""
+    from .text_encoding import run_text_model, start_end_row
 
-    from .text_encoding import tokenize
-
-    chunks = tokenize(text, "clip_l", enc.model.config.hidden_size, None)
-    model = manager.use(enc.model)
-    device = next(model.parameters()).device
-    ids = torch.tensor([[t.id if t.id is not None else 0 for t in chunks[0]]], device=device)
-    with torch.inference_mode():
-        out = model(input_ids=ids)
+    first = rows[0] if rows else start_end_row("clip_l")
+    out = run_text_model(manager.use(enc.model), [first])
     return out.pooler_output.float().cpu()
+
+
+def encode_flux_tokens(clip: ClipModel, rows: Mapping[str, list[list[Token]]]):
+    """(T5 features, CLIP-L pooled) of ComfyUI's Flux token rows ``{"l": [...], "t5xxl": [...]}``
+    (FluxClipModel.encode_token_weights: CLIP-L gives only its pooled output)."""
+    clip_l, t5 = clip.encoders
+    return encode_t5_rows(t5, clip.manager, rows["t5xxl"]), pooled_clip_l(clip_l, clip.manager, rows["l"])
 
 
 def encode_flux(clip: ClipModel, clip_l_text: str, t5_text: str | None = None,
                 extra: dict | None = None) -> list:
     """CONDITIONING for FLUX.1 (CLIPTextEncode: the same text for both; CLIPTextEncodeFlux: two)."""
-    clip_l, t5 = clip.encoders
-    features = encode_t5(t5, clip.manager, clip_l_text if t5_text is None else t5_text)
-    meta: dict[str, Any] = {"pooled_output": pooled_clip_l(clip_l, clip.manager, clip_l_text)}
+    from .t5_tokenizer import FLUX_MIN_LENGTH
+    from .text_encoding import tokenize
+
+    width = clip.encoders[0].model.config.hidden_size
+    rows = {"l": tokenize(clip_l_text, "clip_l", width, None),
+            "t5xxl": [t5_row(t5_words(clip_l_text if t5_text is None else t5_text), FLUX_MIN_LENGTH)]}
+    features, pooled = encode_flux_tokens(clip, rows)
+    meta: dict[str, Any] = {"pooled_output": pooled}
     meta.update(extra or {})
     return [[features, meta]]

@@ -242,24 +242,22 @@ def _check_stable_diffusion_file(path: Path, loader: str) -> None:
 
 # -- encoding ------------------------------------------------------------------------------------
 
-def _clip_chunks(text: str, kind: str, width: int, library, drop_empty: bool) -> list:
-    from .text_encoding import tokenize
-
-    if drop_empty and text == "":
-        return []
-    return tokenize(text, kind, width, library)
-
-
 def _empty_chunk(kind: str) -> list:
-    from .prompt import chunk
-    from .text_encoding import _pad_id
-    from .tokenizer import BOS_ID, EOS_ID
+    from .text_encoding import clip_chunks
 
-    return chunk([], BOS_ID, EOS_ID, _pad_id(kind))[0]
+    return clip_chunks([], kind)[0]
 
 
-def _clip_features(clip: ClipModel, index: Mapping[str, int], l_chunks: list, g_chunks: list, size: Widths):
-    """(CLIP features [1, 77·n, target], pooled [1, L+G]) as SD3ClipModel joins them."""
+def _rows_or_start_end(rows: list, kind: str) -> list:
+    """ComfyUI encodes an empty token list as the start and end tokens alone (two positions)."""
+    from .text_encoding import start_end_row
+
+    return rows if rows else [start_end_row(kind)]
+
+
+def _clip_features(clip: ClipModel, index: Mapping[str, int], l_rows: list, g_rows: list, size: Widths):
+    """(CLIP features [1, T, target], pooled [1, L+G]) as SD3ClipModel joins them: side by side, cut
+    to the shorter one's length, zero-padded to the target width."""
     import torch
     import torch.nn.functional as F
 
@@ -267,10 +265,10 @@ def _clip_features(clip: ClipModel, index: Mapping[str, int], l_chunks: list, g_
 
     lg, l_pooled = None, torch.zeros(1, size.l_pooled)
     if "clip_l" in index:
-        lg, l_pooled = _encode_chunks(clip, index["clip_l"], l_chunks)
+        lg, l_pooled = _encode_chunks(clip, index["clip_l"], _rows_or_start_end(l_rows, "clip_l"))
     g_pooled = torch.zeros(1, size.g_pooled)
     if "clip_g" in index:
-        g_out, g_pooled = _encode_chunks(clip, index["clip_g"], g_chunks)
+        g_out, g_pooled = _encode_chunks(clip, index["clip_g"], _rows_or_start_end(g_rows, "clip_g"))
         if lg is None:
             lg = F.pad(g_out, (size.l, 0))
         else:
@@ -281,6 +279,37 @@ def _clip_features(clip: ClipModel, index: Mapping[str, int], l_chunks: list, g_
     return lg, torch.cat([l_pooled, g_pooled], dim=-1)
 
 
+def _require_encoders(clip: ClipModel) -> None:
+    if not clip.encoders:
+        raise PromptError(f"{clip.source or 'this checkpoint'} holds no text encoders: load SD3's with "
+                          f"TripleCLIPLoader (clip_l, clip_g, t5xxl), DualCLIPLoader or CLIPLoader with type sd3")
+
+
+def encode_sd3_tokens(clip: ClipModel, rows: Mapping[str, list]):
+    """(features, pooled) of ComfyUI's SD3 token rows ``{"l": [...], "g": [...], "t5xxl": [...]}``
+    (SD3ClipModel.encode_token_weights): the CLIP part only when "l" or "g" has rows, an encoder's
+    empty list encoded as its start and end tokens alone (T5's as ``</s>`` alone), the rows of an
+    encoder the CLIP does not hold ignored."""
+    import torch
+
+    from .flux_text import encode_t5_rows
+
+    _require_encoders(clip)
+    index = {enc.kind: i for i, enc in enumerate(clip.encoders)}
+    size = widths(clip.encoders, clip.source or "this CLIP")
+    features, pooled = None, None
+    if rows.get("l") or rows.get("g"):
+        features, pooled = _clip_features(clip, index, rows.get("l") or [], rows.get("g") or [], size)
+    if "t5" in index:
+        t5_out = encode_t5_rows(clip.encoders[index["t5"]], clip.manager, rows["t5xxl"])
+        features = t5_out if features is None else torch.cat([features, t5_out], dim=-2)
+    if features is None:
+        features = torch.zeros(1, 77, size.target)
+    if pooled is None:
+        pooled = torch.zeros(1, size.l_pooled + size.g_pooled)
+    return features, pooled
+
+
 def encode_sd3(clip: ClipModel, clip_l: str, clip_g: str, t5xxl: str, empty_padding: str = "none",
                embedding_dirs: Sequence[Path] | None = None, extra: dict | None = None) -> list:
     """CONDITIONING ``[[features, {"pooled_output": pooled, **extra}]]`` for an SD3 CLIP
@@ -288,41 +317,28 @@ def encode_sd3(clip: ClipModel, clip_l: str, clip_g: str, t5xxl: str, empty_padd
 
     ``empty_padding`` "none": an empty text gives its encoder no tokens at all (a CLIP is then
     left out as if not loaded, T5 encodes ``</s>`` alone); "empty_prompt": it is encoded as
-    an empty prompt.  CLIP-L and CLIP-G are padded to the same number of 77-token chunks."""
-    import torch
-
-    from .flux_text import encode_t5
-    from .text_encoding import EmbeddingLibrary
+    an empty prompt.  CLIP-L and CLIP-G are padded to the same number of 77-token chunks
+    (ComfyUI's node does so before it encodes the tokens)."""
+    from .flux_text import t5_row, t5_words
+    from .text_encoding import EmbeddingLibrary, tokenize
 
     if clip.family != "sd3":
         raise PromptError(f"CLIPTextEncodeSD3 needs an SD3 CLIP (TripleCLIPLoader, DualCLIPLoader or CLIPLoader "
                           f"with type sd3, or an SD3 checkpoint); this is a {clip.family} CLIP")
-    if not clip.encoders:
-        raise PromptError(f"{clip.source or 'this checkpoint'} holds no text encoders: load SD3's with "
-                          f"TripleCLIPLoader (clip_l, clip_g, t5xxl), DualCLIPLoader or CLIPLoader with type sd3")
+    _require_encoders(clip)
     if empty_padding not in EMPTY_PADDING:
         raise PromptError(f"empty_padding must be one of {', '.join(EMPTY_PADDING)}, not {empty_padding!r}")
     drop = empty_padding == "none"
     index = {enc.kind: i for i, enc in enumerate(clip.encoders)}
     size = widths(clip.encoders, clip.source or "this CLIP")
     library = EmbeddingLibrary(embedding_dirs or [])
-    l_chunks = _clip_chunks(clip_l, "clip_l", size.l, library if "clip_l" in index else None, drop)
-    g_chunks = _clip_chunks(clip_g, "clip_g", size.g, library if "clip_g" in index else None, drop)
-    l_chunks += [_empty_chunk("clip_l") for _ in range(len(g_chunks) - len(l_chunks))]
-    g_chunks += [_empty_chunk("clip_g") for _ in range(len(l_chunks) - len(g_chunks))]
 
-    features, pooled = None, None
-    if l_chunks or g_chunks:
-        features, pooled = _clip_features(clip, index, l_chunks, g_chunks, size)
-    if "t5" in index:
-        t5 = clip.encoders[index["t5"]]
-        if drop and t5xxl == "":  # no tokens: ComfyUI encodes the empty token list, </s> alone
-            t5_out = encode_t5(t5, clip.manager, "", min_length=1)
-        else:
-            t5_out = encode_t5(t5, clip.manager, t5xxl, min_length=T5_MIN_LENGTH)
-        features = t5_out if features is None else torch.cat([features, t5_out], dim=-2)
-    if features is None:
-        features = torch.zeros(1, 77, size.target)
-    if pooled is None:
-        pooled = torch.zeros(1, size.l_pooled + size.g_pooled)
+    def clip_rows(text: str, kind: str, width: int) -> list:
+        return [] if drop and text == "" else tokenize(text, kind, width, library if kind in index else None)
+
+    l_rows, g_rows = clip_rows(clip_l, "clip_l", size.l), clip_rows(clip_g, "clip_g", size.g)
+    l_rows += [_empty_chunk("clip_l") for _ in range(len(g_rows) - len(l_rows))]
+    g_rows += [_empty_chunk("clip_g") for _ in range(len(l_rows) - len(g_rows))]
+    t5_rows = [] if drop and t5xxl == "" else [t5_row(t5_words(t5xxl), T5_MIN_LENGTH)]
+    features, pooled = encode_sd3_tokens(clip, {"l": l_rows, "g": g_rows, "t5xxl": t5_rows})
     return [[features, {"pooled_output": pooled, **(extra or {})}]]

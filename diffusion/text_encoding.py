@@ -76,24 +76,33 @@ def _embedding_library(clip: ClipModel, embedding_dirs: Sequence[Path] | None) -
     return EmbeddingLibrary(embedding_dirs or [])
 
 
-def tokenize(text: str, kind: str, width: int, library: EmbeddingLibrary | None) -> list[list[Token]]:
-    """The prompt as 77-token chunks for one encoder."""
+def clip_words(text: str, kind: str, width: int, library: EmbeddingLibrary | None) -> list[list[Token]]:
+    """The prompt's words as CLIP tokens (embedding vectors for ``embedding:name``), unchunked."""
     lookup = (lambda name: library.vectors(name, width, kind)) if library is not None else None
-    words = words_to_tokens(parse_weights(text), _word_ids, lookup)
+    return words_to_tokens(parse_weights(text), _word_ids, lookup)
+
+
+def clip_chunks(words: list[list[Token]], kind: str) -> list[list[Token]]:
+    """Words packed into 77-token chunks with the encoder's start, end and padding tokens."""
     return chunk(words, BOS_ID, EOS_ID, _pad_id(kind))
 
 
-def _encode_chunks(clip: ClipModel, index: int, chunks: list[list[Token]]):
-    """(hidden [1, 77·n, D], pooled [1, P] or None) for one encoder."""
+def start_end_row(kind: str) -> list[Token]:
+    """The start and end tokens alone: what ComfyUI encodes for an encoder given no token rows."""
+    return clip_chunks([], kind)[0][:2]
+
+
+def tokenize(text: str, kind: str, width: int, library: EmbeddingLibrary | None) -> list[list[Token]]:
+    """The prompt as 77-token chunks for one encoder."""
+    return clip_chunks(clip_words(text, kind, width, library), kind)
+
+
+def run_text_model(model, batch: list[list[Token]], **kwargs):
+    """The transformers output of ``model`` for equally long rows of tokens; a position holding an
+    embedding vector gets that vector in place of its token embedding."""
     import torch
 
-    enc = clip.encoders[index]
-    model = clip.manager.use(enc.model)
     device = next(model.parameters()).device
-    weighted = any(t.weight != 1.0 for c in chunks for t in c)
-    batch = list(chunks)
-    if weighted:
-        batch.append(chunk([], BOS_ID, EOS_ID, _pad_id(enc.kind))[0])
     ids = torch.tensor([[t.id if t.id is not None else 0 for t in c] for c in batch], device=device)
     inject = [(i, j, t.embedding) for i, c in enumerate(batch) for j, t in enumerate(c) if t.embedding is not None]
     text_model = model.text_model if hasattr(model, "text_model") else model
@@ -108,10 +117,24 @@ def _encode_chunks(clip: ClipModel, index: int, chunks: list[list[Token]]):
         hook = text_model.embeddings.token_embedding.register_forward_hook(replace)
     try:
         with torch.inference_mode():
-            out = model(input_ids=ids, output_hidden_states=True)
+            return model(input_ids=ids, **kwargs)
     finally:
         if hook is not None:
             hook.remove()
+
+
+def _encode_chunks(clip: ClipModel, index: int, chunks: list[list[Token]]):
+    """(hidden [1, 77·n, D], pooled [1, P] or None) for one encoder."""
+    import torch
+
+    enc = clip.encoders[index]
+    model = clip.manager.use(enc.model)
+    weighted = any(t.weight != 1.0 for c in chunks for t in c)
+    batch = list(chunks)
+    if weighted:  # the empty prompt as long as the chunks (77, or shorter rows a custom node made)
+        batch.append(chunk([], BOS_ID, EOS_ID, _pad_id(enc.kind), length=len(chunks[0]))[0])
+    out = run_text_model(model, batch, output_hidden_states=True)
+    text_model = model.text_model if hasattr(model, "text_model") else model
     layer = clip.layer if clip.layer is not None else _DEFAULT_LAYER[clip.family]
     n_layers = len(out.hidden_states) - 1
     # stop_at_clip_layer counts from the file's last layer; -1 is the last.
