@@ -16,6 +16,7 @@ are never late and the order of lines is kept.  ``flush()`` (called by
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -29,18 +30,27 @@ class BatchedStreamHandler(logging.StreamHandler):
     def __init__(self, stream: TextIO | None = None, interval: float = INTERVAL):
         super().__init__(stream)
         self.interval = interval
-        self._pending: list[str] = []
+        # A deque: appends and pops are atomic, so a line is queued without
+        # taking a lock (the standard handler holds one around every emit, and
+        # the event loop waited on it while the worker held it).
+        self._pending: collections.deque[str] = collections.deque()
         self._due = threading.Event()
         self._writer: threading.Thread | None = None
 
+    def handle(self, record: logging.LogRecord) -> logging.LogRecord | bool:
+        result = self.filter(record)
+        if result:
+            self.emit(result if isinstance(result, logging.LogRecord) else record)
+        return result
+
     def emit(self, record: logging.LogRecord) -> None:
-        # Called with the handler's lock held (Handler.handle).
         try:
             self._pending.append(self.format(record) + self.terminator)
             if record.levelno >= logging.WARNING:
                 self.flush()
             elif not self._due.is_set():
-                self._start_writer()
+                if self._writer is None:
+                    self._start_writer()
                 self._due.set()
         except RecursionError:
             raise
@@ -48,18 +58,20 @@ class BatchedStreamHandler(logging.StreamHandler):
             self.handleError(record)
 
     def flush(self) -> None:
-        with self.lock:
-            if self._pending:
-                text = "".join(self._pending)
-                self._pending.clear()
-                self.stream.write(text)
+        with self.lock:  # one writer at a time, so lines keep their order
+            lines = []
+            while self._pending:
+                lines.append(self._pending.popleft())
+            if lines:
+                self.stream.write("".join(lines))
             if self.stream and hasattr(self.stream, "flush"):
                 self.stream.flush()
 
     def _start_writer(self) -> None:
-        if self._writer is None:
-            self._writer = threading.Thread(target=self._write_loop, name="loom-log", daemon=True)
-            self._writer.start()
+        with self.lock:
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write_loop, name="loom-log", daemon=True)
+                self._writer.start()
 
     def _write_loop(self) -> None:
         while True:

@@ -64,3 +64,27 @@ def test_flush_writes_what_is_still_waiting():
     log.info("got prompt")
     handler.flush()
     assert stream.getvalue() == f"INFO {log.name}: got prompt\n"
+
+
+def test_lines_logged_from_many_threads_at_once_are_all_written_each_thread_in_order():
+    import threading
+
+    stream = CountingStream()
+    handler = BatchedStreamHandler(stream, interval=0.001)
+    log = _logger(handler)
+
+    def chatter(thread: int) -> None:
+        for n in range(500):
+            log.info("thread %d line %d", thread, n)
+
+    threads = [threading.Thread(target=chatter, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    handler.flush()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2000
+    for thread in range(4):
+        mine = [line for line in lines if f"thread {thread} " in line]
+        assert mine == [f"INFO {log.name}: thread {thread} line {n}" for n in range(500)]
