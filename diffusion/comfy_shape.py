@@ -365,48 +365,22 @@ def model_options_copy(options: dict) -> dict:
 # -- CLIP ---------------------------------------------------------------------------------
 
 
-_ENCODER_KEYS = {"clip_l": "l", "openclip": "g"}
-
-
 class ClipShape:
-    """ComfyUI's ``CLIP`` methods on :class:`~diffusion.models.ClipModel`: tokens are
-    ``{"l"|"g": [[(token id or embedding vector, weight), ...77], ...]}``."""
+    """ComfyUI's ``CLIP`` methods on :class:`~diffusion.models.ClipModel`, for every family
+    (token dicts ``{"l"|"g"|"h"|"t5xxl": [[(token id or embedding vector, weight), ...], ...]}``:
+    :mod:`diffusion.clip_tokens`).  ``return_pooled="unprojected"`` / ``unprojected`` are
+    accepted and give the family's usual pooled output (CLIP-G's stays projected)."""
 
     def tokenize(self, text: str, return_word_ids: bool = False, **kwargs: Any) -> dict[str, list]:
-        from .text_encoding import tokenize
+        from .clip_tokens import tokenize
 
-        tokens: dict[str, list] = {}
-        for enc in self.encoders:
-            width = enc.model.config.hidden_size
-            chunks = tokenize(text, enc.kind, width, None)
-            key = _ENCODER_KEYS.get(enc.kind, enc.kind)
-            tokens[key] = [[(t.embedding if t.id is None else t.id, t.weight) for t in c] for c in chunks]
-        return tokens
-
-    def _chunks(self, tokens: dict[str, list], index: int) -> list:
-        from .prompt import Token
-
-        enc = self.encoders[index]
-        rows = tokens.get(_ENCODER_KEYS.get(enc.kind, enc.kind))
-        if rows is None:
-            raise KeyError(f"tokens have no {_ENCODER_KEYS.get(enc.kind, enc.kind)!r} entry for this CLIP "
-                           f"(keys: {sorted(tokens)})")
-        return [[Token(v, float(w)) if isinstance(v, int) else Token(None, float(w), v) for v, w, *_ in c]
-                for c in rows]
+        return tokenize(self, text, return_word_ids)
 
     def encode_from_tokens(self, tokens: dict[str, list], return_pooled: bool | str = False,
                            return_dict: bool = False) -> Any:
-        import torch
+        from .clip_tokens import encode_tokens
 
-        from .text_encoding import _encode_chunks
-
-        hiddens, pooled = [], None
-        for i in range(len(self.encoders)):
-            hidden, p = _encode_chunks(self, i, self._chunks(tokens, i))
-            hiddens.append(hidden)
-            if p is not None:
-                pooled = p
-        cond = torch.cat(hiddens, dim=-1)
+        cond, pooled = encode_tokens(self, tokens)
         if return_dict:
             return {"cond": cond, "pooled_output": pooled}
         return (cond, pooled) if return_pooled else cond
