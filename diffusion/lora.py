@@ -1,7 +1,7 @@
 """LoRA: reading LoRA files and patching their weight changes into the shared model.
 
 Files: kohya/A1111 safetensors (``lora_unet_*``, ``lora_te_*``, SDXL's ``lora_te1_*`` /
-``lora_te2_*``; ``.lora_down`` / ``.lora_up`` / ``.alpha``, LoCon convolutions
+``lora_te2_*``, SD3's ``lora_te3_*``; ``.lora_down`` / ``.lora_up`` / ``.alpha``, LoCon convolutions
 included) and diffusers/PEFT files (``unet.* / text_encoder.* / text_encoder_2.*``
 with ``.lora_A`` / ``.lora_B``, or the older ``.lora.down`` / ``.lora.up``).  LyCORIS
 layer types in the same naming are read too: LoHa (``hada_*``), LoKr (``lokr_*``),
@@ -25,6 +25,7 @@ none for an unpatched handle calling the shared module directly.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ import torch
 
 from .errors import ModelLoadError
 from .lora_layers import LayerFormatError, LayerPatch, build_layer
+
+log = logging.getLogger(__name__)
 
 
 class LoraMismatch(ModelLoadError):
@@ -49,7 +52,7 @@ class LoraFile:
     """The layers of a LoRA file, keyed by (component, layer name).
 
     component: ``"unet"``, ``"te"`` (the only/first text encoder, kohya SD1/SD2),
-    ``"te1"`` / ``"te2"`` (SDXL's two encoders).  Layer names are either kohya's
+    ``"te1"`` / ``"te2"`` (SDXL's two encoders; FLUX.1's CLIP-L and T5), ``"te3"`` (SD3's T5).  Layer names are either kohya's
     flattened names (``down_blocks_0_..._to_q``) or dotted module paths (diffusers).
     """
 
@@ -65,6 +68,8 @@ class LoraFile:
     def family_guess(self) -> str | None:
         """Which model family the LoRA was trained for, from its keys and widths."""
         comps = self.components()
+        if "te3" in comps:  # kohya's third text encoder: SD3's T5
+            return "SD3"
         if comps & {"te1", "te2"}:
             return "SDXL"
         for (comp, layer), lr in self.layers.items():
@@ -73,7 +78,8 @@ class LoraFile:
         return None
 
 
-_KOHYA_PREFIXES = (("lora_unet_", "unet"), ("lora_te1_", "te1"), ("lora_te2_", "te2"), ("lora_te_", "te"))
+_KOHYA_PREFIXES = (("lora_unet_", "unet"), ("lora_te1_", "te1"), ("lora_te2_", "te2"), ("lora_te3_", "te3"),
+                   ("lora_te_", "te"))
 _DIFFUSERS_PREFIXES = (("unet.", "unet"), ("text_encoder_2.", "te2"), ("text_encoder.", "te"),
                        ("transformer.", "unet"))
 # LyCORIS types Loom does not apply (a clear refusal rather than a silently ignored file)
@@ -345,9 +351,27 @@ def shared_module(module: torch.nn.Module) -> torch.nn.Module:
 # -- handles ------------------------------------------------------------------------------
 
 
-def _text_components(n_encoders: int) -> dict[int, tuple[str, ...]]:
-    # kohya SD1/SD2 files say "te"; SDXL files "te1"/"te2"; diffusers' "text_encoder." maps to "te".
-    return {0: ("te",)} if n_encoders == 1 else {0: ("te", "te1"), 1: ("te2",)}
+#: The text-encoder LoRA components each family's LoRAs use
+_TEXT_COMPONENTS = {"flux": {"te", "te1", "te2", "te3"}, "sd3": {"te", "te1", "te2", "te3"}}
+
+
+def _text_components(clip: Any) -> tuple[dict[int, tuple[str, ...]], set[str]]:
+    """(the LoRA components each encoder of ``clip`` takes, by index; every component the family's
+    LoRAs use).  SD1/SD2/SDXL go by position: kohya's "te" (SD1/SD2) or "te1"/"te2" (SDXL; diffusers'
+    ``text_encoder.`` reads as "te").  FLUX.1 and SD3 go by encoder kind, so an SD3 CLIP holding
+    only some of its encoders still gives each its own layers: "te1" CLIP-L, "te2" CLIP-G (FLUX.1:
+    the T5), "te3" the T5, and "te" the first CLIP — ComfyUI's model_lora_keys_clip for the full
+    sets (it numbers the rest by position, so that a CLIP-G + T5 CLIP took "te2" as the T5)."""
+    kinds = [enc.kind for enc in clip.encoders]
+    if clip.family == "flux":
+        by_kind = {"clip_l": ("te", "te1"), "t5": ("te2", "te3")}
+    elif clip.family == "sd3":
+        by_kind = {"clip_l": ("te", "te1"), "clip_g": ("te2",) if "clip_l" in kinds else ("te", "te2"),
+                   "t5": ("te3",)}
+    else:
+        by_index = {0: ("te",)} if len(kinds) == 1 else {0: ("te", "te1"), 1: ("te2",)}
+        return by_index, {comp for comps in by_index.values() for comp in comps}
+    return {i: by_kind.get(kind, ()) for i, kind in enumerate(kinds)}, _TEXT_COMPONENTS[clip.family]
 
 
 def with_unet_lora(model: Any, lora: LoraFile, strength: float) -> Any:
@@ -367,14 +391,17 @@ def with_clip_lora(clip: Any, lora: LoraFile, strength: float) -> Any:
     present = lora.components() - {"unet"}
     if not present:
         return clip
-    mapping = _text_components(len(clip.encoders))
-    known = {comp for comps in mapping.values() for comp in comps}
+    mapping, known = _text_components(clip)
     if present - known or (present == {"te"} and len(clip.encoders) == 2 and clip.family == "sdxl"):
         guess = lora.family_guess() or ("SD1.x/SD2.x" if present == {"te"} else "another model")
         raise LoraMismatch(f"LoRA '{lora.name}' looks like a {guess} LoRA and does not fit "
                            f"{_model_label(clip.source, clip.family)}: its text-encoder layers "
                            f"({', '.join(sorted(present))}) do not match the model's "
                            f"{len(clip.encoders)} text encoder(s)")
+    absent = present - {comp for comps in mapping.values() for comp in comps}
+    if absent:  # an SD3 CLIP without some of its encoders; ComfyUI leaves their layers out too
+        log.warning("LoRA '%s': the %s layers are left out: %s holds no encoder for them", lora.name,
+                    ", ".join(sorted(absent)), _model_label(clip.source, clip.family))
     encoders = list(clip.encoders)
     patches = list(clip.patches)
     for index, comps in mapping.items():
