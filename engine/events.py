@@ -11,6 +11,10 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Callable, ClassVar, Mapping
 
 
+#: Each event class's field names, in order.
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -22,7 +26,10 @@ class Event:
     def data(self) -> dict[str, Any]:
         # Shallow on purpose: events are built fresh for each message and a deep
         # copy of a 1,000-node cached list costs more than running the prompt.
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        names = _FIELD_NAMES.get(type(self))
+        if names is None:  # dataclasses.fields() walks every field each call: once per class
+            names = _FIELD_NAMES[type(self)] = tuple(f.name for f in fields(self))
+        return {name: getattr(self, name) for name in names}
 
     def message(self) -> dict[str, Any]:
         return {"type": self.type, "data": self.data()}

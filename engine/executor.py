@@ -17,7 +17,8 @@ import inspect
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from . import events as ev
 from .cache import CachedResult, ResultCache, make_cache

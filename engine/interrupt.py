@@ -7,26 +7,26 @@ cannot be handed a context (the model runtime's forward hook, loops inside
 
 from __future__ import annotations
 
-import threading
-
 from .node import Interrupted, current_context
 
 
 class InterruptFlag:
     """Thread-safe: the server sets it from the event loop, nodes read it in the
-    worker thread."""
+    worker thread.  Nobody waits on it, so it is a plain attribute (assigning
+    one is atomic) rather than a ``threading.Event``, whose condition and lock
+    cost more to make and clear than a trivial prompt's node does to run."""
 
     def __init__(self) -> None:
-        self._event = threading.Event()
+        self._set = False
 
     def set(self) -> None:
-        self._event.set()
+        self._set = True
 
     def clear(self) -> None:
-        self._event.clear()
+        self._set = False
 
     def is_set(self) -> bool:
-        return self._event.is_set()
+        return self._set
 
 
 def raise_if_interrupted() -> None:

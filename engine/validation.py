@@ -8,7 +8,8 @@ check is linear in the prompt's size.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from .awaiting import resolve
 from .node import ExecutionBlocker, NodeDefinition
