@@ -81,6 +81,7 @@ CREATE TABLE IF NOT EXISTS settings (
 """
 
 _MAX_BATCH = 512
+_INSERT_HISTORY = "INSERT INTO history(prompt_id, number, status, entry, completed_at) VALUES (?,?,?,?,?)"
 _STOP = object()
 
 #: Queued prompts keep Python's JSON (NaN stays NaN), so a prompt resumed
@@ -305,13 +306,16 @@ class Store:
         transaction, so concurrent POSTs of one id admit exactly one)."""
         prompt_id = item.prompt_id
         row = (prompt_id, item.number, item.seq, _dumps(item.prompt),
-               _dumps(item.extra_data), _dumps(item.outputs), time.time())
+               _dumps(item.extra_data), _dumps(item.outputs), time.time(), prompt_id)
 
         def op(c: sqlite3.Connection) -> None:
-            if c.execute("SELECT 1 FROM history WHERE prompt_id=?", (prompt_id,)).fetchone() is not None:
+            # One statement, not a look-up then an insert: the writer gives up
+            # the GIL for each one and, under load, waits to get it back.
+            inserted = c.execute("INSERT INTO queue(prompt_id, number, seq, prompt, extra_data, outputs, queued_at)"
+                                 " SELECT ?,?,?,?,?,?,? WHERE NOT EXISTS"
+                                 " (SELECT 1 FROM history WHERE prompt_id=?)", row).rowcount
+            if not inserted:
                 raise DuplicatePromptId(f"prompt id {prompt_id!r} is in history")
-            c.execute("INSERT INTO queue(prompt_id, number, seq, prompt, extra_data, outputs, queued_at)"
-                      " VALUES (?,?,?,?,?,?,?)", row)
 
         return self._submit(op)
 
@@ -369,9 +373,14 @@ class Store:
 
         def op(c: sqlite3.Connection) -> None:
             c.execute("DELETE FROM queue WHERE prompt_id=?", (item.prompt_id,))
-            c.execute("DELETE FROM history WHERE prompt_id=?", (item.prompt_id,))
-            c.execute("INSERT INTO history(prompt_id, number, status, entry, completed_at)"
-                      " VALUES (?,?,?,?,?)", record)
+            try:
+                c.execute(_INSERT_HISTORY, record)
+            except sqlite3.IntegrityError:
+                # Already in history (a prompt run again after a salvage): the
+                # new outcome replaces it.  A failed statement leaves the
+                # transaction open; the common case pays for one statement.
+                c.execute("DELETE FROM history WHERE prompt_id=?", (item.prompt_id,))
+                c.execute(_INSERT_HISTORY, record)
             if files:
                 c.executemany("INSERT INTO output_files VALUES (?,?,?,?,?,?)", files)
             if trim:

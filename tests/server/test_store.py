@@ -60,6 +60,28 @@ def test_completing_moves_a_prompt_from_queue_to_history(store):
     assert store.output_files("done").result(5) == [("1", "images", "x.png", "s", "output")]
 
 
+def test_an_id_in_history_cannot_be_queued_again(store):
+    item = _item("finished")
+    store.enqueue(item).result(5)
+    store.complete(HistoryEntry(item, {}, "success", True)).result(5)
+    with pytest.raises(sqlite3.IntegrityError, match="in history"):
+        store.enqueue(_item("finished", seq=1)).result(5)
+    assert store.load_queue() == []
+
+
+def test_completing_an_id_already_in_history_replaces_its_entry_and_files(store):
+    item = _item("again")
+    store.enqueue(item).result(5)
+    old = {"1": {"images": [{"filename": "old.png", "subfolder": "", "type": "output"}]}}
+    store.complete(HistoryEntry(item, old, "error", False)).result(5)
+    new = {"1": {"images": [{"filename": "new.png", "subfolder": "", "type": "output"}]}}
+    store.complete(HistoryEntry(item, new, "success", True)).result(5)
+    history = json.loads(store.history_json().result(5))
+    assert list(history) == ["again"]
+    assert history["again"]["status"]["status_str"] == "success"
+    assert store.output_files("again").result(5) == [("1", "images", "new.png", "", "output")]
+
+
 def test_history_keeps_the_newest_max_history_and_forgets_their_files(store):
     for n in range(5):
         item = _item(f"p{n}", n, n)
