@@ -315,6 +315,7 @@ def tune_garbage_collector() -> None:
     counting (the collector finds almost no cycles here), so this changes
     when cycles are found, not what is freed; freeing models still collects
     explicitly (``diffusion.memory``)."""
+    gc.collect()  # start-up's garbage goes now rather than being frozen with the rest
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
