@@ -104,16 +104,21 @@ def tiny_flux(tmp_path_factory):
     return build(tmp_path_factory.mktemp("tiny_flux"))
 
 
-@pytest.fixture
-def flux_env(env, tiny_flux):
-    """The test env with the tiny Flux files under the names ComfyUI's examples use."""
-    for role, path in tiny_flux.files.items():
+def link_models(env, files) -> Any:
+    """``env`` with each built model file linked into models/<its folder's name> under its own name."""
+    for path in files:
         folder = env.folders.models / path.parent.name
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / path.name
         if not target.exists():
             os.symlink(path, target)
     return env
+
+
+@pytest.fixture
+def flux_env(env, tiny_flux):
+    """The test env with the tiny Flux files under the names ComfyUI's examples use."""
+    return link_models(env, tiny_flux.files.values())
 
 
 @pytest.fixture(scope="session")
@@ -126,13 +131,7 @@ def tiny_sd3(tmp_path_factory):
 @pytest.fixture
 def sd3_env(env, tiny_sd3):
     """The test env with the tiny SD3 files under ComfyUI's folder and file names."""
-    for path in tiny_sd3.files.values():
-        folder = env.folders.models / path.parent.name
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / path.name
-        if not target.exists():
-            os.symlink(path, target)
-    return env
+    return link_models(env, tiny_sd3.files.values())
 
 
 @pytest.fixture(scope="session")
@@ -146,9 +145,4 @@ def sd3_text(tmp_path_factory):
 @pytest.fixture
 def sd3_text_env(env, sd3_text):
     """The test env with the tiny SD3 text encoders in models/text_encoders under ComfyUI's names."""
-    folder = env.folders.models / "text_encoders"
-    folder.mkdir(parents=True, exist_ok=True)
-    for path in sd3_text.files.values():
-        if not (folder / path.name).exists():
-            os.symlink(path, folder / path.name)
-    return env
+    return link_models(env, sd3_text.files.values())

@@ -27,7 +27,6 @@ def to_scaled_fp8(state: dict, prefix: str = "") -> dict:
 
 def dequantized(state: dict) -> dict:
     """What a scaled fp8 state stands for: ``weight·scale`` (in bf16), the rest as stored."""
-    import torch
 
     out = {}
     for key, tensor in state.items():
@@ -94,7 +93,7 @@ def test_a_scaled_fp8_t5_encodes_as_its_scaled_weights(tmp_path, tiny_flux, mana
     import torch
     from safetensors.torch import save_file
 
-    from diffusion.flux_text import encode_t5, load_text_encoder_file
+    from diffusion.flux_text import load_text_encoder_file
     from tests.fixtures.tiny_flux import t5_file_state, tiny_t5
 
     state = to_scaled_fp8(t5_file_state(tiny_flux.modules["t5"]))
