@@ -165,11 +165,11 @@ def read_weights(path: str | Path, dtype: torch.dtype | None = None) -> dict[str
 
 
 def load_lora(path: str | Path) -> LoraFile:
-    from .flux_lora import to_diffusers_names  # FLUX.1 LoRAs in BFL/kohya/XLabs names
+    from . import flux_lora, sd3_lora  # FLUX.1 (BFL/kohya/XLabs) and SD3 (MMDiT) layer names
 
     path = Path(path)
     try:
-        state = to_diffusers_names(read_weights(path))
+        state = sd3_lora.to_diffusers_names(flux_lora.to_diffusers_names(read_weights(path)))
     except ValueError as error:
         raise ModelLoadError(f"LoRA '{path.name}': {error}") from None
     return parse_lora(state, path.name)
