@@ -81,12 +81,39 @@ def _split_key(key: str) -> tuple[str, str] | None:
     return None
 
 
-def is_flux_lora(state: Mapping[str, Any]) -> bool:
-    for key in state:
+def group_by_layer(state: Mapping[str, Any], layer_of, what: str):
+    """(layer → its parts ``{"up", "down", "alpha"?}``, the keys of no such layer) when ``layer_of``
+    names any of ``state``'s LoRA layers, else None; a layer without its up or down weight is an
+    error naming it.  Shared by the FLUX.1 and SD3 renamers."""
+    layers: dict[str, dict[str, Any]] = {}
+    rest: dict[str, Any] = {}
+    for key, tensor in state.items():
         split = _split_key(key)
-        if split is not None and _bfl_layer(split[0]) is not None:
-            return True
-    return False
+        layer = None if split is None else layer_of(split[0])
+        if layer is None:
+            rest[key] = tensor  # text-encoder layers and anything else: the general reader decides
+        else:
+            layers.setdefault(layer, {})[split[1]] = tensor
+    if not layers:
+        return None
+    for layer, parts in layers.items():
+        missing = [part for part in ("up", "down") if part not in parts]
+        if missing:
+            raise ValueError(f"{what} LoRA layer {layer!r} lacks its {missing[0]} weight")
+    return layers, rest
+
+
+def kohya_parts(prefix: str, names: tuple[str, ...], parts: Mapping[str, Any], ups) -> dict[str, Any]:
+    """One fused layer's LoRA as kohya parts of each diffusers layer it stands for: the same
+    ``down`` and alpha, each its rows of ``up``."""
+    out: dict[str, Any] = {}
+    for name, up in zip(names, ups):
+        base = f"transformer.{prefix}{name}"
+        out[base + ".lora_down.weight"] = parts["down"]
+        out[base + ".lora_up.weight"] = up.contiguous()
+        if "alpha" in parts:
+            out[base + ".alpha"] = parts["alpha"]
+    return out
 
 
 def _targets(layer: str) -> tuple[str, tuple[str, ...]]:
@@ -118,28 +145,14 @@ def to_diffusers_names(state: Mapping[str, Any]) -> dict[str, Any]:
     FluxTransformer2DModel's; a LoRA that is not a BFL-named Flux LoRA comes back unchanged."""
     from .flux_files import swap_halves
 
-    if not is_flux_lora(state):
+    grouped = group_by_layer(state, _bfl_layer, "Flux")
+    if grouped is None:
         return dict(state)
-    layers: dict[str, dict[str, Any]] = {}
-    out: dict[str, Any] = {}
-    for key, tensor in state.items():
-        split = _split_key(key)
-        layer = None if split is None else _bfl_layer(split[0])
-        if layer is None:
-            out[key] = tensor  # text-encoder layers and anything else: the general reader decides
-            continue
-        layers.setdefault(layer, {})[split[1]] = tensor
+    layers, out = grouped
     for layer, parts in layers.items():
         prefix, names = _targets(layer)
-        up, down = parts.get("up"), parts.get("down")
-        if up is None or down is None:
-            raise ValueError(f"Flux LoRA layer {layer!r} lacks its {'up' if up is None else 'down'} weight")
+        up = parts["up"]
         if layer == "final_layer.adaLN_modulation.1":
             up = swap_halves(up)
-        for name, piece in zip(names, _pieces(up, names) if len(names) > 1 else (up,)):
-            base = f"transformer.{prefix}{name}"
-            out[base + ".lora_down.weight"] = down
-            out[base + ".lora_up.weight"] = piece.contiguous()
-            if "alpha" in parts:
-                out[base + ".alpha"] = parts["alpha"]
+        out.update(kohya_parts(prefix, names, parts, _pieces(up, names) if len(names) > 1 else (up,)))
     return out

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
-from .flux_lora import _split_key
+from .flux_lora import group_by_layer, kohya_parts
 
 _BLOCK = {
     "x_block.attn.qkv": ("attn.to_q", "attn.to_k", "attn.to_v"),
@@ -58,14 +58,6 @@ def _mmdit_layer(base: str) -> str | None:
     return base if base in _TOP else None
 
 
-def is_sd3_lora(state: Mapping[str, Any]) -> bool:
-    for key in state:
-        split = _split_key(key)
-        if split is not None and _mmdit_layer(split[0]) is not None:
-            return True
-    return False
-
-
 def _targets(layer: str) -> tuple[str, tuple[str, ...]]:
     if layer.startswith("joint_blocks."):
         _, index, name = layer.split(".", 2)
@@ -80,29 +72,14 @@ def to_diffusers_names(state: Mapping[str, Any]) -> dict[str, Any]:
 
     from .flux_files import swap_halves
 
-    if not is_sd3_lora(state):
+    grouped = group_by_layer(state, _mmdit_layer, "SD3")
+    if grouped is None:
         return dict(state)
-    layers: dict[str, dict[str, Any]] = {}
-    out: dict[str, Any] = {}
-    for key, tensor in state.items():
-        split = _split_key(key)
-        layer = None if split is None else _mmdit_layer(split[0])
-        if layer is None:
-            out[key] = tensor
-            continue
-        layers.setdefault(layer, {})[split[1]] = tensor
+    layers, out = grouped
     for layer, parts in layers.items():
-        up, down = parts.get("up"), parts.get("down")
-        if up is None or down is None:
-            raise ValueError(f"SD3 LoRA layer {layer!r} lacks its {'up' if up is None else 'down'} weight")
-        modulation = layer.endswith("adaLN_modulation.1")
-        if modulation and up.shape[0] == 2 * down.shape[1]:  # (shift, scale) only: the final layer, the last block
-            up = swap_halves(up)
+        up, down = parts["up"], parts["down"]
+        if layer.endswith("adaLN_modulation.1") and up.shape[0] == 2 * down.shape[1]:
+            up = swap_halves(up)  # (shift, scale) only: the final layer and the last block's context
         prefix, names = _targets(layer)
-        for name, piece in zip(names, torch.chunk(up, len(names), dim=0) if len(names) > 1 else (up,)):
-            base = f"transformer.{prefix}{name}"
-            out[base + ".lora_down.weight"] = down
-            out[base + ".lora_up.weight"] = piece.contiguous()
-            if "alpha" in parts:
-                out[base + ".alpha"] = parts["alpha"]
+        out.update(kohya_parts(prefix, names, parts, torch.chunk(up, len(names), dim=0) if len(names) > 1 else (up,)))
     return out
