@@ -18,6 +18,14 @@ class EditorDriver:
     def node_ids(self, type_: str | None = None) -> list[int]:
         return self.js("(t) => [...window.loom.editor.graph.nodes.values()].filter(n => !t || n.type === t).map(n => n.id)", type_)
 
+    def wait_for_nodes(self, type_: str, count: int, timeout: float = 5000) -> list[int]:
+        """The ids of ``type_`` nodes once there are ``count`` of them (a paste reads the clipboard
+        asynchronously, so its nodes appear a moment after the key press)."""
+        self.page.wait_for_function(
+            "([t, n]) => [...window.loom.editor.graph.nodes.values()].filter(x => x.type === t).length === n",
+            arg=[type_, count], timeout=timeout)
+        return self.node_ids(type_)
+
     def where(self, node_id, kind: str, key=None) -> tuple[float, float]:
         point = self.js("([id, kind, key]) => window.loom.editor.locate(id, kind, key)", [node_id, kind, key])
         assert point, f"node {node_id} has no {kind} {key!r} on screen"

@@ -213,11 +213,11 @@ def test_copy_and_paste_duplicates_nodes_and_shift_paste_keeps_input_links(ed, p
     page.keyboard.press("Control+c")
     page.mouse.move(500, 600)
     page.keyboard.press("Control+v")
-    assert len(ed.node_ids("ImageInvert")) == 2
+    assert len(ed.wait_for_nodes("ImageInvert", 2)) == 2
     assert len(ed.links()) == 2  # plain paste: no links from outside the copy
     page.mouse.move(700, 650)
     page.keyboard.press("Control+Shift+v")
-    newest = max(ed.node_ids("ImageInvert"))
+    newest = max(ed.wait_for_nodes("ImageInvert", 3))
     assert (1, 0, newest, 0) in ed.links()
 
 
