@@ -105,15 +105,9 @@ def fit_bilinear(samples, height: int, width: int):
     bilinearly to it (ComfyUI's ``common_upscale(..., "bilinear", "center")``)."""
     import torch.nn.functional as F
 
-    old_h, old_w = samples.shape[-2], samples.shape[-1]
-    old_aspect, new_aspect = old_w / old_h, width / height
-    x = y = 0
-    if old_aspect > new_aspect:
-        x = round((old_w - old_w * (new_aspect / old_aspect)) / 2)
-    elif old_aspect < new_aspect:
-        y = round((old_h - old_h * (old_aspect / new_aspect)) / 2)
-    cropped = samples[..., y:old_h - y, x:old_w - x]
-    return F.interpolate(cropped.float(), size=(height, width), mode="bilinear")
+    from .image_crop import center_crop
+
+    return F.interpolate(center_crop(samples, width, height).float(), size=(height, width), mode="bilinear")
 
 
 def resize_to_batch(tensor, batch: int):
